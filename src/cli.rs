@@ -1,0 +1,404 @@
+//! The command line: what `kiln --help` documents, parsed with clap.
+//!
+//! Only parsing lives here; `crate::run` wires each subcommand to the code
+//! that carries it out.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Build OCI container images from application source, with no Docker daemon
+/// and no root.
+///
+/// kiln detects your app's language the way Nixpacks does (and reads the same
+/// `nixpacks.toml`), fetches the Nix packages the plan needs straight from Nix
+/// binary caches, runs the build commands in a rootless sandbox, and packs one
+/// layer per package, so images are small, rebuilds are fast and the same
+/// input always gives the same digest.
+///
+/// Typical use:
+///
+///   kiln plan .                          show what kiln will do
+///
+///   kiln build . --name app              build ./ into app.oci.tar
+///
+///   kiln build . --push registry.example/app:1.0
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Say more about what kiln is doing (-v info, -vv debug, -vvv trace).
+    /// `RUST_LOG` overrides this when set.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print the result as JSON on stdout, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Where kiln keeps realized store paths, layer blobs and build caches.
+    /// Default: `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
+    #[arg(long, global = true, env = "KILN_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What kiln can do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the build plan for an app folder, as `nixpacks plan` does.
+    ///
+    /// The plan says which packages each phase needs, which commands it runs
+    /// and how the app starts. It is the same JSON Nixpacks prints, so
+    /// existing `nixpacks.toml` files and plans keep working.
+    Plan(PlanCommand),
+
+    /// Print the providers (languages) detected in an app folder.
+    Detect(DetectCommand),
+
+    /// Build an app folder into an OCI image.
+    ///
+    /// Plans the app, fetches its packages, runs its install and build
+    /// phases in a rootless sandbox and packs the result. With neither
+    /// `--output` nor `--push`, writes `<name>.oci.tar` in the current folder.
+    Build(Box<BuildCommand>),
+
+    /// Make an image straight from Nix packages, with no app and no build.
+    Pack(PackCommand),
+
+    /// Open a shell in the build sandbox of an app, with its packages on PATH.
+    Shell(ShellCommand),
+
+    /// Fetch Nix store paths and their closure from binary caches into
+    /// kiln's store.
+    Realize(RealizeCommand),
+
+    /// Resolve the plan's packages to store paths and write `kiln.lock`.
+    ///
+    /// A committed `kiln.lock` lets machines without Nix build the app.
+    Lock(LockCommand),
+
+    /// Inspect or prune kiln's cache.
+    Cache(CacheCommand),
+}
+
+/// Plan options shared by every subcommand that plans an app.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The app folder.
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Command for the install phase, replacing the provider's.
+    #[arg(short, long, value_name = "CMD")]
+    pub install_cmd: Option<String>,
+
+    /// Command for the build phase, replacing the provider's.
+    #[arg(short, long, value_name = "CMD")]
+    pub build_cmd: Option<String>,
+
+    /// Command that starts the app, replacing the provider's.
+    #[arg(short, long, value_name = "CMD")]
+    pub start_cmd: Option<String>,
+
+    /// Extra Nix packages for the setup phase (comma separated; repeat for more).
+    #[arg(short, long, value_name = "PKGS", value_delimiter = ',')]
+    pub pkgs: Vec<String>,
+
+    /// Extra apt packages, comma separated (needs a Debian or Ubuntu base image).
+    #[arg(short, long, value_name = "PKGS", value_delimiter = ',')]
+    pub apt: Vec<String>,
+
+    /// Extra Nix libraries, comma separated, added to LD_LIBRARY_PATH.
+    #[arg(long, value_name = "LIBS", value_delimiter = ',')]
+    pub libs: Vec<String>,
+
+    /// Environment for the build: `KEY=VALUE`, or `KEY` to take the value
+    /// from kiln's own environment. Repeat for more.
+    #[arg(short, long, value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// Config file to read instead of `nixpacks.toml` / `nixpacks.json`.
+    #[arg(short, long, env = "NIXPACKS_CONFIG_FILE", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// A JSON plan merged over the detected one.
+    #[arg(long, value_name = "JSON")]
+    pub json_plan: Option<String>,
+}
+
+/// `kiln plan`.
+#[derive(Debug, Args)]
+pub struct PlanCommand {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    /// Output format of the plan.
+    #[arg(short, long, value_enum, default_value_t = PlanFormat::Json)]
+    pub format: PlanFormat,
+}
+
+/// How `kiln plan` prints the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// Nixpacks' plan JSON.
+    Json,
+    /// The same plan as TOML, ready to paste into `nixpacks.toml`.
+    Toml,
+}
+
+/// `kiln detect`.
+#[derive(Debug, Args)]
+pub struct DetectCommand {
+    /// The app folder.
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Environment seen by detection: `KEY=VALUE` or `KEY`.
+    #[arg(short, long, value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+}
+
+/// Where Nix packages come from: shared by every subcommand that resolves or
+/// fetches them.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// A local nixpkgs folder to evaluate package names against, instead of
+    /// the plan's nixpkgs archive.
+    #[arg(long, env = "KILN_NIXPKGS", value_name = "DIR")]
+    pub nixpkgs: Option<PathBuf>,
+
+    /// Binary cache to fetch from, in order (`file://`, `http://`,
+    /// `https://`). Replaces the default public NixOS cache.
+    #[arg(
+        long,
+        env = "KILN_SUBSTITUTERS",
+        value_name = "URL",
+        value_delimiter = ' '
+    )]
+    pub substituter: Vec<String>,
+
+    /// Public key a narinfo must be signed with (`name:base64`).
+    #[arg(
+        long,
+        env = "KILN_TRUSTED_PUBLIC_KEYS",
+        value_name = "KEY",
+        value_delimiter = ' '
+    )]
+    pub trusted_public_key: Vec<String>,
+
+    /// How many downloads run at once.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub jobs: usize,
+}
+
+/// Options for how layers are written.
+#[derive(Debug, Args)]
+pub struct LayerArgs {
+    /// Layer compression.
+    #[arg(long, value_enum, default_value_t = Compression::Gzip)]
+    pub compression: Compression,
+
+    /// Compression level (gzip 1-9, zstd 1-19). Default: gzip 6, zstd 3.
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<u32>,
+
+    /// Most layers the image may have; beyond it, small and rarely shared
+    /// packages share layers.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub max_layers: usize,
+}
+
+/// Layer compression formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    /// gzip: readable by every runtime and registry.
+    Gzip,
+    /// zstd: faster and smaller; needs a recent runtime.
+    Zstd,
+}
+
+/// Options for where an image goes.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Image name (default: the app folder's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Extra tag for the image. Repeat for more.
+    #[arg(short, long, value_name = "TAG")]
+    pub tag: Vec<String>,
+
+    /// Label for the image config: `KEY=VALUE`. Repeat for more.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+
+    /// Where to write the image: `oci:DIR`, `oci-archive:FILE`,
+    /// `docker-archive:FILE`, or `docker://REGISTRY/NAME:TAG`.
+    #[arg(short, long, value_name = "DEST")]
+    pub output: Option<String>,
+
+    /// Push the image to a registry reference (`registry/name:tag`).
+    #[arg(long, value_name = "REFERENCE")]
+    pub push: Option<String>,
+
+    /// Registry host allowed over plain HTTP or unverified TLS. Repeat for more.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+
+    /// Platform of the image; only the running machine's platform is built.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+}
+
+/// `kiln build`.
+#[derive(Debug, Args)]
+pub struct BuildCommand {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub layers: LayerArgs,
+
+    /// Image to build on instead of kiln's minimal base (for `aptPkgs`).
+    #[arg(long, value_name = "REFERENCE")]
+    pub base_image: Option<String>,
+
+    /// Key that selects which build caches (`cacheDirectories`) to share.
+    #[arg(long, value_name = "KEY")]
+    pub cache_key: Option<String>,
+
+    /// Start with empty build caches and save none.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Network for build commands: the host's, or none at all.
+    #[arg(long, value_enum, default_value_t = Network::Host)]
+    pub network: Network,
+}
+
+/// Network access for build commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Network {
+    /// The host's network, so builds can download dependencies.
+    Host,
+    /// A fresh network namespace with nothing in it.
+    None,
+}
+
+/// `kiln pack`.
+#[derive(Debug, Args)]
+pub struct PackCommand {
+    /// Nix packages (attribute names) to put in the image.
+    #[arg(required = true, value_name = "PKG")]
+    pub packages: Vec<String>,
+
+    /// Command the image runs.
+    #[arg(long, value_name = "CMD")]
+    pub cmd: Option<String>,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub layers: LayerArgs,
+}
+
+/// `kiln shell`.
+#[derive(Debug, Args)]
+pub struct ShellCommand {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `kiln realize`.
+#[derive(Debug, Args)]
+pub struct RealizeCommand {
+    /// Store paths (`/nix/store/<hash>-<name>`) to fetch with their closure.
+    #[arg(required = true, value_name = "STORE_PATH")]
+    pub paths: Vec<String>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `kiln lock`.
+#[derive(Debug, Args)]
+pub struct LockCommand {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `kiln cache`.
+#[derive(Debug, Args)]
+pub struct CacheCommand {
+    #[command(subcommand)]
+    pub action: CacheAction,
+}
+
+/// What to do with the cache.
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Show where the cache is and how much each part of it holds.
+    Info,
+    /// Remove cache entries no recent build used.
+    Prune {
+        /// Remove entries not used for this many days.
+        #[arg(long, default_value_t = 30, value_name = "DAYS")]
+        older_than: u32,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pkgs_accept_commas_and_repeats() {
+        let cli = Cli::try_parse_from(["kiln", "plan", "app", "-p", "a,b", "-p", "c"]).unwrap();
+        let Command::Plan(plan) = cli.command else {
+            panic!("parsed as another subcommand");
+        };
+        assert_eq!(plan.plan.pkgs, ["a", "b", "c"]);
+        assert_eq!(plan.plan.dir, PathBuf::from("app"));
+    }
+
+    #[test]
+    fn quiet_and_verbose_conflict() {
+        let err = Cli::try_parse_from(["kiln", "-q", "-v", "detect"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+}

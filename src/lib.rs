@@ -1,0 +1,77 @@
+//! `kiln`: builds OCI container images from application source with no
+//! Docker daemon and no root.
+//!
+//! The library holds the command line (`cli`), the orchestration of a build
+//! and the parts that are neither plans (`kiln-providers`) nor Nix store
+//! work (`kiln-store`): the cache layout, the sandbox, layers, images and
+//! registries. The `kiln` binary only parses arguments and calls [`run`].
+
+pub mod cache;
+pub mod cli;
+pub mod logging;
+
+use anyhow::Context;
+
+use cli::{CacheAction, Cli, Command};
+
+/// A subcommand this version of kiln does not carry out yet. It ends kiln
+/// with the usage exit code, never with a pretend success.
+#[derive(Debug, thiserror::Error)]
+#[error("`kiln {command}` is not available in this version of kiln yet ({arrives_with} is still being built); nothing was done")]
+pub struct NotYetAvailable {
+    /// The subcommand as typed.
+    pub command: &'static str,
+    /// The part of kiln that will bring it.
+    pub arrives_with: &'static str,
+}
+
+/// Exit code for a finished run: 0 ok, 1 the work failed, 2 usage.
+pub fn exit_code(result: &anyhow::Result<()>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(err) if err.is::<NotYetAvailable>() => 2,
+        Err(_) => 1,
+    }
+}
+
+/// Carries out one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let unavailable = |command, arrives_with| {
+        Err(NotYetAvailable {
+            command,
+            arrives_with,
+        }
+        .into())
+    };
+    match cli.command {
+        Command::Plan(_) => unavailable("plan", "the plan engine"),
+        Command::Detect(_) => unavailable("detect", "the plan engine"),
+        Command::Build(_) => unavailable("build", "the end-to-end build"),
+        Command::Pack(_) => unavailable("pack", "the layer and image writer"),
+        Command::Shell(_) => unavailable("shell", "the build sandbox"),
+        Command::Realize(_) => unavailable("realize", "the Nix store client"),
+        Command::Lock(_) => unavailable("lock", "package resolution"),
+        Command::Cache(cache) => match cache.action {
+            CacheAction::Info => cache_info(cli.global.cache_dir.as_deref(), cli.global.json),
+            CacheAction::Prune { .. } => unavailable("cache prune", "the Nix store client"),
+        },
+    }
+}
+
+fn cache_info(explicit: Option<&std::path::Path>, json: bool) -> anyhow::Result<()> {
+    let root = cache::cache_dir(explicit)?;
+    let parts = cache::usage(&root)
+        .with_context(|| format!("could not measure the cache at {}", root.display()))?;
+    if json {
+        println!("{}", cache::usage_json(&root, &parts));
+        return Ok(());
+    }
+    println!("cache: {}", root.display());
+    for part in &parts {
+        println!(
+            "  {:<12} {:>12} bytes {:>8} files  {}",
+            part.name, part.bytes, part.files, part.about
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! The fixture apps under `tests/fixtures/apps/`, written for kiln's tests.
+//! Each answers [`FixtureApp::body`] over HTTP on the port in `$PORT`.
+
+use std::path::PathBuf;
+
+/// One fixture app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FixtureApp {
+    /// Node HTTP server with an `npm ci`-able lockfile and a start script.
+    Node,
+    /// Python HTTP server, stdlib only, with a `requirements.txt`.
+    Python,
+    /// A static site (`Staticfile`) served by nginx.
+    StaticSite,
+    /// A shell script app started from its `Procfile`.
+    Shell,
+    /// An app configured entirely by its `nixpacks.toml`.
+    Configured,
+}
+
+impl FixtureApp {
+    /// Every fixture app.
+    pub const ALL: [FixtureApp; 5] = [
+        FixtureApp::Node,
+        FixtureApp::Python,
+        FixtureApp::StaticSite,
+        FixtureApp::Shell,
+        FixtureApp::Configured,
+    ];
+
+    /// Folder name under `tests/fixtures/apps/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FixtureApp::Node => "node-server",
+            FixtureApp::Python => "python-server",
+            FixtureApp::StaticSite => "static-site",
+            FixtureApp::Shell => "shell-app",
+            FixtureApp::Configured => "configured-app",
+        }
+    }
+
+    /// The app's folder.
+    pub fn dir(self) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/apps")
+            .join(self.name())
+    }
+
+    /// What the app answers on `GET /`.
+    pub fn body(self) -> String {
+        format!("hello from kiln fixture {}\n", self.name())
+    }
+}

@@ -1,0 +1,22 @@
+//! `kiln-harness`: the real components kiln's tests run against.
+//!
+//! Every helper here starts or calls a real program (docker-registry, nix,
+//! nginx, skopeo, umoci, oci-image-tool, runc) on this machine, on loopback
+//! ports picked at run time, and stops what it started when dropped, also
+//! when a test fails. Under `CI=true` a missing component fails the test;
+//! elsewhere the test is skipped with a printed reason (see [`require`]).
+
+pub mod apps;
+pub mod as_user;
+pub mod hash;
+pub mod http;
+pub mod nixpkgs;
+pub mod process;
+pub mod registry;
+pub mod require;
+pub mod validators;
+
+pub use as_user::AsUser;
+pub use nixpkgs::{FixtureNixpkgs, HttpCache};
+pub use registry::{Registry, RegistryKind};
+pub use require::{require, require_root};

@@ -1,0 +1,382 @@
+//! The fixture nixpkgs of TESTING.md: a small package set built with real
+//! Nix from this machine's programs, exported as signed binary caches.
+//!
+//! Its definition is `tests/fixtures/nixpkgs/` (`default.nix`, the builder
+//! helpers, and `attributes`, the attribute names it exposes). The built
+//! result lives under `target/kiln-fixtures/nixpkgs-<hash of the definition>`,
+//! so a second test run reuses it and a changed definition rebuilds it.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use crate::hash::hex;
+use crate::process::{free_port, run, ChildGuard};
+use crate::require::{require, require_root};
+
+/// Bumped when the way the fixture is built changes, so old builds are not
+/// reused.
+const RECIPE_VERSION: &str = "1";
+
+/// Name in the fixture caches' signing key.
+const KEY_NAME: &str = "kiln-fixture-1";
+
+/// Programs building or loading the fixture needs.
+const NIX_PROGRAMS: [&str; 5] = [
+    "nix",
+    "nix-build",
+    "nix-instantiate",
+    "nix-store",
+    "patchelf",
+];
+
+/// The built fixture nixpkgs.
+#[derive(Debug)]
+pub struct FixtureNixpkgs {
+    definition: PathBuf,
+    root: PathBuf,
+    public_key: String,
+    attributes: BTreeMap<String, String>,
+}
+
+/// Whether [`FixtureNixpkgs::build_or_reuse`] had to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// Built now.
+    Built,
+    /// Reused from an earlier run.
+    Reused,
+}
+
+impl FixtureNixpkgs {
+    /// The fixture, built on first use in this process. `None` when the test
+    /// should be skipped (never under CI: see [`crate::require`]).
+    pub fn get() -> Option<&'static FixtureNixpkgs> {
+        static FIXTURE: OnceLock<FixtureNixpkgs> = OnceLock::new();
+        if !require(&NIX_PROGRAMS) || !require_root() {
+            return None;
+        }
+        Some(FIXTURE.get_or_init(|| Self::build_or_reuse().0))
+    }
+
+    /// Builds the fixture unless a build of the same definition exists, and
+    /// makes sure its store paths are valid in this machine's `/nix/store`.
+    /// Safe to call from several processes at once.
+    pub fn build_or_reuse() -> (FixtureNixpkgs, Provenance) {
+        let definition = definition_dir();
+        let key = definition_key(&definition);
+        let parent = target_dir().join("kiln-fixtures");
+        fs::create_dir_all(&parent).expect("create target/kiln-fixtures");
+        let lock = File::create(parent.join("nixpkgs.lock")).expect("create fixture lock");
+        lock.lock().expect("lock the fixture nixpkgs");
+
+        let root = parent.join(format!("nixpkgs-{key}"));
+        let provenance = if root.join("attributes.json").exists() {
+            Provenance::Reused
+        } else {
+            build(&definition, &root);
+            Provenance::Built
+        };
+        let fixture = FixtureNixpkgs::load(definition, root);
+        if provenance == Provenance::Reused {
+            fixture.restore_local_store();
+        }
+        (fixture, provenance)
+    }
+
+    fn load(definition: PathBuf, root: PathBuf) -> FixtureNixpkgs {
+        let attributes = fs::read(root.join("attributes.json")).expect("read attributes.json");
+        let attributes = serde_json::from_slice(&attributes).expect("parse attributes.json");
+        let public_key = fs::read_to_string(root.join("public-key")).expect("read public key");
+        FixtureNixpkgs {
+            definition,
+            root,
+            public_key: public_key.trim().to_string(),
+            attributes,
+        }
+    }
+
+    /// Copies the fixture's paths back into `/nix/store` when something
+    /// removed them since the build (a garbage collection, a new machine).
+    fn restore_local_store(&self) {
+        let valid = nix_command("nix-store")
+            .arg("--check-validity")
+            .args(self.attributes.values())
+            .output()
+            .expect("run nix-store --check-validity")
+            .status
+            .success();
+        if !valid {
+            run(nix_command("nix")
+                .args(["copy", "--from", &self.xz_cache_url()])
+                .args(["--option", "trusted-public-keys", &self.public_key])
+                .args(self.attributes.values()));
+        }
+    }
+
+    /// The nixpkgs folder to evaluate (`import <dir> { overlays = ...; }`).
+    pub fn nixpkgs_dir(&self) -> &Path {
+        &self.definition
+    }
+
+    /// The signed xz binary cache folder.
+    pub fn xz_cache(&self) -> PathBuf {
+        self.root.join("cache-xz")
+    }
+
+    /// `file://` URL of the signed xz binary cache.
+    pub fn xz_cache_url(&self) -> String {
+        format!("file://{}", self.xz_cache().display())
+    }
+
+    /// `file://` URL of the signed zstd binary cache.
+    pub fn zstd_cache_url(&self) -> String {
+        format!("file://{}", self.root.join("cache-zstd").display())
+    }
+
+    /// The caches' trusted public key, `name:base64`.
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
+    /// Every exposed attribute name and its store path.
+    pub fn attributes(&self) -> &BTreeMap<String, String> {
+        &self.attributes
+    }
+
+    /// The store path of `attribute` (e.g. `nodejs_20`, `stdenv.cc.cc.lib`).
+    pub fn store_path(&self, attribute: &str) -> &str {
+        self.attributes
+            .get(attribute)
+            .unwrap_or_else(|| panic!("the fixture nixpkgs has no attribute {attribute}"))
+    }
+
+    /// Serves the xz cache over HTTP on loopback until the guard drops.
+    pub fn serve_http(&self) -> HttpCache {
+        HttpCache::serve(&self.xz_cache())
+    }
+}
+
+/// A Nix command with the single-user, offline settings of TESTING.md.
+pub fn nix_command(program: &str) -> Command {
+    let mut command = Command::new(program);
+    command.env(
+        "NIX_CONFIG",
+        "sandbox = false\nbuild-users-group =\nsubstituters =\nexperimental-features = nix-command\n",
+    );
+    command
+}
+
+fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"))
+}
+
+fn definition_dir() -> PathBuf {
+    workspace_dir()
+        .join("tests/fixtures/nixpkgs")
+        .canonicalize()
+        .expect("tests/fixtures/nixpkgs exists")
+}
+
+/// Hash of the recipe version and every file of the definition.
+fn definition_key(definition: &Path) -> String {
+    let mut names: Vec<_> = fs::read_dir(definition)
+        .expect("read the fixture nixpkgs definition")
+        .map(|e| e.expect("read definition entry").file_name())
+        .collect();
+    names.sort();
+    let mut hasher = Sha256::new();
+    hasher.update(RECIPE_VERSION);
+    for name in names {
+        hasher.update(name.as_encoded_bytes());
+        hasher.update([0]);
+        hasher.update(fs::read(definition.join(&name)).expect("read definition file"));
+        hasher.update([0]);
+    }
+    hex(&hasher.finalize()[..10])
+}
+
+/// The attribute names listed in the definition's `attributes` file.
+fn attribute_names(definition: &Path) -> Vec<String> {
+    fs::read_to_string(definition.join("attributes"))
+        .expect("read tests/fixtures/nixpkgs/attributes")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `p."a"."b"` for the attribute path `a.b`.
+fn nix_attribute(name: &str) -> String {
+    let quoted: Vec<String> = name.split('.').map(|s| format!("\"{s}\"")).collect();
+    format!("p.{}", quoted.join("."))
+}
+
+/// Builds into a temporary folder beside `root` and renames it into place, so
+/// `root` is complete or absent.
+fn build(definition: &Path, root: &Path) {
+    let tmp = root.with_extension("tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).expect("remove a stale fixture build");
+    }
+    fs::create_dir_all(&tmp).expect("create fixture build folder");
+    let secret = tmp.join("secret-key");
+    run(nix_command("nix-store")
+        .arg("--generate-binary-cache-key")
+        .arg(KEY_NAME)
+        .arg(&secret)
+        .arg(tmp.join("public-key")));
+
+    let names = attribute_names(definition);
+    let import = format!("let p = import {} {{}}; in", definition.display());
+    let fields: Vec<String> = names
+        .iter()
+        .map(|n| format!("\"{n}\" = {}.outPath;", nix_attribute(n)))
+        .collect();
+    let json = run(nix_command("nix-instantiate").args([
+        "--eval",
+        "--strict",
+        "--json",
+        "-E",
+        &format!("{import} {{ {} }}", fields.join(" ")),
+    ]));
+    let attributes: BTreeMap<String, String> =
+        serde_json::from_str(&json).expect("nix-instantiate printed an attribute map");
+
+    let drvs: Vec<String> = names.iter().map(|n| nix_attribute(n)).collect();
+    run(nix_command("nix-build").args([
+        "--no-out-link",
+        "-E",
+        &format!("{import} [ {} ]", drvs.join(" ")),
+    ]));
+
+    let mut paths: Vec<&String> = attributes.values().collect();
+    paths.sort();
+    paths.dedup();
+    for (folder, options) in [
+        ("cache-xz", "compression=xz&parallel-compression=true"),
+        ("cache-zstd", "compression=zstd"),
+    ] {
+        let url = format!(
+            "file://{}?{options}&secret-key={}",
+            tmp.join(folder).display(),
+            secret.display()
+        );
+        run(nix_command("nix").args(["copy", "--to", &url]).args(&paths));
+    }
+    fs::write(
+        tmp.join("attributes.json"),
+        serde_json::to_vec_pretty(&attributes).expect("serialize attributes"),
+    )
+    .expect("write attributes.json");
+    fs::rename(&tmp, root).expect("move the fixture build into place");
+}
+
+/// A folder served over HTTP on loopback by nginx, stopped on drop.
+pub struct HttpCache {
+    process: ChildGuard,
+    _dir: TempDir,
+    port: u16,
+}
+
+impl HttpCache {
+    /// Serves `folder` (read-only) and returns once it answers.
+    pub fn serve(folder: &Path) -> HttpCache {
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-http-cache-")
+            .tempdir()
+            .expect("http cache temp dir");
+        let port = free_port();
+        let temp = dir.path().display();
+        let config = format!(
+            "daemon off;\nmaster_process off;\npid {temp}/nginx.pid;\nerror_log stderr warn;\n\
+             events {{}}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {temp}/body;\n  \
+             proxy_temp_path {temp}/proxy;\n  fastcgi_temp_path {temp}/fastcgi;\n  \
+             uwsgi_temp_path {temp}/uwsgi;\n  scgi_temp_path {temp}/scgi;\n  \
+             default_type application/octet-stream;\n  \
+             types {{ text/x-nix-narinfo narinfo; text/plain nix-cache-info; }}\n  \
+             server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n",
+            root = folder.display()
+        );
+        let config_path = dir.path().join("nginx.conf");
+        fs::write(&config_path, config).expect("write nginx config");
+        let mut process = ChildGuard::spawn(
+            "nginx",
+            Command::new("nginx")
+                .arg("-e")
+                .arg("stderr")
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(&config_path),
+            &dir.path().join("nginx.log"),
+        );
+        let url = format!("http://127.0.0.1:{port}/nix-cache-info");
+        process.wait_ready(Duration::from_secs(20), || {
+            Command::new("curl")
+                .args(["--silent", "--fail", "--output", "/dev/null", &url])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        HttpCache {
+            process,
+            _dir: dir,
+            port,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// nginx's log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_attributes_are_quoted_per_segment() {
+        assert_eq!(
+            nix_attribute("stdenv.cc.cc.lib"),
+            r#"p."stdenv"."cc"."cc"."lib""#
+        );
+        assert_eq!(nix_attribute("npm-8_x"), r#"p."npm-8_x""#);
+    }
+
+    #[test]
+    fn definition_key_is_stable_and_lists_every_attribute() {
+        let dir = definition_dir();
+        assert_eq!(definition_key(&dir), definition_key(&dir));
+        let names = attribute_names(&dir);
+        for needed in [
+            "glibc",
+            "stdenv.cc.cc.lib",
+            "nodejs_18",
+            "python3",
+            "nginx",
+            "zlib",
+        ] {
+            assert!(names.iter().any(|n| n == needed), "{needed} missing");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Independent checks of what kiln writes, by the tools users trust:
+//! skopeo, umoci, oci-image-tool and runc.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::process::{run, ChildGuard};
+
+/// `skopeo inspect [extra] <reference>` as JSON (`oci:DIR:TAG`,
+/// `docker://HOST/NAME:TAG`, `oci-archive:FILE`, ...).
+pub fn skopeo_inspect(reference: &str, extra: &[&str]) -> Value {
+    let out = run(Command::new("skopeo")
+        .arg("inspect")
+        .args(extra)
+        .arg(reference));
+    serde_json::from_str(&out).expect("skopeo inspect printed JSON")
+}
+
+/// `skopeo copy [extra] <from> <to>`.
+pub fn skopeo_copy(from: &str, to: &str, extra: &[&str]) {
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .args(extra)
+        .args([from, to]));
+}
+
+/// `oci-image-tool validate --type imageLayout --ref <tag> <layout>`.
+pub fn oci_image_tool_validate(layout: &Path, tag: &str) {
+    run(Command::new("oci-image-tool")
+        .args(["validate", "--type", "imageLayout", "--ref", tag])
+        .arg(layout));
+}
+
+/// An image unpacked by umoci into a runtime bundle (`rootfs/` and
+/// `config.json`), ready for runc. Removed on drop.
+pub struct Bundle {
+    dir: TempDir,
+}
+
+impl Bundle {
+    /// `umoci unpack --image <layout>:<tag>` into a new temporary bundle.
+    pub fn unpack(layout: &Path, tag: &str) -> Bundle {
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-bundle-")
+            .tempdir()
+            .expect("bundle temp dir");
+        let image = format!("{}:{tag}", layout.display());
+        let mut umoci = Command::new("umoci");
+        umoci.arg("unpack");
+        if !crate::require::is_root() {
+            umoci.arg("--rootless");
+        }
+        run(umoci.args(["--image", &image]).arg(dir.path().join("b")));
+        Bundle { dir }
+    }
+
+    /// The bundle folder.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("b")
+    }
+
+    /// The unpacked root filesystem.
+    pub fn rootfs(&self) -> PathBuf {
+        self.path().join("rootfs")
+    }
+
+    /// The runtime config umoci generated from the image config.
+    pub fn config(&self) -> Value {
+        let text = std::fs::read(self.path().join("config.json")).expect("read config.json");
+        serde_json::from_slice(&text).expect("parse config.json")
+    }
+
+    /// Makes the config runnable on this machine and reachable from the test:
+    /// drops `linux.resources` and `cgroupsPath` (cgroups here are hybrid),
+    /// shares the host network so the app answers on loopback, turns the
+    /// terminal off, and applies `edit` for test-specific changes.
+    pub fn prepare(&self, edit: impl FnOnce(&mut Value)) {
+        let mut config = self.config();
+        let linux = config["linux"].as_object_mut().expect("config has linux");
+        linux.remove("resources");
+        linux.remove("cgroupsPath");
+        if let Some(namespaces) = linux.get_mut("namespaces").and_then(Value::as_array_mut) {
+            namespaces.retain(|ns| ns["type"] != "network");
+        }
+        config["process"]["terminal"] = Value::Bool(false);
+        edit(&mut config);
+        std::fs::write(
+            self.path().join("config.json"),
+            serde_json::to_vec_pretty(&config).expect("serialize config.json"),
+        )
+        .expect("write config.json");
+    }
+
+    /// Runs the bundle's process to completion with runc and returns its output.
+    pub fn run_to_completion(&self, id: &str) -> Output {
+        let state = self.dir.path().join("runc-state");
+        let output = Command::new("runc")
+            .arg("--root")
+            .arg(&state)
+            .args(["run", "--bundle"])
+            .arg(self.path())
+            .arg(id)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run runc");
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&state)
+            .args(["delete", "--force", id])
+            .output();
+        output
+    }
+
+    /// Starts the bundle's process with runc in the background; it is killed
+    /// and deleted when the returned guard drops.
+    pub fn start(&self, id: &str) -> Container {
+        let state = self.dir.path().join("runc-state");
+        let process = ChildGuard::spawn(
+            "runc",
+            Command::new("runc")
+                .arg("--root")
+                .arg(&state)
+                .args(["run", "--bundle"])
+                .arg(self.path())
+                .arg(id),
+            &self.dir.path().join(format!("{id}.log")),
+        );
+        Container {
+            process,
+            state,
+            id: id.to_string(),
+        }
+    }
+}
+
+/// A container started by [`Bundle::start`].
+pub struct Container {
+    process: ChildGuard,
+    state: PathBuf,
+    id: String,
+}
+
+impl Container {
+    /// Waits until `ready` holds, failing with the container's output if it
+    /// exits first.
+    pub fn wait_ready(&mut self, timeout: Duration, ready: impl FnMut() -> bool) {
+        self.process.wait_ready(timeout, ready);
+    }
+
+    /// What the container printed so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let runc = |args: &[&str]| {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&self.state)
+                .args(args)
+                .output();
+        };
+        runc(&["kill", &self.id, "KILL"]);
+        runc(&["delete", "--force", &self.id]);
+    }
+}
