@@ -60,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn cache_info(explicit: Option<&std::path::Path>, json: bool) -> anyhow::Result<()> {
     let root = cache::cache_dir(explicit)?;
+    tracing::debug!(cache = %root.display(), "measuring the cache");
     let parts = cache::usage(&root)
         .with_context(|| format!("could not measure the cache at {}", root.display()))?;
     if json {

@@ -174,7 +174,10 @@ pub fn nix_command(program: &str) -> Command {
 }
 
 fn workspace_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace folder exists")
 }
 
 fn target_dir() -> PathBuf {

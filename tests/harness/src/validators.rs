@@ -28,10 +28,17 @@ pub fn skopeo_copy(from: &str, to: &str, extra: &[&str]) {
         .args([from, to]));
 }
 
-/// `oci-image-tool validate --type imageLayout --ref <tag> <layout>`.
+/// `oci-image-tool validate --type image --ref name=<tag> <layout>`: the
+/// layout, the manifest tagged `tag`, its config and every layer.
 pub fn oci_image_tool_validate(layout: &Path, tag: &str) {
     run(Command::new("oci-image-tool")
-        .args(["validate", "--type", "imageLayout", "--ref", tag])
+        .args([
+            "validate",
+            "--type",
+            "image",
+            "--ref",
+            &format!("name={tag}"),
+        ])
         .arg(layout));
 }
 

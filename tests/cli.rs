@@ -1,0 +1,189 @@
+//! The `kiln` command line as a user meets it: help that documents every
+//! subcommand, honest refusals for what is not built yet, exit codes.
+
+use std::process::{Command, Output};
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run kiln")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn top_level_help_lists_every_subcommand_and_global_option() {
+    let output = kiln(&["--help"]);
+    assert!(output.status.success());
+    let help = stdout(&output);
+    for word in [
+        "plan",
+        "detect",
+        "build",
+        "pack",
+        "shell",
+        "realize",
+        "lock",
+        "cache",
+        "--verbose",
+        "--quiet",
+        "--json",
+        "--cache-dir",
+        "no Docker daemon",
+    ] {
+        assert!(help.contains(word), "kiln --help lacks {word}:\n{help}");
+    }
+}
+
+#[test]
+fn plan_help_documents_nixpacks_flags() {
+    let help = stdout(&kiln(&["plan", "--help"]));
+    for flag in [
+        "--install-cmd",
+        "--build-cmd",
+        "--start-cmd",
+        "--pkgs",
+        "--apt",
+        "--libs",
+        "--env",
+        "--config",
+        "--json-plan",
+        "--format",
+    ] {
+        assert!(
+            help.contains(flag),
+            "kiln plan --help lacks {flag}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn build_help_documents_output_store_layer_and_sandbox_flags() {
+    let help = stdout(&kiln(&["build", "--help"]));
+    for flag in [
+        "--name",
+        "--tag",
+        "--label",
+        "--output",
+        "--push",
+        "--base-image",
+        "--compression",
+        "--max-layers",
+        "--cache-key",
+        "--no-cache",
+        "--platform",
+        "--nixpkgs",
+        "--substituter",
+        "--trusted-public-key",
+        "--network",
+        "--insecure-registry",
+        "--pkgs",
+        "--start-cmd",
+    ] {
+        assert!(
+            help.contains(flag),
+            "kiln build --help lacks {flag}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn unbuilt_subcommands_refuse_with_exit_code_2_and_say_so() {
+    for args in [
+        &["plan", "."][..],
+        &["detect"],
+        &["build", "."],
+        &["pack", "bash"],
+        &["shell"],
+        &["realize", "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-x"],
+        &["lock"],
+        &["cache", "prune"],
+    ] {
+        let output = kiln(args);
+        assert_eq!(output.status.code(), Some(2), "kiln {args:?}");
+        let message = stderr(&output);
+        assert!(
+            message.contains("not available"),
+            "kiln {args:?}: {message}"
+        );
+        assert!(
+            message.contains("nothing was done"),
+            "kiln {args:?}: {message}"
+        );
+        assert!(stdout(&output).is_empty(), "kiln {args:?} printed a result");
+    }
+}
+
+#[test]
+fn bad_usage_exits_2_and_names_the_problem() {
+    let output = kiln(&["build", "--compression", "brotli"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("brotli"), "{}", stderr(&output));
+}
+
+#[test]
+fn cache_info_reports_each_part_as_json() {
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cache.path().join("blobs/sha256")).unwrap();
+    std::fs::write(cache.path().join("blobs/sha256/abc"), b"12345").unwrap();
+    let dir = cache.path().to_str().unwrap();
+    let output = kiln(&["--json", "--cache-dir", dir, "cache", "info"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(info["cacheDir"], dir);
+    assert_eq!(info["totalBytes"], 5);
+    let names: Vec<&str> = info["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "store",
+            "narinfo",
+            "blobs",
+            "layers",
+            "phases",
+            "build-cache"
+        ]
+    );
+}
+
+#[test]
+fn rust_log_and_verbosity_choose_what_is_logged_to_stderr_only() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().to_str().unwrap();
+    let run = |verbosity: Option<&str>, rust_log: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command.args(["--cache-dir", dir, "cache", "info"]);
+        command.args(verbosity);
+        command.env_remove("RUST_LOG");
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success());
+        assert!(stdout(&output).starts_with("cache: "));
+        stderr(&output).contains("measuring the cache")
+    };
+    assert!(!run(None, None), "debug lines shown by default");
+    assert!(run(Some("-vv"), None), "-vv does not show debug lines");
+    assert!(
+        run(None, Some("debug")),
+        "RUST_LOG=debug does not show debug lines"
+    );
+    assert!(
+        !run(Some("-vv"), Some("error")),
+        "RUST_LOG does not win over -vv"
+    );
+}
