@@ -120,6 +120,28 @@ impl FixtureNixpkgs {
         }
     }
 
+    /// Checks with `nix-store --verify-path` that no fixture store path was
+    /// changed since Nix registered it (a program writing into its own store
+    /// path would poison every cache exported from it). Returns the changed
+    /// paths.
+    pub fn modified_store_paths(&self) -> Vec<String> {
+        let mut paths: Vec<&String> = self.attributes.values().collect();
+        paths.sort();
+        paths.dedup();
+        paths
+            .into_iter()
+            .filter(|path| {
+                !nix_command("nix-store")
+                    .args(["--verify-path", path])
+                    .output()
+                    .expect("run nix-store --verify-path")
+                    .status
+                    .success()
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The nixpkgs folder to evaluate (`import <dir> { overlays = ...; }`).
     pub fn nixpkgs_dir(&self) -> &Path {
         &self.definition

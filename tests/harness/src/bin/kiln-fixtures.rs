@@ -1,5 +1,7 @@
 //! Builds (or reuses) the fixture nixpkgs ahead of the test suite, so
-//! `tests/run` can time that stage on its own.
+//! `tests/run` can time that stage on its own, and checks that its store
+//! paths are intact (run again after the suite, it catches a test that wrote
+//! into one).
 
 use std::time::Instant;
 
@@ -19,4 +21,15 @@ fn main() {
         fixture.attributes().len(),
         fixture.xz_cache_url()
     );
+    let modified = fixture.modified_store_paths();
+    if !modified.is_empty() {
+        eprintln!(
+            "fixture store paths changed after Nix registered them:\n  {}\n\
+             Something wrote into the store. Remove them (nix-store --delete) and \
+             target/kiln-fixtures, then run tests/run again.",
+            modified.join("\n  ")
+        );
+        std::process::exit(1);
+    }
+    println!("fixture store paths intact");
 }
