@@ -81,6 +81,7 @@ impl FixtureNixpkgs {
             Provenance::Reused
         } else {
             build(&definition, &root);
+            remove_other_builds(&parent, &root);
             Provenance::Built
         };
         let fixture = FixtureNixpkgs::load(definition, root);
@@ -308,6 +309,21 @@ fn build(definition: &Path, root: &Path) {
     )
     .expect("write attributes.json");
     fs::rename(&tmp, root).expect("move the fixture build into place");
+}
+
+/// Removes builds of earlier definitions, which no test can use any more.
+fn remove_other_builds(parent: &Path, keep: &Path) {
+    for entry in fs::read_dir(parent).expect("read target/kiln-fixtures") {
+        let path = entry.expect("read fixture entry").path();
+        let is_build = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("nixpkgs-"));
+        if is_build && path.is_dir() && path != keep {
+            fs::remove_dir_all(&path)
+                .unwrap_or_else(|e| panic!("remove old fixture build {}: {e}", path.display()));
+        }
+    }
 }
 
 /// A folder served over HTTP on loopback by nginx, stopped on drop.
