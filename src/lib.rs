@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod cli;
 pub mod logging;
+pub mod plan;
 
 use anyhow::Context;
 
@@ -44,8 +45,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .into())
     };
     match cli.command {
-        Command::Plan(_) => unavailable("plan", "the plan engine"),
-        Command::Detect(_) => unavailable("detect", "the plan engine"),
+        Command::Plan(command) => plan::plan(&command),
+        Command::Detect(command) => plan::detect(&command),
         Command::Build(_) => unavailable("build", "the end-to-end build"),
         Command::Pack(_) => unavailable("pack", "the layer and image writer"),
         Command::Shell(_) => unavailable("shell", "the build sandbox"),

@@ -98,9 +98,7 @@ fn build_help_documents_output_store_layer_and_sandbox_flags() {
 #[test]
 fn unbuilt_subcommands_refuse_with_exit_code_2_and_say_so() {
     for args in [
-        &["plan", "."][..],
-        &["detect"],
-        &["build", "."],
+        &["build", "."][..],
         &["pack", "bash"],
         &["shell"],
         &["realize", "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-x"],

@@ -1,0 +1,285 @@
+//! Config files (`nixpacks.toml`, `nixpacks.json`, `--json-plan`): parsed
+//! into a plan, with errors at `file:line:column` and warnings for keys
+//! Nixpacks does not know.
+
+use serde_json::Value;
+
+use crate::plan::BuildPlan;
+
+/// A config file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    /// The file (or `--json-plan`).
+    pub file: String,
+    /// 1-based line of the problem.
+    pub line: usize,
+    /// 1-based column of the problem.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A key in a config file that Nixpacks would ignore.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: unknown key `{key}` is ignored{}", match .suggestion { Some(s) => format!("; did you mean `{s}`?"), None => String::new() })]
+pub struct ConfigWarning {
+    /// The file.
+    pub file: String,
+    /// Dotted path of the key, e.g. `phases.setup.nixPkg`.
+    pub key: String,
+    /// The closest known key at that place.
+    pub suggestion: Option<String>,
+}
+
+/// The format of a config file, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFormat {
+    /// `.toml`
+    Toml,
+    /// `.json`
+    Json,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "providers",
+    "buildImage",
+    "variables",
+    "staticAssets",
+    "phases",
+    "start",
+];
+const PHASE_KEYS: &[&str] = &[
+    "name",
+    "dependsOn",
+    "nixPkgs",
+    "nixPackages",
+    "nixLibs",
+    "nixLibraries",
+    "nixOverlays",
+    "nixpkgsArchive",
+    "aptPkgs",
+    "aptPackages",
+    "cmds",
+    "commands",
+    "onlyIncludeFiles",
+    "cacheDirectories",
+    "paths",
+    "envPaths",
+];
+const START_KEYS: &[&str] = &["cmd", "runImage", "onlyIncludeFiles", "user"];
+
+/// Parses a config file's text. `file` names it in messages.
+pub fn parse(
+    text: &str,
+    format: ConfigFormat,
+    file: &str,
+) -> Result<(BuildPlan, Vec<ConfigWarning>), ConfigError> {
+    let (mut plan, tree) = match format {
+        ConfigFormat::Toml => parse_toml(text, file)?,
+        ConfigFormat::Json => parse_json(text, file)?,
+    };
+    plan.name_phases();
+    Ok((plan, unknown_keys(&tree, file)))
+}
+
+fn parse_toml(text: &str, file: &str) -> Result<(BuildPlan, Value), ConfigError> {
+    let error = |e: toml::de::Error| {
+        let (line, column) = e
+            .span()
+            .map_or((1, 1), |span| line_and_column(text, span.start));
+        ConfigError {
+            file: file.into(),
+            line,
+            column,
+            message: e.message().trim_end().to_string(),
+        }
+    };
+    let plan: BuildPlan = toml::from_str(text).map_err(error)?;
+    let tree: Value = toml::from_str(text).map_err(error)?;
+    Ok((plan, tree))
+}
+
+fn parse_json(text: &str, file: &str) -> Result<(BuildPlan, Value), ConfigError> {
+    let error = |e: serde_json::Error| ConfigError {
+        file: file.into(),
+        line: e.line().max(1),
+        column: e.column().max(1),
+        message: strip_json_position(&e.to_string()),
+    };
+    let plan: BuildPlan = serde_json::from_str(text).map_err(error)?;
+    let tree: Value = serde_json::from_str(text).map_err(error)?;
+    Ok((plan, tree))
+}
+
+/// serde_json ends its messages with " at line L column C"; the position
+/// is already at the front of ours.
+fn strip_json_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..floor_char_boundary(text, offset)];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+fn floor_char_boundary(text: &str, offset: usize) -> usize {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+fn unknown_keys(tree: &Value, file: &str) -> Vec<ConfigWarning> {
+    let mut warnings = Vec::new();
+    let Value::Object(top) = tree else {
+        return warnings;
+    };
+    check_keys(top.keys(), TOP_KEYS, "", file, &mut warnings);
+    if let Some(Value::Object(phases)) = top.get("phases") {
+        for (name, phase) in phases {
+            if let Value::Object(phase) = phase {
+                check_keys(
+                    phase.keys(),
+                    PHASE_KEYS,
+                    &format!("phases.{name}."),
+                    file,
+                    &mut warnings,
+                );
+            }
+        }
+    }
+    if let Some(Value::Object(start)) = top.get("start") {
+        check_keys(start.keys(), START_KEYS, "start.", file, &mut warnings);
+    }
+    warnings
+}
+
+fn check_keys<'a>(
+    keys: impl Iterator<Item = &'a String>,
+    known: &[&str],
+    prefix: &str,
+    file: &str,
+    warnings: &mut Vec<ConfigWarning>,
+) {
+    for key in keys.filter(|k| !known.contains(&k.as_str())) {
+        warnings.push(ConfigWarning {
+            file: file.into(),
+            key: format!("{prefix}{key}"),
+            suggestion: closest(key, known).map(|s| format!("{prefix}{s}")),
+        });
+    }
+}
+
+/// The known key most like `key`, when it is close enough to be a typo.
+pub(crate) fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| {
+            (
+                strsim::jaro_winkler(&key.to_lowercase(), &k.to_lowercase()),
+                *k,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_config_becomes_a_plan_with_named_phases() {
+        let (plan, warnings) = parse(
+            "[phases.setup]\nnixPkgs = ['...', 'cowsay']\n[start]\ncmd = 'go'\n",
+            ConfigFormat::Toml,
+            "nixpacks.toml",
+        )
+        .unwrap();
+        assert!(warnings.is_empty());
+        let setup = plan.phase("setup").unwrap();
+        assert_eq!(setup.name.as_deref(), Some("setup"));
+        assert_eq!(setup.nix_pkgs.as_deref().unwrap(), ["...", "cowsay"]);
+        assert_eq!(plan.start_phase.unwrap().cmd.as_deref(), Some("go"));
+    }
+
+    #[test]
+    fn aliases_are_accepted() {
+        let (plan, warnings) = parse(
+            r#"{"phases": {"build": {"commands": ["make"], "aptPackages": ["git"]}}}"#,
+            ConfigFormat::Json,
+            "nixpacks.json",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let build = plan.phase("build").unwrap();
+        assert_eq!(build.cmds.as_deref().unwrap(), ["make"]);
+        assert_eq!(build.apt_pkgs.as_deref().unwrap(), ["git"]);
+    }
+
+    #[test]
+    fn toml_syntax_error_names_file_line_and_column() {
+        let err = parse(
+            "[phases.setup]\nnixPkgs = [\"a\"\ncmds = 1\n",
+            ConfigFormat::Toml,
+            "nixpacks.toml",
+        )
+        .unwrap_err();
+        assert_eq!((err.file.as_str(), err.line), ("nixpacks.toml", 3));
+        assert!(err.to_string().starts_with("nixpacks.toml:3:"), "{err}");
+    }
+
+    #[test]
+    fn toml_wrong_type_points_at_the_value() {
+        let err = parse("[start]\ncmd = 5\n", ConfigFormat::Toml, "nixpacks.toml").unwrap_err();
+        assert_eq!((err.line, err.column), (2, 7));
+        assert!(err.message.contains("invalid type"), "{}", err.message);
+    }
+
+    #[test]
+    fn json_error_names_file_line_and_column() {
+        let err = parse(
+            "{\n  \"phases\": {\n    \"setup\": {\"nixPkgs\": \"go\"}\n  }\n}",
+            ConfigFormat::Json,
+            "cfg.json",
+        )
+        .unwrap_err();
+        assert_eq!((err.line, err.file.as_str()), (3, "cfg.json"));
+        assert!(err.to_string().starts_with("cfg.json:3:"), "{err}");
+        assert!(!err.message.contains("at line"), "{}", err.message);
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_the_closest_known_key() {
+        let (_, warnings) = parse(
+            "varibles = {}\n[phases.setup]\nnixPkg = ['a']\n[start]\ncommand = 'x'\nzzzz = 1\n",
+            ConfigFormat::Toml,
+            "nixpacks.toml",
+        )
+        .unwrap();
+        let text: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "nixpacks.toml: unknown key `varibles` is ignored; did you mean `variables`?",
+                "nixpacks.toml: unknown key `phases.setup.nixPkg` is ignored; did you mean `phases.setup.nixPkgs`?",
+                "nixpacks.toml: unknown key `start.command` is ignored; did you mean `start.cmd`?",
+                "nixpacks.toml: unknown key `start.zzzz` is ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn error_position_is_safe_on_multibyte_text() {
+        assert_eq!(line_and_column("é\nü=", 4), (2, 2));
+        assert_eq!(line_and_column("é", 1), (1, 1));
+    }
+}

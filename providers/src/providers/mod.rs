@@ -1,0 +1,43 @@
+//! The language providers: each detects its kind of app and plans it.
+//!
+//! Adding a provider means adding its module here and its entry in
+//! [`all`], in the detection order upstream uses.
+
+use crate::app::App;
+use crate::environment::Environment;
+use crate::plan::BuildPlan;
+use crate::PlanError;
+
+pub mod procfile;
+pub mod staticfile;
+
+/// One language or kind of app.
+pub trait Provider: Sync {
+    /// The name used in `providers` lists and `NIXPACKS_METADATA`.
+    fn name(&self) -> &'static str;
+    /// Whether the app is of this kind.
+    fn detect(&self, app: &App, env: &Environment) -> Result<bool, PlanError>;
+    /// The provider's plan for the app.
+    fn plan(&self, app: &App, env: &Environment) -> Result<Option<BuildPlan>, PlanError>;
+    /// Labels added after the name in `NIXPACKS_METADATA`.
+    fn metadata(&self, _app: &App, _env: &Environment) -> Result<Vec<String>, PlanError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Every provider, in detection order: the first that detects the app wins.
+pub fn all() -> &'static [&'static dyn Provider] {
+    &[&staticfile::Staticfile]
+}
+
+/// The provider with this name.
+pub fn by_name(name: &str) -> Result<&'static dyn Provider, PlanError> {
+    all()
+        .iter()
+        .copied()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| PlanError::UnknownProvider {
+            name: name.into(),
+            valid: all().iter().map(|p| p.name()).collect(),
+        })
+}
