@@ -8,6 +8,7 @@ use crate::environment::Environment;
 use crate::plan::BuildPlan;
 use crate::PlanError;
 
+pub mod node;
 pub mod procfile;
 pub mod staticfile;
 
@@ -27,7 +28,7 @@ pub trait Provider: Sync {
 
 /// Every provider, in detection order: the first that detects the app wins.
 pub fn all() -> &'static [&'static dyn Provider] {
-    &[&staticfile::Staticfile]
+    &[&node::Node, &staticfile::Staticfile]
 }
 
 /// The provider with this name.

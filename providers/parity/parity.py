@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Compare `kiln plan` with upstream `nixpacks plan`, side by side.
+
+Runs both over every example folder (upstream's `examples/` by default),
+turning each example's `test.env` into the same flags for both tools
+(`ENVS="A=1, B=2"` -> `--env A=1 --env B=2`, `CUSTOM_START_CMD` ->
+`--start-cmd`, `CUSTOM_PKGS` -> `--pkgs`), drops `buildImage`, and prints a
+diff for each mismatch and `N of M equal` at the end. Examples upstream
+assigns to a provider kiln does not have are left out of the count.
+
+Usage: parity.py [--nixpacks BIN] [--kiln BIN] [--only NAME] [EXAMPLES_DIR]
+"""
+
+import argparse
+import difflib
+import json
+import os
+import re
+import subprocess
+import sys
+
+KILN_PROVIDERS = {"node", "python", "go", "rust", "ruby", "php", "java", "deno", "staticfile", ""}
+
+
+def read_test_env(folder):
+    """The flags an example's test.env stands for. Read as text, never run."""
+    path = os.path.join(folder, "test.env")
+    flags = []
+    if not os.path.isfile(path):
+        return flags
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            match = re.match(r'^([A-Z_]+)=(.*)$', line.strip())
+            if not match:
+                continue
+            key, value = match.group(1), match.group(2).strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            if key == "ENVS":
+                flags += [arg for item in value.split(", ") for arg in ("--env", item)]
+            elif key == "CUSTOM_START_CMD":
+                flags += ["--start-cmd", value]
+            elif key == "CUSTOM_PKGS":
+                flags += ["--pkgs", value]
+    return flags
+
+
+def run(cmd):
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    return result.returncode, result.stdout, result.stderr
+
+
+def normalized(text):
+    try:
+        plan = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    plan.pop("buildImage", None)
+    return json.dumps(plan, indent=2, ensure_ascii=False)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nixpacks", default="/work/upstream-nixpacks/target/release/nixpacks")
+    parser.add_argument("--kiln", default=os.path.join(os.path.dirname(__file__), "../../target/debug/kiln"))
+    parser.add_argument("--only", help="compare only examples whose name contains this")
+    parser.add_argument("--quiet", action="store_true", help="list mismatches without diffs")
+    parser.add_argument("examples", nargs="?", default="/work/upstream-nixpacks/examples")
+    args = parser.parse_args()
+
+    equal, total, mismatched = 0, 0, []
+    for name in sorted(os.listdir(args.examples)):
+        folder = os.path.join(args.examples, name)
+        if not os.path.isdir(folder) or (args.only and args.only not in name):
+            continue
+        flags = read_test_env(folder)
+        code, detected, _ = run([args.nixpacks, "detect", folder] + flags)
+        providers = [p.strip() for p in detected.strip().split(",")]
+        if code == 0 and not all(p in KILN_PROVIDERS for p in providers):
+            continue
+        total += 1
+        up_code, up_out, up_err = run([args.nixpacks, "plan", folder] + flags)
+        k_code, k_out, k_err = run([args.kiln, "plan", folder] + flags)
+        up = normalized(up_out) if up_code == 0 else f"exit {up_code}\n"
+        kiln = normalized(k_out) if k_code == 0 else f"exit {k_code}\n"
+        if up == kiln:
+            equal += 1
+            continue
+        mismatched.append(name)
+        print(f"=== {name} ({', '.join(providers)}) differs")
+        if not args.quiet:
+            if k_code != 0:
+                print(k_err.strip())
+            diff = difflib.unified_diff(up.splitlines(), kiln.splitlines(), "nixpacks", "kiln", lineterm="", n=2)
+            print("\n".join(diff))
+    print(f"{equal} of {total} equal")
+    if mismatched:
+        print("mismatched: " + " ".join(mismatched))
+    return 0 if equal == total else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
