@@ -10,6 +10,7 @@ use crate::PlanError;
 
 pub mod node;
 pub mod procfile;
+pub mod python;
 pub mod staticfile;
 
 /// One language or kind of app.
@@ -28,7 +29,7 @@ pub trait Provider: Sync {
 
 /// Every provider, in detection order: the first that detects the app wins.
 pub fn all() -> &'static [&'static dyn Provider] {
-    &[&node::Node, &staticfile::Staticfile]
+    &[&node::Node, &python::Python, &staticfile::Staticfile]
 }
 
 /// The provider with this name.
