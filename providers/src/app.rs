@@ -114,6 +114,16 @@ impl App {
         self.find_files(pattern).is_ok_and(|f| !f.is_empty())
     }
 
+    /// Whether any file matching the glob has text the regex matches.
+    pub fn find_match(&self, re: &regex::Regex, pattern: &str) -> Result<bool, AppError> {
+        for file in self.find_files(pattern)? {
+            if re.is_match(&self.read_file(&self.relative(&file))?) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn find_glob(&self, pattern: &str) -> Result<Vec<PathBuf>, AppError> {
         let full = self.source.join(pattern);
         let Some(full) = full.to_str() else {

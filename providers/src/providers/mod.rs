@@ -8,6 +8,8 @@ use crate::environment::Environment;
 use crate::plan::BuildPlan;
 use crate::PlanError;
 
+pub mod deno;
+pub mod go;
 pub mod node;
 pub mod procfile;
 pub mod python;
@@ -29,7 +31,13 @@ pub trait Provider: Sync {
 
 /// Every provider, in detection order: the first that detects the app wins.
 pub fn all() -> &'static [&'static dyn Provider] {
-    &[&node::Node, &python::Python, &staticfile::Staticfile]
+    &[
+        &deno::Deno,
+        &go::Go,
+        &node::Node,
+        &python::Python,
+        &staticfile::Staticfile,
+    ]
 }
 
 /// The provider with this name.

@@ -283,12 +283,7 @@ fn uses_mysql(app: &App) -> Result<bool, PlanError> {
 
 fn any_python_file_matches(app: &App, pattern: &str) -> Result<bool, PlanError> {
     let re = Regex::new(pattern).expect("valid pattern");
-    for file in app.find_files("**/*.py")? {
-        if re.is_match(&app.read_file(&app.relative(&file))?) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(app.find_match(&re, "**/*.py")?)
 }
 
 /// `WSGI_APPLICATION = "site.wsgi.application"` gives `site.wsgi`.
