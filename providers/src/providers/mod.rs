@@ -13,6 +13,7 @@ pub mod go;
 pub mod node;
 pub mod procfile;
 pub mod python;
+pub mod rust;
 pub mod staticfile;
 
 /// One language or kind of app.
@@ -36,6 +37,7 @@ pub fn all() -> &'static [&'static dyn Provider] {
         &go::Go,
         &node::Node,
         &python::Python,
+        &rust::Rust,
         &staticfile::Staticfile,
     ]
 }
