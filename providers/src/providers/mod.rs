@@ -13,6 +13,7 @@ pub mod go;
 pub mod node;
 pub mod procfile;
 pub mod python;
+pub mod ruby;
 pub mod rust;
 pub mod staticfile;
 
@@ -35,6 +36,7 @@ pub fn all() -> &'static [&'static dyn Provider] {
     &[
         &deno::Deno,
         &go::Go,
+        &ruby::Ruby,
         &node::Node,
         &python::Python,
         &rust::Rust,

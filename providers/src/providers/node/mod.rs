@@ -80,10 +80,10 @@ impl Provider for Node {
             let mut phase = Phase::install(Some(
                 "npm install -g corepack@0.24.1 && corepack enable".into(),
             ));
-            phase.add_cmd(install_cmd);
+            phase.cmds.get_or_insert_with(Vec::new).extend(install_cmd);
             phase
         } else {
-            Phase::install(Some(install_cmd))
+            Phase::install(install_cmd)
         };
         install.add_cache_directory(manager.cache_dir());
         install.add_path("/app/node_modules/.bin");
@@ -318,16 +318,21 @@ fn uses_corepack(app: &App, env: &Environment, pkg: &PackageJson) -> Result<bool
         .is_some_and(|m| !m.starts_with("npm")))
 }
 
-fn install_command(app: &App, manager: PackageManager) -> String {
-    match manager {
+/// The install command; none without a `package.json` (Ruby borrows this
+/// provider's install phase for apps that only use execjs).
+fn install_command(app: &App, manager: PackageManager) -> Option<String> {
+    if !app.includes_file("package.json") {
+        return None;
+    }
+    let cmd = match manager {
         PackageManager::Pnpm => "pnpm i --frozen-lockfile",
         PackageManager::Yarn if app.includes_file(".yarnrc.yml") => "yarn install --check-cache",
         PackageManager::Yarn => "yarn install --frozen-lockfile",
         _ if app.includes_file("package-lock.json") => "npm ci",
         _ if app.includes_file("bun.lockb") || app.includes_file("bun.lock") => "bun i --no-save",
         _ => "npm i",
-    }
-    .to_string()
+    };
+    Some(cmd.to_string())
 }
 
 fn build_command(
