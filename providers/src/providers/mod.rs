@@ -11,6 +11,7 @@ use crate::PlanError;
 pub mod deno;
 pub mod go;
 pub mod node;
+pub mod php;
 pub mod procfile;
 pub mod python;
 pub mod ruby;
@@ -36,6 +37,7 @@ pub fn all() -> &'static [&'static dyn Provider] {
     &[
         &deno::Deno,
         &go::Go,
+        &php::Php,
         &ruby::Ruby,
         &node::Node,
         &python::Python,

@@ -214,6 +214,16 @@ impl PackageManager {
     }
 }
 
+/// The command installing the app's Node dependencies, if it has a `package.json`.
+pub fn install_command_of(app: &App) -> Option<String> {
+    install_command(app, PackageManager::of(app, &package_json(app)))
+}
+
+/// The package manager command (`npm`, `yarn`, ...) the app uses.
+pub fn package_manager_command(app: &App) -> &'static str {
+    PackageManager::of(app, &package_json(app)).command()
+}
+
 /// `package.json`, or an empty one where it is missing or malformed, as upstream reads it almost everywhere.
 fn package_json(app: &App) -> PackageJson {
     app.read_json("package.json").unwrap_or_default()
