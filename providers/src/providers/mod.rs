@@ -10,6 +10,7 @@ use crate::PlanError;
 
 pub mod deno;
 pub mod go;
+pub mod java;
 pub mod node;
 pub mod php;
 pub mod procfile;
@@ -37,6 +38,7 @@ pub fn all() -> &'static [&'static dyn Provider] {
     &[
         &deno::Deno,
         &go::Go,
+        &java::Java,
         &php::Php,
         &ruby::Ruby,
         &node::Node,
