@@ -445,9 +445,11 @@ impl BuildPlan {
             .fold(BuildPlan::default(), |acc, plan| acc.merge(plan))
     }
 
-    /// Gives every phase the name it has in the map.
+    /// Gives every phase the name it has in the map. Like upstream, this
+    /// makes an unset phase map empty, so that later merges give new
+    /// `install` and `build` phases their default dependencies.
     pub(crate) fn name_phases(&mut self) {
-        for (name, phase) in self.phases.iter_mut().flatten() {
+        for (name, phase) in self.phases.get_or_insert_with(Phases::new) {
             phase.name = Some(name.clone());
         }
     }
