@@ -67,14 +67,36 @@ def normalized(text, drop_own_assets=False):
     return json.dumps(plan, indent=2, ensure_ascii=False)
 
 
+def write_goldens(args):
+    """Upstream's plans for our own fixture apps, for the golden tests."""
+    os.makedirs(args.write_goldens, exist_ok=True)
+    for name in sorted(os.listdir(args.examples)):
+        folder = os.path.join(args.examples, name)
+        if not os.path.isdir(folder) or not name.startswith("plan-"):
+            continue
+        code, out, err = run([args.nixpacks, "plan", folder] + read_test_env(folder))
+        if code != 0:
+            print(f"{name}: upstream failed: {err.strip()}", file=sys.stderr)
+            return 1
+        with open(os.path.join(args.write_goldens, name + ".json"), "w", encoding="utf-8") as f:
+            f.write(normalized(out, drop_own_assets=True) + "\n")
+        print(f"wrote {name}.json")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nixpacks", default="/work/upstream-nixpacks/target/release/nixpacks")
     parser.add_argument("--kiln", default=os.path.join(os.path.dirname(__file__), "../../target/debug/kiln"))
     parser.add_argument("--only", help="compare only examples whose name contains this")
     parser.add_argument("--quiet", action="store_true", help="list mismatches without diffs")
+    parser.add_argument("--write-goldens", metavar="DIR",
+                        help="write upstream's normalized plan of each example to DIR/<name>.json instead of comparing")
     parser.add_argument("examples", nargs="?", default="/work/upstream-nixpacks/examples")
     args = parser.parse_args()
+
+    if args.write_goldens:
+        return write_goldens(args)
 
     equal, total, mismatched, assets_only = 0, 0, [], 0
     for name in sorted(os.listdir(args.examples)):

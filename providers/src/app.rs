@@ -266,7 +266,9 @@ mod tests {
         std::fs::write(dir.path().join("package.json"), "{ nope").unwrap();
         let app = App::new(dir.path()).unwrap();
         assert!(app.has_match("**/*.csproj"));
-        assert!(!app.has_match("*.csproj"));
+        // As in upstream, `*` also crosses folders.
+        assert!(app.has_match("*.csproj"));
+        assert!(!app.has_match("*.fsproj"));
         let err = app
             .read_json::<serde_json::Value>("package.json")
             .unwrap_err()

@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn unknown_keys_warn_with_the_closest_known_key() {
         let (_, warnings) = parse(
-            "varibles = {}\n[phases.setup]\nnixPkg = ['a']\n[start]\ncommand = 'x'\nzzzz = 1\n",
+            "varibles = {}\n[phases.setup]\nnixPkg = ['a']\n[start]\nusr = 'x'\nzzzz = 1\n",
             ConfigFormat::Toml,
             "nixpacks.toml",
         )
@@ -271,7 +271,7 @@ mod tests {
             [
                 "nixpacks.toml: unknown key `varibles` is ignored; did you mean `variables`?",
                 "nixpacks.toml: unknown key `phases.setup.nixPkg` is ignored; did you mean `phases.setup.nixPkgs`?",
-                "nixpacks.toml: unknown key `start.command` is ignored; did you mean `start.cmd`?",
+                "nixpacks.toml: unknown key `start.usr` is ignored; did you mean `start.user`?",
                 "nixpacks.toml: unknown key `start.zzzz` is ignored",
             ]
         );
@@ -279,7 +279,8 @@ mod tests {
 
     #[test]
     fn error_position_is_safe_on_multibyte_text() {
-        assert_eq!(line_and_column("é\nü=", 4), (2, 2));
+        assert_eq!(line_and_column("é\nü=", 5), (2, 2));
+        assert_eq!(line_and_column("é\nü=", 4), (2, 1));
         assert_eq!(line_and_column("é", 1), (1, 1));
     }
 }

@@ -331,9 +331,11 @@ mod tests {
         )
         .unwrap();
         let setup = plan.phase("setup").unwrap();
+        // Each level keeps its hole until the plan is pinned, so the
+        // provider's packages fill every hole: upstream prints the same.
         assert_eq!(
             setup.nix_pkgs.as_deref().unwrap(),
-            ["from-flag", "from-env", "go", "from-file"]
+            ["from-flag", "go", "from-env", "go", "go", "from-file"]
         );
         assert_eq!(
             plan.phase("build").unwrap().cmds.as_deref().unwrap(),

@@ -608,7 +608,10 @@ mod tests {
             strings(&["...", "nodejs", "cowsay"])
         );
         assert_eq!(merged.phase("build").unwrap().cmds, strings(&["b"]));
-        assert_eq!(merged.phase("install").unwrap().depends_on, None);
+        assert_eq!(
+            merged.phase("install").unwrap().depends_on,
+            strings(&["setup"])
+        );
         let start = merged.start_phase.unwrap();
         assert_eq!(start.cmd.as_deref(), Some("low"));
         assert_eq!(start.user.as_deref(), Some("app"));

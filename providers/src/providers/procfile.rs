@@ -46,7 +46,7 @@ mod tests {
         let plan =
             plan_for("worker: python worker.py\nweb: gunicorn app\nrelease: ./migrate\n").unwrap();
         assert_eq!(
-            plan.start_phase.unwrap().cmd.as_deref(),
+            plan.start_phase.as_ref().unwrap().cmd.as_deref(),
             Some("gunicorn app")
         );
         let release = plan.phase("release").unwrap();
