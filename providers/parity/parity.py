@@ -54,6 +54,8 @@ def run(cmd):
 
 
 def normalized(text, drop_own_assets=False):
+    if text.startswith("buildImage = ") or "\nbuildImage = " in text:
+        return "\n".join(l for l in text.splitlines() if not l.startswith("buildImage = "))
     try:
         plan = json.loads(text)
     except json.JSONDecodeError:
@@ -89,6 +91,7 @@ def main():
     parser.add_argument("--nixpacks", default="/work/upstream-nixpacks/target/release/nixpacks")
     parser.add_argument("--kiln", default=os.path.join(os.path.dirname(__file__), "../../target/debug/kiln"))
     parser.add_argument("--only", help="compare only examples whose name contains this")
+    parser.add_argument("--format", choices=["json", "toml"], default="json", help="plan format to compare")
     parser.add_argument("--quiet", action="store_true", help="list mismatches without diffs")
     parser.add_argument("--write-goldens", metavar="DIR",
                         help="write upstream's normalized plan of each example to DIR/<name>.json instead of comparing")
@@ -109,8 +112,9 @@ def main():
         if code == 0 and not all(p in KILN_PROVIDERS for p in providers):
             continue
         total += 1
-        up_code, up_out, up_err = run([args.nixpacks, "plan", folder] + flags)
-        k_code, k_out, k_err = run([args.kiln, "plan", folder] + flags)
+        plan_flags = flags + ["--format", args.format]
+        up_code, up_out, up_err = run([args.nixpacks, "plan", folder] + plan_flags)
+        k_code, k_out, k_err = run([args.kiln, "plan", folder] + plan_flags)
         up = normalized(up_out) if up_code == 0 else f"exit {up_code}\n"
         kiln = normalized(k_out) if k_code == 0 else f"exit {k_code}\n"
         if up == kiln:
@@ -126,7 +130,8 @@ def main():
             diff = difflib.unified_diff(up.splitlines(), kiln.splitlines(), "nixpacks", "kiln", lineterm="", n=2)
             print("\n".join(diff))
     print(f"{equal} of {total} equal")
-    print(f"{equal + assets_only} of {total} equal apart from static asset files kiln writes itself ({', '.join(sorted(OWN_ASSETS))}, scripts/*)")
+    if args.format == "json":
+        print(f"{equal + assets_only} of {total} equal apart from static asset files kiln writes itself ({', '.join(sorted(OWN_ASSETS))}, scripts/*)")
     if mismatched:
         print("mismatched: " + " ".join(mismatched))
     return 0 if equal == total else 1

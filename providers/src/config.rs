@@ -92,7 +92,7 @@ fn parse_toml(text: &str, file: &str) -> Result<(BuildPlan, Value), ConfigError>
             file: file.into(),
             line,
             column,
-            message: e.message().trim_end().to_string(),
+            message: e.message().trim_end().replace('\n', "; "),
         }
     };
     let plan: BuildPlan = toml::from_str(text).map_err(error)?;

@@ -500,7 +500,7 @@ impl BuildPlan {
     /// The plan as TOML, ready for `nixpacks.toml` (phase names left out).
     pub fn to_toml(&self) -> String {
         let plan = self.without_phase_names();
-        toml::to_string_pretty(&plan).expect("a plan is always representable as TOML")
+        toml_v05::to_string_pretty(&plan).expect("a plan is always representable as TOML")
     }
 
     fn without_phase_names(&self) -> BuildPlan {
