@@ -33,6 +33,11 @@ pub fn plan(command: &PlanCommand) -> anyhow::Result<()> {
     for warning in &generated.warnings {
         tracing::warn!("{warning}");
     }
+    // Upstream prints such plans too, so this warns instead of failing;
+    // `kiln build` refuses them.
+    if let Err(err) = generated.plan.phases_in_order() {
+        tracing::warn!("{err}");
+    }
     let text = match command.format {
         PlanFormat::Json => generated.plan.to_json(),
         PlanFormat::Toml => generated.plan.to_toml(),

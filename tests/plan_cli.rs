@@ -150,3 +150,18 @@ fn detect_prints_the_provider() {
     let output = kiln(&["detect", &fixture("shell-app")]);
     assert_eq!(stdout(&output), "\n");
 }
+
+#[test]
+fn phase_cycle_is_printed_with_a_warning_naming_the_phases() {
+    let (_dir, path) = app_with(&[(
+        "nixpacks.toml",
+        "[phases.a]\ndependsOn = [\"b\"]\n[phases.b]\ndependsOn = [\"a\"]\n",
+    )]);
+    let output = kiln(&["plan", &path]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cycle: a -> b -> a"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 # Static assets whose text kiln writes itself instead of copying upstream's.
 OWN_ASSETS = {"Caddyfile", "nginx.template.conf", "php-fpm.conf"}
@@ -48,9 +49,22 @@ def read_test_env(folder):
     return flags
 
 
+TIMES = {}
+
+
 def run(cmd):
+    start = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True)
+    TIMES.setdefault((os.path.basename(cmd[0]), cmd[1]), []).append(time.perf_counter() - start)
     return result.returncode, result.stdout, result.stderr
+
+
+def print_times():
+    """Wall time per process, plan and detect, both tools: a side-by-side check, not a benchmark."""
+    for (tool, command), times in sorted(TIMES.items()):
+        times = sorted(times)
+        median = times[len(times) // 2] * 1000
+        print(f"{tool} {command}: median {median:.1f} ms, max {times[-1] * 1000:.1f} ms over {len(times)} runs")
 
 
 def normalized(text, drop_own_assets=False):
@@ -92,6 +106,7 @@ def main():
     parser.add_argument("--kiln", default=os.path.join(os.path.dirname(__file__), "../../target/debug/kiln"))
     parser.add_argument("--only", help="compare only examples whose name contains this")
     parser.add_argument("--format", choices=["json", "toml"], default="json", help="plan format to compare")
+    parser.add_argument("--times", action="store_true", help="print per-process wall times of both tools")
     parser.add_argument("--quiet", action="store_true", help="list mismatches without diffs")
     parser.add_argument("--write-goldens", metavar="DIR",
                         help="write upstream's normalized plan of each example to DIR/<name>.json instead of comparing")
@@ -112,6 +127,8 @@ def main():
         if code == 0 and not all(p in KILN_PROVIDERS for p in providers):
             continue
         total += 1
+        if args.times:
+            run([args.kiln, "detect", folder] + flags)
         plan_flags = flags + ["--format", args.format]
         up_code, up_out, up_err = run([args.nixpacks, "plan", folder] + plan_flags)
         k_code, k_out, k_err = run([args.kiln, "plan", folder] + plan_flags)
@@ -134,6 +151,8 @@ def main():
         print(f"{equal + assets_only} of {total} equal apart from static asset files kiln writes itself ({', '.join(sorted(OWN_ASSETS))}, scripts/*)")
     if mismatched:
         print("mismatched: " + " ".join(mismatched))
+    if args.times:
+        print_times()
     return 0 if equal == total else 1
 
 

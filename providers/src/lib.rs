@@ -10,6 +10,8 @@
 //! The one entry point is [`generate_plan`] (or [`generate`], which also
 //! says which folder was planned and which config keys were ignored).
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod config;
 pub mod environment;

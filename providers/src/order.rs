@@ -22,8 +22,15 @@ pub enum OrderError {
     Cycle(Vec<String>),
 }
 
+/// The phases every plan may name without having them: upstream adds
+/// dependencies on them by convention (a Procfile's `release` depends on
+/// `build` even for apps with no build step), so a missing one is skipped.
+const CONVENTIONAL_PHASES: &[&str] = &["setup", "install", "build"];
+
 /// Orders phases so each comes after everything it depends on; among
 /// phases ready at the same time, the one with the smaller name first.
+/// A dependency on a phase the plan lacks is an error, except on the
+/// conventional `setup`, `install` and `build`, which are skipped.
 pub fn topological<'a>(
     phases: impl IntoIterator<Item = &'a Phase>,
 ) -> Result<Vec<&'a Phase>, OrderError> {
@@ -31,7 +38,7 @@ pub fn topological<'a>(
     for phase in by_name.values() {
         if let Some(missing) = deps_of(phase)
             .into_iter()
-            .find(|d| !by_name.contains_key(d))
+            .find(|d| !by_name.contains_key(d) && !CONVENTIONAL_PHASES.contains(d))
         {
             return Err(OrderError::MissingDependency {
                 phase: phase.name().into(),
@@ -47,7 +54,10 @@ pub fn topological<'a>(
         let ready: Vec<&str> = by_name
             .iter()
             .filter(|(name, phase)| {
-                !done.contains(*name) && deps_of(phase).iter().all(|d| done.contains(d))
+                !done.contains(*name)
+                    && deps_of(phase)
+                        .iter()
+                        .all(|d| done.contains(d) || !by_name.contains_key(d))
             })
             .map(|(name, _)| *name)
             .collect();
@@ -143,6 +153,17 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("`compile`"));
+    }
+
+    #[test]
+    fn missing_conventional_phase_is_skipped() {
+        let phases = [
+            phase("setup", &[]),
+            phase("install", &["setup"]),
+            phase("release", &["setup", "install", "build"]),
+        ];
+        let ordered = topological(&phases).unwrap();
+        assert_eq!(names(&ordered), ["setup", "install", "release"]);
     }
 
     #[test]

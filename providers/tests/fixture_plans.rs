@@ -336,6 +336,14 @@ fn procfile_web_starts_and_release_runs_after_build() {
     let release = plan.phase("release").unwrap();
     assert_eq!(strings(&release.cmds), ["python migrate.py"]);
     assert_eq!(strings(&release.depends_on), ["setup", "install", "build"]);
+    // The app has no build phase; the release still runs last.
+    let order: Vec<&str> = plan
+        .phases_in_order()
+        .unwrap()
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    assert_eq!(order, ["setup", "install", "release"]);
 }
 
 #[test]

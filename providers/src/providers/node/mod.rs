@@ -146,9 +146,13 @@ impl Provider for Node {
 /// The package manager an app uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackageManager {
+    /// npm, the default.
     Npm,
+    /// pnpm (`pnpm-lock.yaml`).
     Pnpm,
+    /// Yarn, classic or berry (`yarn.lock`).
     Yarn,
+    /// Bun (`bun.lockb` or `bun.lock`).
     Bun,
 }
 

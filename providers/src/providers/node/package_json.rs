@@ -8,15 +8,23 @@ use serde_json::Value;
 /// `package.json`, as far as planning needs it.
 #[derive(Debug, Default, Deserialize)]
 pub struct PackageJson {
+    /// `scripts`
     pub scripts: Option<HashMap<String, String>>,
+    /// `engines`, for `engines.node`
     pub engines: Option<HashMap<String, String>>,
+    /// `main`, the entry file
     pub main: Option<String>,
+    /// `dependencies`
     pub dependencies: Option<HashMap<String, String>>,
+    /// `devDependencies`
     #[serde(rename = "devDependencies")]
     pub dev_dependencies: Option<HashMap<String, String>>,
+    /// `packageManager`, e.g. `pnpm@8.15.4`
     #[serde(rename = "packageManager")]
     pub package_manager: Option<String>,
+    /// `workspaces`
     pub workspaces: Option<Value>,
+    /// `cacheDirectories`, extra build caches
     #[serde(rename = "cacheDirectories")]
     pub cache_directories: Option<Vec<String>>,
 }
