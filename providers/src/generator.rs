@@ -115,7 +115,14 @@ pub fn generate(app_dir: &Path, options: &GeneratePlanOptions) -> Result<Generat
     if plan.phases.as_ref().is_none_or(|p| p.is_empty()) {
         let mut dirs = app.paths.iter().filter(|p| p.is_dir());
         if let (Some(only), None) = (dirs.next(), dirs.next()) {
-            return generate(only, options);
+            // Only descend for real: a symlink back up (`sub -> ..`) would
+            // otherwise recurse forever.
+            let inside = only
+                .canonicalize()
+                .is_ok_and(|o| o != app.source && o.starts_with(&app.source));
+            if inside {
+                return generate(only, options);
+            }
         }
     }
     Ok(GeneratedPlan {
@@ -383,6 +390,14 @@ mod tests {
             detect_providers(&generated.app_dir, &GeneratePlanOptions::default()).unwrap(),
             ["staticfile"]
         );
+    }
+
+    #[test]
+    fn only_subfolder_linking_back_up_is_not_followed() {
+        let app = app_with(&[]);
+        std::os::unix::fs::symlink("..", app.path().join("loop")).unwrap();
+        let generated = generate(app.path(), &GeneratePlanOptions::default()).unwrap();
+        assert_eq!(generated.app_dir, app.path().canonicalize().unwrap());
     }
 
     #[test]
