@@ -1,0 +1,485 @@
+//! The mount steps that build a sandbox's root, planned by the caller and
+//! carried out by the sandbox's init process.
+//!
+//! Planning happens before `fork` so the child only makes system calls on
+//! ready-made C strings. Every step carries a description; a failing step
+//! is reported by its index and the caller turns it into a message.
+
+use std::ffi::CString;
+use std::fs::{self, DirBuilder, File};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::sys::statvfs::{statvfs, FsFlags};
+
+use super::Sandbox;
+
+/// Host device nodes bound into the sandbox's `/dev`.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Host files bound read-only so name resolution works as on the host.
+const HOST_FILES: [&str; 2] = ["/etc/resolv.conf", "/etc/hosts"];
+
+/// What a mount point must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Dir,
+    File,
+}
+
+/// One step of building the root.
+#[derive(Debug)]
+pub(super) struct Step {
+    /// What the step does, for the error when it fails.
+    pub(super) what: String,
+    pub(super) action: Action,
+}
+
+/// The system calls of a step.
+#[derive(Debug)]
+pub(super) enum Action {
+    /// Stops mounts from propagating back to the caller's namespace.
+    MakeRootPrivate,
+    /// Fails unless `rel` is a `kind` beneath `root` reached without
+    /// following a symlink, so no mount lands outside the root.
+    Beneath {
+        root: CString,
+        rel: CString,
+        kind: Kind,
+    },
+    Mount {
+        source: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: MsFlags,
+        data: Option<CString>,
+    },
+    CreateFile(CString),
+    MakeDir(CString),
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    /// Makes `root` the root and detaches the old one.
+    PivotRoot(CString),
+    ChangeDir(CString),
+}
+
+/// The folders the caller prepares for one run.
+#[derive(Debug)]
+pub(super) struct Layout {
+    /// Where the overlay is mounted before it becomes the root.
+    pub(super) root: PathBuf,
+    /// The lowest lower layer: the mount points the sandbox needs, so they
+    /// exist without ever being written into the upper folder.
+    pub(super) skeleton: PathBuf,
+    /// The overlay's work folder, beside the upper folder (same filesystem).
+    pub(super) work: PathBuf,
+    /// Upper and work folders of the app overlay, discarded afterwards.
+    pub(super) app_upper: PathBuf,
+    pub(super) app_work: PathBuf,
+}
+
+/// Fills the skeleton layer with every mount point of `sandbox`.
+pub(super) fn make_skeleton(skeleton: &Path, sandbox: &Sandbox) -> io::Result<()> {
+    let dir = |rel: &Path, mode: u32| -> io::Result<()> {
+        let path = skeleton.join(rel);
+        DirBuilder::new().recursive(true).mode(0o755).create(&path)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+    };
+    let file = |rel: &Path| -> io::Result<()> {
+        let path = skeleton.join(rel);
+        if let Some(parent) = path.parent() {
+            DirBuilder::new().recursive(true).mode(0o755).create(parent)?;
+        }
+        File::create(&path).map(drop)
+    };
+    for (rel, mode) in [("proc", 0o555), ("dev", 0o755), ("tmp", 0o1777), ("root", 0o700)] {
+        dir(Path::new(rel), mode)?;
+    }
+    dir(&relative(&sandbox.workdir), 0o755)?;
+    for host_file in HOST_FILES {
+        file(&relative(Path::new(host_file)))?;
+    }
+    for store in &sandbox.store_paths {
+        let rel = Path::new("nix/store").join(&store.name);
+        if store.host.is_dir() {
+            dir(&rel, 0o555)?;
+        } else {
+            file(&rel)?;
+        }
+    }
+    for cache in &sandbox.caches {
+        dir(&relative(&cache.inside), 0o755)?;
+    }
+    Ok(())
+}
+
+/// Every step that builds the root of `sandbox` in `layout`.
+pub(super) fn plan(sandbox: &Sandbox, layout: &Layout) -> io::Result<Vec<Step>> {
+    let root = &layout.root;
+    let mut steps = vec![Step {
+        what: "make the sandbox's mounts private".into(),
+        action: Action::MakeRootPrivate,
+    }];
+    let mut lowers: Vec<&Path> = sandbox.lowers.iter().rev().map(PathBuf::as_path).collect();
+    lowers.push(&layout.skeleton);
+    let lowerdir = lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    steps.push(mount_step(
+        format!("mount the overlay root (upper {})", sandbox.upper.display()),
+        Some("overlay"),
+        root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&format!(
+            "lowerdir={lowerdir},upperdir={},workdir={},userxattr",
+            sandbox.upper.display(),
+            layout.work.display()
+        )),
+    )?);
+    if let Some(app) = &sandbox.app_source {
+        let inside = Path::new("/app");
+        steps.push(beneath(root, inside, Kind::Dir, "the app folder")?);
+        steps.push(mount_step(
+            format!("show {} at /app (copy on write)", app.display()),
+            Some("overlay"),
+            &under(root, inside),
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(&format!(
+                "lowerdir={},upperdir={},workdir={},userxattr",
+                app.display(),
+                layout.app_upper.display(),
+                layout.app_work.display()
+            )),
+        )?);
+    }
+    for store in &sandbox.store_paths {
+        let inside = Path::new("/nix/store").join(&store.name);
+        let kind = if store.host.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        steps.push(beneath(root, &inside, kind, "a store path")?);
+        steps.extend(read_only_bind(&store.host, &under(root, &inside))?);
+    }
+    for cache in &sandbox.caches {
+        steps.push(beneath(root, &cache.inside, Kind::Dir, "a cache directory")?);
+        steps.push(mount_step(
+            format!(
+                "bind the cache folder {} at {}",
+                cache.host.display(),
+                cache.inside.display()
+            ),
+            Some(&cache.host),
+            &under(root, &cache.inside),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )?);
+    }
+    for host_file in HOST_FILES.map(Path::new).into_iter().filter(|p| p.exists()) {
+        steps.push(beneath(root, host_file, Kind::File, "a host file")?);
+        steps.extend(read_only_bind(host_file, &under(root, host_file))?);
+    }
+    steps.extend(special_filesystems(root)?);
+    steps.push(Step {
+        what: format!("make {} the root (pivot_root)", root.display()),
+        action: Action::PivotRoot(c_path(root)?),
+    });
+    steps.push(Step {
+        what: format!("enter the working directory {}", sandbox.workdir.display()),
+        action: Action::ChangeDir(c_path(&sandbox.workdir)?),
+    });
+    Ok(steps)
+}
+
+/// `/proc`, the minimal `/dev` and `/tmp`.
+fn special_filesystems(root: &Path) -> io::Result<Vec<Step>> {
+    let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let mut steps = vec![
+        beneath(root, Path::new("/proc"), Kind::Dir, "/proc")?,
+        mount_step(
+            "mount a fresh /proc".into(),
+            Some("proc"),
+            &root.join("proc"),
+            Some("proc"),
+            nosuid_nodev | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )?,
+        beneath(root, Path::new("/tmp"), Kind::Dir, "/tmp")?,
+        mount_step(
+            "mount a tmpfs at /tmp".into(),
+            Some("tmpfs"),
+            &root.join("tmp"),
+            Some("tmpfs"),
+            nosuid_nodev,
+            Some("mode=1777"),
+        )?,
+        beneath(root, Path::new("/dev"), Kind::Dir, "/dev")?,
+        mount_step(
+            "mount a tmpfs at /dev".into(),
+            Some("tmpfs"),
+            &root.join("dev"),
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID,
+            Some("mode=0755"),
+        )?,
+    ];
+    let dev = root.join("dev");
+    for device in DEVICES {
+        let target = dev.join(device);
+        steps.push(Step {
+            what: format!("create the mount point /dev/{device}"),
+            action: Action::CreateFile(c_path(&target)?),
+        });
+        steps.push(mount_step(
+            format!("bind the host's /dev/{device}"),
+            Some(&Path::new("/dev").join(device)),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )?);
+    }
+    for (name, fstype, data) in [
+        ("shm", "tmpfs", "mode=1777"),
+        ("pts", "devpts", "newinstance,ptmxmode=0666,mode=0620"),
+    ] {
+        let target = dev.join(name);
+        steps.push(Step {
+            what: format!("create /dev/{name}"),
+            action: Action::MakeDir(c_path(&target)?),
+        });
+        steps.push(mount_step(
+            format!("mount {fstype} at /dev/{name}"),
+            Some(fstype),
+            &target,
+            Some(fstype),
+            nosuid_nodev,
+            Some(data),
+        )?);
+    }
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        steps.push(Step {
+            what: format!("link /dev/{link} to {target}"),
+            action: Action::Symlink {
+                target: c_path(Path::new(target))?,
+                link: c_path(&dev.join(link))?,
+            },
+        });
+    }
+    Ok(steps)
+}
+
+/// A bind mount followed by the remount that makes it read-only. The
+/// remount keeps the flags the source's mount has, because inside a user
+/// namespace the kernel refuses to clear flags it inherited as locked.
+fn read_only_bind(source: &Path, target: &Path) -> io::Result<Vec<Step>> {
+    let inherited = statvfs(source)
+        .map(|stat| mount_flags(stat.flags()))
+        .map_err(io::Error::from)?;
+    let what = format!("bind {} read-only", source.display());
+    Ok(vec![
+        mount_step(
+            what.clone(),
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )?,
+        mount_step(
+            what,
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | inherited,
+            None::<&str>,
+        )?,
+    ])
+}
+
+/// Mount flags matching the `statvfs` flags of an existing mount.
+fn mount_flags(flags: FsFlags) -> MsFlags {
+    [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ]
+    .into_iter()
+    .filter(|(st, _)| flags.contains(*st))
+    .fold(MsFlags::empty(), |all, (_, ms)| all | ms)
+}
+
+fn beneath(root: &Path, inside: &Path, kind: Kind, what: &str) -> io::Result<Step> {
+    Ok(Step {
+        what: format!(
+            "check the mount point of {what} at {} (it must be a {} in the lower layers, reached without symlinks)",
+            inside.display(),
+            match kind {
+                Kind::Dir => "folder",
+                Kind::File => "file",
+            }
+        ),
+        action: Action::Beneath {
+            root: c_path(root)?,
+            rel: c_path(&relative(inside))?,
+            kind,
+        },
+    })
+}
+
+fn mount_step(
+    what: String,
+    source: Option<&(impl AsRef<std::ffi::OsStr> + ?Sized)>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> io::Result<Step> {
+    Ok(Step {
+        what,
+        action: Action::Mount {
+            source: source.map(|s| c_path(Path::new(s))).transpose()?,
+            target: c_path(target)?,
+            fstype: fstype.map(|s| c_path(Path::new(s))).transpose()?,
+            flags,
+            data: data.map(|s| c_path(Path::new(s))).transpose()?,
+        },
+    })
+}
+
+/// `inside` (absolute in the sandbox) as a path below the root.
+fn relative(inside: &Path) -> PathBuf {
+    inside.strip_prefix("/").unwrap_or(inside).to_path_buf()
+}
+
+fn under(root: &Path, inside: &Path) -> PathBuf {
+    root.join(relative(inside))
+}
+
+/// A path as a C string; paths with a NUL byte cannot be passed to the
+/// kernel.
+pub(super) fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} contains a NUL byte", path.display()),
+        )
+    })
+}
+
+/// Carries out `steps` in order; on failure returns the failing step's
+/// index and error. Runs in the forked init process: system calls only.
+pub(super) fn execute(steps: &[Step]) -> Result<(), (u32, Errno)> {
+    for (index, step) in steps.iter().enumerate() {
+        run_action(&step.action).map_err(|errno| (index as u32, errno))?;
+    }
+    Ok(())
+}
+
+fn run_action(action: &Action) -> Result<(), Errno> {
+    match action {
+        Action::MakeRootPrivate => mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ),
+        Action::Beneath { root, rel, kind } => check_beneath(root, rel, *kind),
+        Action::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => mount(
+            source.as_deref(),
+            target.as_c_str(),
+            fstype.as_deref(),
+            *flags,
+            data.as_deref(),
+        ),
+        Action::CreateFile(path) => nix::fcntl::open(
+            path.as_c_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map(drop),
+        Action::MakeDir(path) => nix::unistd::mkdir(path.as_c_str(), Mode::from_bits_truncate(0o755)),
+        Action::Symlink { target, link } => {
+            nix::unistd::symlinkat(target.as_c_str(), nix::fcntl::AT_FDCWD, link.as_c_str())
+        }
+        Action::PivotRoot(root) => {
+            nix::unistd::chdir(root.as_c_str())?;
+            nix::unistd::pivot_root(".", ".")?;
+            nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)?;
+            nix::unistd::chdir("/")
+        }
+        Action::ChangeDir(path) => nix::unistd::chdir(path.as_c_str()),
+    }
+}
+
+fn check_beneath(root: &CString, rel: &CString, kind: Kind) -> Result<(), Errno> {
+    let root = nix::fcntl::open(
+        root.as_c_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let target = openat2(root.as_fd(), rel.as_c_str(), how)?;
+    let file_type = SFlag::from_bits_truncate(fstat(target.as_fd())?.st_mode) & SFlag::S_IFMT;
+    match (kind, file_type) {
+        (Kind::Dir, SFlag::S_IFDIR) | (Kind::File, SFlag::S_IFREG) => Ok(()),
+        (Kind::Dir, _) => Err(Errno::ENOTDIR),
+        (Kind::File, _) => Err(Errno::EISDIR),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statvfs_flags_become_mount_flags() {
+        let flags = mount_flags(FsFlags::ST_NOSUID | FsFlags::ST_RELATIME | FsFlags::ST_RDONLY);
+        assert_eq!(flags, MsFlags::MS_NOSUID | MsFlags::MS_RELATIME);
+    }
+
+    #[test]
+    fn paths_with_nul_are_refused() {
+        let bad = Path::new(std::ffi::OsStr::from_bytes(b"/a\0b"));
+        assert!(c_path(bad).is_err());
+        assert_eq!(relative(Path::new("/nix/store/x")), Path::new("nix/store/x"));
+    }
+}
