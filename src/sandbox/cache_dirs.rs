@@ -15,10 +15,7 @@ pub fn cache_binds(
     cache_key: &str,
     directories: &[String],
 ) -> io::Result<Vec<CacheBind>> {
-    if cache_key.is_empty()
-        || cache_key.starts_with('.')
-        || cache_key.contains(['/', '\0'])
-    {
+    if cache_key.is_empty() || cache_key.starts_with('.') || cache_key.contains(['/', '\0']) {
         return Err(invalid(format!(
             "cache key {cache_key:?} must be a non-empty name without `/` that does not start with `.`"
         )));

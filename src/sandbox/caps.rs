@@ -35,7 +35,13 @@ struct CapData {
 pub(super) fn drop_mount_capability() -> Result<(), Errno> {
     // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
     Errno::result(unsafe {
-        libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN as libc::c_ulong, 0, 0, 0)
+        libc::prctl(
+            libc::PR_CAPBSET_DROP,
+            CAP_SYS_ADMIN as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
     })?;
     let mut header = CapHeader {
         version: CAPABILITY_VERSION_3,
@@ -50,6 +56,5 @@ pub(super) fn drop_mount_capability() -> Result<(), Errno> {
     data[0].permitted &= bit;
     data[0].inheritable &= bit;
     // SAFETY: as above; capset only reads the structures.
-    Errno::result(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) })
-        .map(drop)
+    Errno::result(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) }).map(drop)
 }

@@ -109,7 +109,9 @@ pub(super) fn first_child(plan: &ChildPlan, status: OwnedFd, go: OwnedFd) -> ! {
     }
     drop(go);
     let root_ids = nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-        .and_then(|()| nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)));
+        .and_then(|()| {
+            nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        });
     if let Err(errno) = root_ids {
         fail(ExtraStep::BecomeRoot, errno);
     }

@@ -113,7 +113,7 @@ pub enum SandboxError {
 
 fn last_lines_block(lines: &[String]) -> String {
     if lines.is_empty() {
-        return " (no output)".to_string();
+        return String::new();
     }
     format!("; its last {} lines:\n{}", lines.len(), lines.join("\n"))
 }

@@ -94,10 +94,8 @@ impl IdMaps {
             } => {
                 let proc_dir = PathBuf::from(format!("/proc/{pid}"));
                 let write = |name: &str, content: &str| {
-                    fs::write(proc_dir.join(name), content).map_err(|source| {
-                        SandboxError::IdMap {
-                            detail: format!("writing {content:?} to /proc/{pid}/{name}: {source}"),
-                        }
+                    fs::write(proc_dir.join(name), content).map_err(|source| SandboxError::IdMap {
+                        detail: format!("writing {content:?} to /proc/{pid}/{name}: {source}"),
                     })
                 };
                 if *deny_setgroups {

@@ -91,17 +91,28 @@ pub(super) struct Layout {
 pub(super) fn make_skeleton(skeleton: &Path, sandbox: &Sandbox) -> io::Result<()> {
     let dir = |rel: &Path, mode: u32| -> io::Result<()> {
         let path = skeleton.join(rel);
-        DirBuilder::new().recursive(true).mode(0o755).create(&path)?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&path)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
     };
     let file = |rel: &Path| -> io::Result<()> {
         let path = skeleton.join(rel);
         if let Some(parent) = path.parent() {
-            DirBuilder::new().recursive(true).mode(0o755).create(parent)?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)?;
         }
         File::create(&path).map(drop)
     };
-    for (rel, mode) in [("proc", 0o555), ("dev", 0o755), ("tmp", 0o1777), ("root", 0o700)] {
+    for (rel, mode) in [
+        ("proc", 0o555),
+        ("dev", 0o755),
+        ("tmp", 0o1777),
+        ("root", 0o700),
+    ] {
         dir(Path::new(rel), mode)?;
     }
     dir(&relative(&sandbox.workdir), 0o755)?;
@@ -176,7 +187,12 @@ pub(super) fn plan(sandbox: &Sandbox, layout: &Layout) -> io::Result<Vec<Step>> 
         steps.extend(read_only_bind(&store.host, &under(root, &inside))?);
     }
     for cache in &sandbox.caches {
-        steps.push(beneath(root, &cache.inside, Kind::Dir, "a cache directory")?);
+        steps.push(beneath(
+            root,
+            &cache.inside,
+            Kind::Dir,
+            "a cache directory",
+        )?);
         steps.push(mount_step(
             format!(
                 "bind the cache folder {} at {}",
@@ -434,7 +450,9 @@ fn run_action(action: &Action) -> Result<(), Errno> {
             Mode::from_bits_truncate(0o644),
         )
         .map(drop),
-        Action::MakeDir(path) => nix::unistd::mkdir(path.as_c_str(), Mode::from_bits_truncate(0o755)),
+        Action::MakeDir(path) => {
+            nix::unistd::mkdir(path.as_c_str(), Mode::from_bits_truncate(0o755))
+        }
         Action::Symlink { target, link } => {
             nix::unistd::symlinkat(target.as_c_str(), nix::fcntl::AT_FDCWD, link.as_c_str())
         }
@@ -480,6 +498,9 @@ mod tests {
     fn paths_with_nul_are_refused() {
         let bad = Path::new(std::ffi::OsStr::from_bytes(b"/a\0b"));
         assert!(c_path(bad).is_err());
-        assert_eq!(relative(Path::new("/nix/store/x")), Path::new("nix/store/x"));
+        assert_eq!(
+            relative(Path::new("/nix/store/x")),
+            Path::new("nix/store/x")
+        );
     }
 }

@@ -69,10 +69,19 @@ fn probe() -> Result<(), (String, String)> {
     let temp = tempfile::Builder::new()
         .prefix("kiln-preflight-")
         .tempdir()
-        .map_err(|e| (format!("could not create a temporary folder: {e}"), "Check TMPDIR.".into()))?;
+        .map_err(|e| {
+            (
+                format!("could not create a temporary folder: {e}"),
+                "Check TMPDIR.".into(),
+            )
+        })?;
     for name in ["lower", "upper", "work", "merged"] {
-        fs::create_dir(temp.path().join(name))
-            .map_err(|e| (format!("could not create a temporary folder: {e}"), "Check TMPDIR.".into()))?;
+        fs::create_dir(temp.path().join(name)).map_err(|e| {
+            (
+                format!("could not create a temporary folder: {e}"),
+                "Check TMPDIR.".into(),
+            )
+        })?;
     }
     let path = |name: &str| {
         CString::new(temp.path().join(name).into_os_string().into_encoded_bytes())
@@ -206,6 +215,9 @@ mod tests {
     fn overlay_failure_names_the_kernel() {
         let (problem, fix) = explain(PROBE_STEPS.len() - 1, Errno::EINVAL);
         assert!(problem.contains("userxattr"), "{problem}");
-        assert!(fix.contains("5.11") && fix.contains(&kernel_release()), "{fix}");
+        assert!(
+            fix.contains("5.11") && fix.contains(&kernel_release()),
+            "{fix}"
+        );
     }
 }

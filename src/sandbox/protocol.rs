@@ -109,10 +109,7 @@ mod tests {
             Record::SetupFailed { step: 7, errno: 1 },
             Record::Begin(3),
             Record::ExecFailed { index: 2, errno: 2 },
-            Record::Exited {
-                index: 1,
-                code: -1,
-            },
+            Record::Exited { index: 1, code: -1 },
             Record::Signaled {
                 index: 0,
                 signal: 9,

@@ -49,8 +49,8 @@ pub(super) fn run(mut sandbox: Sandbox) -> Result<PhaseDiff, SandboxError> {
     };
     mounts::make_skeleton(&layout.skeleton, &sandbox)
         .map_err(io_error("create the mount points in", &layout.skeleton))?;
-    let steps = mounts::plan(&sandbox, &layout)
-        .map_err(io_error("plan the mounts for", &layout.root))?;
+    let steps =
+        mounts::plan(&sandbox, &layout).map_err(io_error("plan the mounts for", &layout.root))?;
     let output = match &sandbox.output {
         Output::Lines(_) => Some(pipe2(OFlag::O_CLOEXEC).map_err(|e| pipe_error(&sandbox, e))?),
         Output::Inherit => None,
@@ -132,17 +132,18 @@ struct Watch<'a> {
 impl Watch<'_> {
     /// Waits until the sandbox entered its namespaces, writes its maps and
     /// lets it go on.
-    fn start(
-        &mut self,
-        status: &OwnedFd,
-        maps: &IdMaps,
-        go: OwnedFd,
-    ) -> Result<(), SandboxError> {
+    fn start(&mut self, status: &OwnedFd, maps: &IdMaps, go: OwnedFd) -> Result<(), SandboxError> {
         loop {
             let mut buffer = [0u8; 64];
             let read = match nix::unistd::read(status.as_fd(), &mut buffer) {
                 Err(Errno::EINTR) => continue,
-                Err(errno) => return Err(setup_error(self.sandbox, "read the sandbox's reports", errno)),
+                Err(errno) => {
+                    return Err(setup_error(
+                        self.sandbox,
+                        "read the sandbox's reports",
+                        errno,
+                    ))
+                }
                 Ok(read) => read,
             };
             if read == 0 {
@@ -164,11 +165,7 @@ impl Watch<'_> {
     }
 
     /// Streams output and records until both pipes close.
-    fn follow(
-        &mut self,
-        status: OwnedFd,
-        output: Option<OwnedFd>,
-    ) -> Result<(), SandboxError> {
+    fn follow(&mut self, status: OwnedFd, output: Option<OwnedFd>) -> Result<(), SandboxError> {
         if let Some(output) = &output {
             fcntl(output.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
                 .map_err(|e| pipe_error(self.sandbox, e))?;
@@ -632,4 +629,3 @@ fn setup_error(sandbox: &Sandbox, step: &str, errno: Errno) -> SandboxError {
 fn pipe_error(sandbox: &Sandbox, errno: Errno) -> SandboxError {
     setup_error(sandbox, "make a pipe to the sandbox", errno)
 }
-
