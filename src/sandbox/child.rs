@@ -152,6 +152,9 @@ fn init(plan: &ChildPlan, status: OwnedFd) -> ! {
         .send(status.as_fd());
         exit(125)
     };
+    // Mount points get exactly the modes planned; commands get the usual
+    // 022, whatever the caller's umask, so diffs do not depend on it.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     if let Err((step, errno)) = mounts::execute(&plan.steps) {
         fail(step, errno);
     }
@@ -245,6 +248,7 @@ fn exec_command(plan: &ChildPlan, argv: &[CString; 3], index: u32, status: Borro
         }
     }
     let _ = SigSet::empty().thread_set_mask();
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     if let Some(output) = &plan.output {
         let redirected = nix::fcntl::open(
             plan.dev_null.as_c_str(),

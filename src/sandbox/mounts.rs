@@ -5,12 +5,11 @@
 //! ready-made C strings. Every step carries a description; a failing step
 //! is reported by its index and the caller turns it into a message.
 
+use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::fs::{self, DirBuilder, File};
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -61,8 +60,10 @@ pub(super) enum Action {
         flags: MsFlags,
         data: Option<CString>,
     },
-    CreateFile(CString),
-    MakeDir(CString),
+    /// Creates an empty file with a mode.
+    CreateFile(CString, u32),
+    /// Creates a folder with a mode.
+    MakeDir(CString, u32),
     Symlink {
         target: CString,
         link: CString,
@@ -72,40 +73,45 @@ pub(super) enum Action {
     ChangeDir(CString),
 }
 
-/// The folders the caller prepares for one run.
+/// The folders of one run.
 #[derive(Debug)]
 pub(super) struct Layout {
-    /// Where the overlay is mounted before it becomes the root.
-    pub(super) root: PathBuf,
-    /// The lowest lower layer: the mount points the sandbox needs, so they
-    /// exist without ever being written into the upper folder.
-    pub(super) skeleton: PathBuf,
+    /// An empty host folder the init process mounts a tmpfs on; the
+    /// overlay's mount point, the skeleton layer and the app overlay's
+    /// scratch folders live in that tmpfs and vanish with the namespace.
+    pub(super) scratch: PathBuf,
     /// The overlay's work folder, beside the upper folder (same filesystem).
     pub(super) work: PathBuf,
-    /// Upper and work folders of the app overlay, discarded afterwards.
-    pub(super) app_upper: PathBuf,
-    pub(super) app_work: PathBuf,
 }
 
-/// Fills the skeleton layer with every mount point of `sandbox`.
-pub(super) fn make_skeleton(skeleton: &Path, sandbox: &Sandbox) -> io::Result<()> {
-    let dir = |rel: &Path, mode: u32| -> io::Result<()> {
-        let path = skeleton.join(rel);
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&path)?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-    };
-    let file = |rel: &Path| -> io::Result<()> {
-        let path = skeleton.join(rel);
-        if let Some(parent) = path.parent() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)?;
+impl Layout {
+    /// Where the overlay is mounted before it becomes the root.
+    fn root(&self) -> PathBuf {
+        self.scratch.join("root")
+    }
+
+    /// The lowest lower layer: the mount points the sandbox needs, so they
+    /// exist without ever being written into the upper folder.
+    fn skeleton(&self) -> PathBuf {
+        self.scratch.join("skeleton")
+    }
+}
+
+/// Every mount point of `sandbox` as a path below the root, with its kind
+/// and mode, parents before children.
+fn mount_points(sandbox: &Sandbox) -> BTreeMap<PathBuf, (Kind, u32)> {
+    let mut points = BTreeMap::new();
+    let mut add = |rel: PathBuf, kind: Kind, mode: u32| {
+        for parent in rel
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            points
+                .entry(parent.to_path_buf())
+                .or_insert((Kind::Dir, 0o755));
         }
-        File::create(&path).map(drop)
+        points.insert(rel, (kind, mode));
     };
     for (rel, mode) in [
         ("proc", 0o555),
@@ -113,35 +119,64 @@ pub(super) fn make_skeleton(skeleton: &Path, sandbox: &Sandbox) -> io::Result<()
         ("tmp", 0o1777),
         ("root", 0o700),
     ] {
-        dir(Path::new(rel), mode)?;
+        add(PathBuf::from(rel), Kind::Dir, mode);
     }
-    dir(&relative(&sandbox.workdir), 0o755)?;
+    add(relative(&sandbox.workdir), Kind::Dir, 0o755);
     for host_file in HOST_FILES {
-        file(&relative(Path::new(host_file)))?;
+        add(relative(Path::new(host_file)), Kind::File, 0o644);
     }
     for store in &sandbox.store_paths {
         let rel = Path::new("nix/store").join(&store.name);
         if store.host.is_dir() {
-            dir(&rel, 0o555)?;
+            add(rel, Kind::Dir, 0o555);
         } else {
-            file(&rel)?;
+            add(rel, Kind::File, 0o444);
         }
     }
     for cache in &sandbox.caches {
-        dir(&relative(&cache.inside), 0o755)?;
+        add(relative(&cache.inside), Kind::Dir, 0o755);
     }
-    Ok(())
+    points
 }
 
 /// Every step that builds the root of `sandbox` in `layout`.
 pub(super) fn plan(sandbox: &Sandbox, layout: &Layout) -> io::Result<Vec<Step>> {
-    let root = &layout.root;
-    let mut steps = vec![Step {
-        what: "make the sandbox's mounts private".into(),
-        action: Action::MakeRootPrivate,
-    }];
+    let root = &layout.root();
+    let skeleton = &layout.skeleton();
+    let app_upper = layout.scratch.join("app-upper");
+    let app_work = layout.scratch.join("app-work");
+    let mut steps = vec![
+        Step {
+            what: "make the sandbox's mounts private".into(),
+            action: Action::MakeRootPrivate,
+        },
+        mount_step(
+            format!("mount a tmpfs at {}", layout.scratch.display()),
+            Some("tmpfs"),
+            &layout.scratch,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755"),
+        )?,
+    ];
+    for dir in [root, skeleton, &app_upper, &app_work] {
+        steps.push(Step {
+            what: format!("create {}", dir.display()),
+            action: Action::MakeDir(c_path(dir)?, 0o755),
+        });
+    }
+    for (rel, (kind, mode)) in mount_points(sandbox) {
+        let path = c_path(&skeleton.join(&rel))?;
+        steps.push(Step {
+            what: format!("create the mount point /{}", rel.display()),
+            action: match kind {
+                Kind::Dir => Action::MakeDir(path, mode),
+                Kind::File => Action::CreateFile(path, mode),
+            },
+        });
+    }
     let mut lowers: Vec<&Path> = sandbox.lowers.iter().rev().map(PathBuf::as_path).collect();
-    lowers.push(&layout.skeleton);
+    lowers.push(skeleton);
     let lowerdir = lowers
         .iter()
         .map(|p| p.display().to_string())
@@ -171,8 +206,8 @@ pub(super) fn plan(sandbox: &Sandbox, layout: &Layout) -> io::Result<Vec<Step>> 
             Some(&format!(
                 "lowerdir={},upperdir={},workdir={},userxattr",
                 app.display(),
-                layout.app_upper.display(),
-                layout.app_work.display()
+                app_upper.display(),
+                app_work.display()
             )),
         )?);
     }
@@ -259,7 +294,7 @@ fn special_filesystems(root: &Path) -> io::Result<Vec<Step>> {
         let target = dev.join(device);
         steps.push(Step {
             what: format!("create the mount point /dev/{device}"),
-            action: Action::CreateFile(c_path(&target)?),
+            action: Action::CreateFile(c_path(&target)?, 0o644),
         });
         steps.push(mount_step(
             format!("bind the host's /dev/{device}"),
@@ -277,7 +312,7 @@ fn special_filesystems(root: &Path) -> io::Result<Vec<Step>> {
         let target = dev.join(name);
         steps.push(Step {
             what: format!("create /dev/{name}"),
-            action: Action::MakeDir(c_path(&target)?),
+            action: Action::MakeDir(c_path(&target)?, 0o755),
         });
         steps.push(mount_step(
             format!("mount {fstype} at /dev/{name}"),
@@ -444,14 +479,14 @@ fn run_action(action: &Action) -> Result<(), Errno> {
             *flags,
             data.as_deref(),
         ),
-        Action::CreateFile(path) => nix::fcntl::open(
+        Action::CreateFile(path, mode) => nix::fcntl::open(
             path.as_c_str(),
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o644),
+            Mode::from_bits_truncate(*mode),
         )
         .map(drop),
-        Action::MakeDir(path) => {
-            nix::unistd::mkdir(path.as_c_str(), Mode::from_bits_truncate(0o755))
+        Action::MakeDir(path, mode) => {
+            nix::unistd::mkdir(path.as_c_str(), Mode::from_bits_truncate(*mode))
         }
         Action::Symlink { target, link } => {
             nix::unistd::symlinkat(target.as_c_str(), nix::fcntl::AT_FDCWD, link.as_c_str())
@@ -492,6 +527,37 @@ mod tests {
     fn statvfs_flags_become_mount_flags() {
         let flags = mount_flags(FsFlags::ST_NOSUID | FsFlags::ST_RELATIME | FsFlags::ST_RDONLY);
         assert_eq!(flags, MsFlags::MS_NOSUID | MsFlags::MS_RELATIME);
+    }
+
+    #[test]
+    fn mount_points_come_after_their_parents() {
+        let store = tempfile::tempdir().unwrap();
+        let mut sandbox = Sandbox::new(
+            "t",
+            PathBuf::from("/nix/store/b-bash/bin/bash"),
+            PathBuf::from("/u"),
+            vec![],
+        );
+        sandbox.store_paths.push(super::super::StoreBind {
+            host: store.path().to_path_buf(),
+            name: "b-bash".into(),
+        });
+        sandbox.caches.push(super::super::CacheBind {
+            host: store.path().to_path_buf(),
+            inside: PathBuf::from("/app/node_modules/.cache"),
+        });
+        let points: Vec<_> = mount_points(&sandbox).into_iter().collect();
+        let position = |rel: &str| {
+            points
+                .iter()
+                .position(|(p, _)| p == Path::new(rel))
+                .unwrap()
+        };
+        assert!(position("nix") < position("nix/store"));
+        assert!(position("nix/store") < position("nix/store/b-bash"));
+        assert!(position("app/node_modules") < position("app/node_modules/.cache"));
+        assert_eq!(points[position("tmp")].1, (Kind::Dir, 0o1777));
+        assert_eq!(points[position("etc/hosts")].1 .0, Kind::File);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -47,10 +47,8 @@ pub(super) fn run(mut sandbox: Sandbox) -> Result<PhaseDiff, SandboxError> {
             source,
         }
     };
-    mounts::make_skeleton(&layout.skeleton, &sandbox)
-        .map_err(io_error("create the mount points in", &layout.skeleton))?;
     let steps =
-        mounts::plan(&sandbox, &layout).map_err(io_error("plan the mounts for", &layout.root))?;
+        mounts::plan(&sandbox, &layout).map_err(io_error("plan the mounts for", &sandbox.upper))?;
     let output = match &sandbox.output {
         Output::Lines(_) => Some(pipe2(OFlag::O_CLOEXEC).map_err(|e| pipe_error(&sandbox, e))?),
         Output::Inherit => None,
@@ -550,7 +548,7 @@ fn validate(sandbox: &Sandbox) -> Result<(), SandboxError> {
 
 /// The sandbox's temporary folders, removed on drop whatever happened.
 struct Scratch {
-    temp: TempDir,
+    mount_point: TempDir,
     work: TempDir,
 }
 
@@ -566,42 +564,48 @@ impl Scratch {
                 source,
             }
         };
-        let temp_root = std::env::temp_dir();
-        let temp = tempfile::Builder::new()
+        let parent = scratch_parent();
+        let mount_point = tempfile::Builder::new()
             .prefix("kiln-sandbox-")
-            .tempdir()
-            .map_err(error(&temp_root))?;
-        for name in ["skeleton", "root", "app-upper", "app-work"] {
-            let path = temp.path().join(name);
-            fs::create_dir(&path).map_err(error(&path))?;
-        }
+            .tempdir_in(&parent)
+            .map_err(error(&parent))?;
         let beside = sandbox.upper.parent().unwrap_or(Path::new("/"));
         let work = tempfile::Builder::new()
             .prefix(".kiln-work-")
             .tempdir_in(beside)
             .map_err(error(beside))?;
-        Ok(Scratch { temp, work })
+        Ok(Scratch { mount_point, work })
     }
 
     fn layout(&self) -> Layout {
-        let temp = self.temp.path();
         Layout {
-            root: temp.join("root"),
-            skeleton: temp.join("skeleton"),
+            scratch: self.mount_point.path().to_path_buf(),
             work: self.work.path().to_path_buf(),
-            app_upper: temp.join("app-upper"),
-            app_work: temp.join("app-work"),
         }
     }
+}
+
+/// Where the sandbox's mount point folder goes: the user's runtime folder
+/// or `/dev/shm` (memory filesystems, where creating and removing it is
+/// nearly free), else the temporary folder. Nothing is ever written into it
+/// on the host: the sandbox mounts a tmpfs over it in its own namespace.
+pub fn scratch_parent() -> PathBuf {
+    let writable = |dir: &Path| {
+        dir.is_dir() && nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
+    };
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from("/dev/shm")])
+        .find(|dir| dir.is_absolute() && writable(dir))
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
         // overlayfs leaves a `work` folder with mode 000 in its work folder,
         // which its owner cannot list, so removal would fail without this.
-        for dir in [self.work.path(), &self.temp.path().join("app-work")] {
-            open_up(dir);
-        }
+        open_up(self.work.path());
     }
 }
 
