@@ -352,7 +352,8 @@ pub struct ShellCommand {
 
     /// Keep what the commands write (the overlay's upper folder: new and
     /// changed files, whiteouts for deletions) in this empty folder instead
-    /// of throwing it away. It never goes into an image.
+    /// of throwing it away; writes under `/app`, the app folder shown
+    /// copy-on-write, are not kept. It never goes into an image.
     #[arg(long, value_name = "DIR")]
     pub upper: Option<PathBuf>,
 

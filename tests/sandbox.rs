@@ -57,7 +57,7 @@ fn diff_applied_over_the_lowers_gives_the_expected_tree() {
         &[
             "test ! -e /data/remove-me.txt && echo deletion-seen",
             "ls /replaced | tr '\\n' ' ' && echo",
-            "stat -c %a /app/new.txt",
+            "stat -c %a /srv/new.txt",
         ],
         &lines,
     );
@@ -73,8 +73,7 @@ fn diff_applied_over_the_lowers_gives_the_expected_tree() {
 fn commands_cannot_reach_outside_their_root() {
     let Some(fixture) = fixture() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("host-secret");
-    fs::write(&secret, "host only\n").unwrap();
+    let secret = world_readable_secret(dir.path());
     let upper = dir.path().join("upper");
     fs::create_dir(&upper).unwrap();
     let lines = Lines::default();

@@ -115,7 +115,7 @@ pub fn make_base(root: &Path) {
 
 /// The commands of the diff tests: write, delete, replace a folder, chmod.
 pub const DIFF_COMMANDS: [&str; 5] = [
-    "echo new > /app/new.txt && chmod 0750 /app/new.txt",
+    "mkdir /srv && echo new > /srv/new.txt && chmod 0750 /srv/new.txt",
     "rm /data/remove-me.txt",
     "rm -rf /replaced && mkdir /replaced && echo fresh > /replaced/only.txt",
     "mkdir -p /opt/tool && printf x > /opt/tool/run && chmod 0755 /opt/tool/run",
@@ -126,7 +126,6 @@ pub const DIFF_COMMANDS: [&str; 5] = [
 pub fn expected_tree() -> Vec<String> {
     [
         "/app dir 755",
-        "/app/new.txt file 750 new\n",
         "/data dir 755",
         "/data/keep.txt file 644 keep\n",
         "/etc dir 755",
@@ -136,6 +135,8 @@ pub fn expected_tree() -> Vec<String> {
         "/opt/tool/run file 755 x",
         "/replaced dir 755",
         "/replaced/only.txt file 644 fresh\n",
+        "/srv dir 755",
+        "/srv/new.txt file 750 new\n",
     ]
     .map(String::from)
     .to_vec()
@@ -161,7 +162,7 @@ pub fn assert_overlay_diff(upper: &Path) {
     top.sort();
     assert_eq!(
         top,
-        ["app", "data", "etc", "opt", "replaced"],
+        ["data", "etc", "opt", "replaced", "srv"],
         "upper: {top:?}"
     );
     let etc: Vec<_> = fs::read_dir(upper.join("etc"))
@@ -342,4 +343,12 @@ pub fn assert_no_escape(lines: &[String]) {
     }
     let escaped: Vec<&String> = lines.iter().filter(|l| l.starts_with("ESCAPED")).collect();
     assert!(escaped.is_empty(), "escapes: {escaped:?}");
+}
+
+/// A host file anyone may read, so only the sandbox keeps commands from it.
+pub fn world_readable_secret(dir: &Path) -> PathBuf {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = dir.join("host-secret");
+    write_file(dir, "host-secret", "host only\n", 0o644);
+    secret
 }
