@@ -307,6 +307,7 @@ pub fn tree(root: &Path) -> Vec<String> {
 /// show the probes would notice success.
 pub fn escape_script(fixture: &FixtureNixpkgs, host_file: &Path) -> String {
     let bash_path = fixture.store_path("bash");
+    let glibc = fixture.store_path("glibc");
     let outside = fixture.store_path("python3");
     let secret = host_file.display();
     format!(
@@ -317,11 +318,12 @@ cat {secret} && echo ESCAPED read-host-file
 cat /proc/1/root{secret} && echo ESCAPED proc-1-root
 ls /proc/1/root/ > /dev/null && echo control-proc-1-root-is-the-sandbox
 touch {bash_path}/pwned && echo ESCAPED write-store-path
-: >> {bash_path}/bin/bash && echo ESCAPED open-store-file-for-writing
+: >> {glibc}/lib/libanl.so.1 && echo ESCAPED open-store-file-for-writing
 ls {outside} && echo ESCAPED store-path-outside-closure
 mount -t tmpfs none /tmp && echo ESCAPED mount-tmpfs
 mount -o remount,rw {bash_path} && echo ESCAPED remount-store-rw
 mount --bind / /tmp && echo ESCAPED bind-mount
+unshare -rm sh -c "echo control-nested-namespace"
 unshare -rm sh -c "mount -o remount,bind,rw {bash_path} && touch {bash_path}/pwned" && echo ESCAPED nested-namespace-remount
 echo probes-done
 "#
@@ -334,6 +336,7 @@ pub fn assert_no_escape(lines: &[String]) {
         "control-store-readable",
         "control-tmp-writable",
         "control-proc-1-root-is-the-sandbox",
+        "control-nested-namespace",
         "probes-done",
     ] {
         assert!(
