@@ -130,7 +130,12 @@ fn fresh_upper(dir: &Path, tool: &str, index: usize) -> PathBuf {
 
 fn kiln_run(store: &[StoreBind], base: &Path, bash: &Path, dir: &Path, index: usize) -> Duration {
     let upper = fresh_upper(dir, "kiln", index);
-    let mut sandbox = Sandbox::new("bench", bash.to_path_buf(), upper.clone(), vec!["true".into()]);
+    let mut sandbox = Sandbox::new(
+        "bench",
+        bash.to_path_buf(),
+        upper.clone(),
+        vec!["true".into()],
+    );
     sandbox.lowers = vec![base.to_path_buf()];
     sandbox.store_paths = store.to_vec();
     sandbox.env = vec![("PATH".into(), "/usr/bin:/bin".into())];
@@ -171,7 +176,14 @@ fn bwrap_run(store: &[StoreBind], base: &Path, bash: &Path, dir: &Path, index: u
     for file in ["/etc/resolv.conf", "/etc/hosts"] {
         command.args(["--ro-bind", file, file]);
     }
-    command.args(["--chdir", "/app", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]);
+    command.args([
+        "--chdir",
+        "/app",
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+    ]);
     command.arg(bash).args(["-c", "true"]);
     command.stdin(Stdio::null()).stdout(Stdio::null());
 

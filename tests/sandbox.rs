@@ -74,12 +74,20 @@ fn commands_cannot_reach_outside_their_root() {
     let Some(fixture) = fixture() else { return };
     let dir = tempfile::tempdir().unwrap();
     let secret = world_readable_secret(dir.path());
+    // A descriptor of a host file that a careless caller leaves inheritable.
+    let c_secret = std::ffi::CString::new(secret.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path; the descriptor is closed below.
+    let leaked = unsafe { libc::open(c_secret.as_ptr(), libc::O_RDONLY) };
+    assert!(leaked > 2);
     let upper = dir.path().join("upper");
     fs::create_dir(&upper).unwrap();
     let lines = Lines::default();
     let script = escape_script(fixture, &secret);
     let sandbox = phase(fixture, &[], &upper, &[script.as_str()], &lines);
-    sandbox.run().expect("the probe script itself succeeds");
+    let result = sandbox.run();
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(leaked) };
+    result.expect("the probe script itself succeeds");
     assert_no_escape(&lines.all());
     assert_eq!(fs::read_to_string(&secret).unwrap(), "host only\n");
     assert!(fixture.modified_store_paths().is_empty());

@@ -262,6 +262,20 @@ fn exec_command(plan: &ChildPlan, argv: &[CString; 3], index: u32, status: Borro
             exec_failed(index, errno, status);
         }
     }
+    // No descriptor the caller had open (a host file, a folder outside the
+    // root) may reach the command; only stdin, stdout and stderr do.
+    // SAFETY: close_range takes no pointers.
+    let closed = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if let Err(errno) = Errno::result(closed) {
+        exec_failed(index, errno, status);
+    }
     let errno = match nix::unistd::execve(plan.bash.as_c_str(), argv, &plan.env) {
         Err(errno) => errno,
         Ok(never) => match never {},

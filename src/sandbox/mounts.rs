@@ -23,6 +23,9 @@ use super::Sandbox;
 /// Host device nodes bound into the sandbox's `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Parts of `/proc` made read-only.
+const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
+
 /// Host files bound read-only so name resolution works as on the host.
 const HOST_FILES: [&str; 2] = ["/etc/resolv.conf", "/etc/hosts"];
 
@@ -270,6 +273,37 @@ fn special_filesystems(root: &Path) -> io::Result<Vec<Step>> {
             nosuid_nodev | MsFlags::MS_NOEXEC,
             None::<&str>,
         )?,
+    ];
+    // What an identity-mapped root could otherwise write to on the host:
+    // kernel settings and the magic SysRq key, as container runtimes do.
+    for name in PROC_READ_ONLY {
+        if !Path::new("/proc").join(name).exists() {
+            continue;
+        }
+        let target = root.join("proc").join(name);
+        let what = format!("make /proc/{name} read-only");
+        steps.push(mount_step(
+            what.clone(),
+            Some(&target),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )?);
+        steps.push(mount_step(
+            what,
+            None::<&str>,
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | nosuid_nodev
+                | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )?);
+    }
+    steps.extend([
         beneath(root, Path::new("/tmp"), Kind::Dir, "/tmp")?,
         mount_step(
             "mount a tmpfs at /tmp".into(),
@@ -288,7 +322,7 @@ fn special_filesystems(root: &Path) -> io::Result<Vec<Step>> {
             MsFlags::MS_NOSUID,
             Some("mode=0755"),
         )?,
-    ];
+    ]);
     let dev = root.join("dev");
     for device in DEVICES {
         let target = dev.join(device);

@@ -223,7 +223,7 @@ impl Watch<'_> {
                 self.kill();
                 TICK
             }
-            Some(limit) => TICK.min(limit - started.elapsed()),
+            Some(limit) => TICK.min(limit.saturating_sub(started.elapsed())),
             None => TICK,
         }
     }
@@ -589,7 +589,7 @@ impl Scratch {
 /// or `/dev/shm` (memory filesystems, where creating and removing it is
 /// nearly free), else the temporary folder. Nothing is ever written into it
 /// on the host: the sandbox mounts a tmpfs over it in its own namespace.
-pub fn scratch_parent() -> PathBuf {
+fn scratch_parent() -> PathBuf {
     let writable = |dir: &Path| {
         dir.is_dir() && nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
     };

@@ -325,6 +325,11 @@ mount -o remount,rw {bash_path} && echo ESCAPED remount-store-rw
 mount --bind / /tmp && echo ESCAPED bind-mount
 unshare -rm sh -c "echo control-nested-namespace"
 unshare -rm sh -c "mount -o remount,bind,rw {bash_path} && touch {bash_path}/pwned" && echo ESCAPED nested-namespace-remount
+echo h > /proc/sysrq-trigger && echo ESCAPED sysrq-trigger
+echo 1 > /proc/sys/vm/drop_caches && echo ESCAPED write-kernel-setting
+ls -l /proc/$$/fd > /tmp/fds
+grep -q ' 2 -> ' /tmp/fds && echo control-descriptors-listed
+grep -v -E ' (0|1|2|255) -> ' /tmp/fds | grep -e '->' && echo ESCAPED open-descriptor
 echo probes-done
 "#
     )
@@ -337,6 +342,7 @@ pub fn assert_no_escape(lines: &[String]) {
         "control-tmp-writable",
         "control-proc-1-root-is-the-sandbox",
         "control-nested-namespace",
+        "control-descriptors-listed",
         "probes-done",
     ] {
         assert!(
