@@ -322,16 +322,59 @@ fn bad_inputs_are_refused_with_the_fix() {
     assert_eq!(fs::read_dir(&fresh).unwrap().count(), 0);
 }
 
-/// Processes whose environment holds `marker` (`NAME=value`).
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let environ = entry.path().join("environ");
-        if let Ok(bytes) = fs::read(&environ) {
-            if bytes.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
-                found.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
+#[test]
+fn host_resolver_files_are_bound_unless_the_image_links_them() {
+    let Some(fixture) = fixture() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let upper = dir.path().join("upper");
+    fs::create_dir(&upper).unwrap();
+    let lines = Lines::default();
+    phase(fixture, &[], &upper, &["cat /etc/hosts"], &lines)
+        .run()
+        .expect("the phase succeeds");
+    let host: Vec<String> = fs::read_to_string("/etc/hosts")
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.all(), host);
+
+    let base = dir.path().join("base");
+    write_file(&base, "etc/resolv.image", "nameserver 192.0.2.1\n", 0o644);
+    std::os::unix::fs::symlink("resolv.image", base.join("etc/resolv.conf")).unwrap();
+    let upper = dir.path().join("upper2");
+    fs::create_dir(&upper).unwrap();
+    let lines = Lines::default();
+    let mut linked = phase(fixture, &[], &upper, &["cat /etc/resolv.conf"], &lines);
+    linked.lowers = vec![base];
+    linked.run().expect("the phase succeeds");
+    assert_eq!(lines.all(), ["nameserver 192.0.2.1"]);
+}
+
+#[test]
+fn preflight_names_a_switched_off_user_namespace_limit() {
+    let Some(fixture) = fixture() else { return };
+    if !require(&["unshare"]) {
+        return;
     }
-    found
+    let app = tempfile::tempdir().unwrap();
+    // user.max_user_namespaces is per user namespace: setting it to 0 in a
+    // throwaway one is what a locked-down host looks like from inside.
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let bash = format!("--store-path={}", fixture.store_path("bash"));
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces && exec {kiln} shell {} {bash} -- true",
+        app.path().display()
+    );
+    let output = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sysctl user.max_user_namespaces = 0")
+            && stderr.contains("sysctl -w user.max_user_namespaces="),
+        "{stderr}"
+    );
 }

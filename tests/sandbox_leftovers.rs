@@ -104,13 +104,6 @@ fn twenty_phases_leave_no_mount_folder_or_process() {
         "left beside the uppers: {:?}",
         entries(&uppers)
     );
-    let mut left = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(environ) = fs::read(entry.path().join("environ")) {
-            if environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
-                left.push(entry.file_name());
-            }
-        }
-    }
+    let left = processes_with(&marker);
     assert!(left.is_empty(), "processes left: {left:?}");
 }

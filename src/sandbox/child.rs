@@ -97,6 +97,12 @@ pub(super) fn first_child(plan: &ChildPlan, status: OwnedFd, go: OwnedFd) -> ! {
     };
     // Dies with the caller's thread, so a killed caller leaves nothing.
     let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+    // With its output captured the sandbox needs no terminal: in its own
+    // process group, a Ctrl-C reaches kiln alone, which kills the sandbox
+    // as a whole instead of the command dying halfway on its own.
+    if plan.output.is_some() {
+        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    }
     if let Err(errno) = unshare(plan.namespaces) {
         fail(ExtraStep::Unshare, errno);
     }

@@ -22,6 +22,7 @@ mod child;
 mod env;
 mod error;
 mod idmap;
+mod interrupt;
 mod mounts;
 mod output;
 pub mod preflight;
@@ -36,6 +37,7 @@ use std::time::Duration;
 pub use cache_dirs::cache_binds;
 pub use env::{phase_environment, PhaseEnvironment, DEFAULT_PATH};
 pub use error::SandboxError;
+pub use interrupt::cancel_on_interrupt;
 pub use output::Output;
 
 /// A store path made visible, read-only, at `/nix/store/<name>`.

@@ -56,6 +56,14 @@ pub(super) enum Action {
         rel: CString,
         kind: Kind,
     },
+    /// Like `Beneath`, but when the check fails the next `skip` steps are
+    /// left out instead of the sandbox failing.
+    IfBeneath {
+        root: CString,
+        rel: CString,
+        kind: Kind,
+        skip: usize,
+    },
     Mount {
         source: Option<CString>,
         target: CString,
@@ -244,9 +252,20 @@ pub(super) fn plan(sandbox: &Sandbox, layout: &Layout) -> io::Result<Vec<Step>> 
             None::<&str>,
         )?);
     }
+    // An image may make these symlinks (to a resolver it runs itself); then
+    // its own file stays, rather than kiln mounting through the link.
     for host_file in HOST_FILES.map(Path::new).into_iter().filter(|p| p.exists()) {
-        steps.push(beneath(root, host_file, Kind::File, "a host file")?);
-        steps.extend(read_only_bind(host_file, &under(root, host_file))?);
+        let binds = read_only_bind(host_file, &under(root, host_file))?;
+        steps.push(Step {
+            what: format!("check the mount point of {}", host_file.display()),
+            action: Action::IfBeneath {
+                root: c_path(root)?,
+                rel: c_path(&relative(host_file))?,
+                kind: Kind::File,
+                skip: binds.len(),
+            },
+        });
+        steps.extend(binds);
     }
     steps.extend(special_filesystems(root)?);
     steps.push(Step {
@@ -484,8 +503,22 @@ pub(super) fn c_path(path: &Path) -> io::Result<CString> {
 /// Carries out `steps` in order; on failure returns the failing step's
 /// index and error. Runs in the forked init process: system calls only.
 pub(super) fn execute(steps: &[Step]) -> Result<(), (u32, Errno)> {
-    for (index, step) in steps.iter().enumerate() {
-        run_action(&step.action).map_err(|errno| (index as u32, errno))?;
+    let mut index = 0;
+    while let Some(step) = steps.get(index) {
+        if let Action::IfBeneath {
+            root,
+            rel,
+            kind,
+            skip,
+        } = &step.action
+        {
+            if check_beneath(root, rel, *kind).is_err() {
+                index += skip;
+            }
+        } else {
+            run_action(&step.action).map_err(|errno| (index as u32, errno))?;
+        }
+        index += 1;
     }
     Ok(())
 }
@@ -499,7 +532,10 @@ fn run_action(action: &Action) -> Result<(), Errno> {
             MsFlags::MS_REC | MsFlags::MS_PRIVATE,
             None::<&str>,
         ),
-        Action::Beneath { root, rel, kind } => check_beneath(root, rel, *kind),
+        Action::Beneath { root, rel, kind }
+        | Action::IfBeneath {
+            root, rel, kind, ..
+        } => check_beneath(root, rel, *kind),
         Action::Mount {
             source,
             target,

@@ -361,3 +361,17 @@ pub fn world_readable_secret(dir: &Path) -> PathBuf {
     write_file(dir, "host-secret", "host only\n", 0o644);
     secret
 }
+
+/// Processes whose environment holds `marker` (`NAME=value`).
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let environ = entry.path().join("environ");
+        if let Ok(bytes) = fs::read(&environ) {
+            if bytes.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+                found.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    found
+}
