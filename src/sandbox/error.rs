@@ -56,7 +56,7 @@ pub enum SandboxError {
     },
 
     /// The closure's bash could not be started.
-    #[error("phase `{phase}`: could not start `{command}` with {}: {errno}", bash.display())]
+    #[error("phase `{phase}`: could not start `{command}` with {}: {errno}{}", bash.display(), exec_hint(*.errno))]
     Exec {
         /// The phase.
         phase: String,
@@ -123,4 +123,12 @@ fn running_block(command: &Option<String>) -> String {
         .as_ref()
         .map(|c| format!(" while running `{c}`"))
         .unwrap_or_default()
+}
+
+fn exec_hint(errno: nix::errno::Errno) -> &'static str {
+    if errno == nix::errno::Errno::ENOENT {
+        " (bash or the loader and libraries it needs are missing: is the phase's whole closure bound?)"
+    } else {
+        ""
+    }
 }
