@@ -4,7 +4,6 @@
 
 use std::ffi::CString;
 use std::fs;
-
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;

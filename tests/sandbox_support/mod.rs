@@ -1,6 +1,7 @@
 //! Shared by the sandbox tests: phases over fixture store paths, small base
 //! trees written by the tests, and an independent check of a diff with umoci.
 
+// Each sandbox test binary includes this module and uses only part of it.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
