@@ -37,7 +37,7 @@ pub fn run(args: &ShellCommand) -> anyhow::Result<()> {
     }
     if args.store_paths.is_empty() {
         return Err(UsageError(
-            "kiln shell cannot plan yet: pass every store path of the packages' closure with --store-path (e.g. from `nix-store -qR`)".into(),
+            "planning the app's packages in `kiln shell` is not available in this version of kiln yet; pass every store path of the packages' closure with --store-path (e.g. from `nix-store -qR`); nothing was done".into(),
         )
         .into());
     }
