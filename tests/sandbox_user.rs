@@ -126,3 +126,60 @@ fn shell_without_store_paths_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--store-path"));
 }
+
+#[test]
+fn a_user_without_subordinate_ids_gets_the_single_mapping() {
+    let Some((fixture, _)) = setup() else { return };
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    assert!(
+        !subuid.lines().any(|l| l.starts_with("nobody:")),
+        "this test needs a user without a range in /etc/subuid"
+    );
+    let app = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        app.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let store = store_path_args(fixture, &["bash", "coreutils"]);
+    let output = Command::new("setpriv")
+        .arg(format!("--reuid={}", nobody.uid))
+        .arg(format!("--regid={}", nobody.gid))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .arg("shell")
+        .arg(app.path())
+        .args(&store)
+        .args([
+            "--",
+            "bash",
+            "-c",
+            "cat /proc/self/uid_map /proc/self/gid_map; id -u",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("run kiln shell as nobody");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let maps: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let uid = nobody.uid.to_string();
+    let gid = nobody.gid.to_string();
+    assert_eq!(
+        maps,
+        [
+            vec!["0", uid.as_str(), "1"],
+            vec!["0", gid.as_str(), "1"],
+            vec!["0"]
+        ]
+    );
+}
