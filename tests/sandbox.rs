@@ -241,7 +241,7 @@ fn failing_command_reports_phase_command_code_and_last_30_lines() {
 }
 
 #[test]
-fn init_reaps_orphans_and_a_timeout_kills_the_whole_tree() {
+fn init_reaps_orphans_forwards_signals_and_a_timeout_kills_the_tree() {
     let Some(fixture) = fixture() else { return };
     let dir = tempfile::tempdir().unwrap();
     let upper = dir.path().join("upper");
@@ -252,6 +252,16 @@ fn init_reaps_orphans_and_a_timeout_kills_the_whole_tree() {
         .run()
         .expect("the phase succeeds");
     assert!(lines.has("zombies 0"), "{:?}", lines.all());
+
+    // init passes signals on to the running command.
+    let upper = dir.path().join("upper-signal");
+    fs::create_dir(&upper).unwrap();
+    let lines = Lines::default();
+    let forwarded = "trap 'echo got-term; exit 0' TERM; kill -TERM 1; sleep 30 & wait";
+    phase(fixture, &[], &upper, &[forwarded], &lines)
+        .run()
+        .expect("the command handles the forwarded signal and exits 0");
+    assert_eq!(lines.all(), ["got-term"]);
 
     let marker = format!("KILN_TREE_MARKER={}", std::process::id());
     let upper = dir.path().join("upper2");
