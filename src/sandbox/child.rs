@@ -23,6 +23,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, ForkResult, Gid, Pid, Uid};
 
 use super::caps;
+use super::hide;
 use super::mounts::{self, Step};
 use super::protocol::Record;
 
@@ -37,6 +38,8 @@ pub(super) struct ChildPlan {
     pub(super) dev_null: CString,
     /// Where commands write; `None` leaves them the caller's stdio.
     pub(super) output: Option<OwnedFd>,
+    /// The caller's argument and environment areas (see `hide`).
+    pub(super) caller_areas: Vec<std::ops::Range<usize>>,
 }
 
 /// Setup steps that are not mount steps, numbered after them in records.
@@ -150,6 +153,9 @@ pub(super) fn first_child(plan: &ChildPlan, status: OwnedFd, go: OwnedFd) -> ! {
 /// pid 1 of the sandbox: builds the root, then runs the commands.
 fn init(plan: &ChildPlan, status: OwnedFd) -> ! {
     let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+    // SAFETY: the areas were read in the caller before `fork`, and init
+    // never reads its arguments or environment.
+    unsafe { hide::hide(&plan.caller_areas) };
     let fail = |step: u32, errno: Errno| -> ! {
         Record::SetupFailed {
             step,

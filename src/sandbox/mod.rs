@@ -21,6 +21,7 @@ mod caps;
 mod child;
 mod env;
 mod error;
+mod hide;
 mod idmap;
 mod interrupt;
 mod mounts;

@@ -21,6 +21,7 @@ use nix::unistd::{fork, pipe2, ForkResult, Pid};
 use tempfile::TempDir;
 
 use super::child::{self, ChildPlan, ExtraStep};
+use super::hide;
 use super::idmap::IdMaps;
 use super::mounts::{self, c_path, Layout, Step};
 use super::output::LineSplitter;
@@ -449,6 +450,7 @@ fn child_plan(
         env,
         dev_null: c_string("/dev/null", "path")?,
         output,
+        caller_areas: hide::caller_areas(),
     })
 }
 

@@ -317,7 +317,8 @@ cat {bash_path}/bin/bash > /dev/null && echo control-store-readable
 echo probe > /tmp/probe && cat /tmp/probe > /dev/null && echo control-tmp-writable
 cat {secret} && echo ESCAPED read-host-file
 cat /proc/1/root{secret} && echo ESCAPED proc-1-root
-ls /proc/1/root/ > /dev/null && echo control-proc-1-root-is-the-sandbox
+cat /proc/$$/root{secret} && echo ESCAPED proc-self-root
+ls /proc/$$/root/nix/store > /dev/null && echo control-proc-root-is-the-sandbox
 touch {bash_path}/pwned && echo ESCAPED write-store-path
 : >> {glibc}/lib/libanl.so.1 && echo ESCAPED open-store-file-for-writing
 ls {outside} && echo ESCAPED store-path-outside-closure
@@ -331,6 +332,9 @@ echo 1 > /proc/sys/vm/drop_caches && echo ESCAPED write-kernel-setting
 ls -l /proc/$$/fd > /tmp/fds
 grep -q ' 2 -> ' /tmp/fds && echo control-descriptors-listed
 grep -v -E ' (0|1|2|255) -> ' /tmp/fds | grep -e '->' && echo ESCAPED open-descriptor
+test -r /proc/1/cmdline && echo control-proc-1-visible
+cat /proc/1/environ > /dev/null && echo ESCAPED caller-environment
+tr -d '\0' < /proc/1/cmdline | grep . && echo ESCAPED caller-command-line
 echo probes-done
 "#
     )
@@ -341,9 +345,10 @@ pub fn assert_no_escape(lines: &[String]) {
     for control in [
         "control-store-readable",
         "control-tmp-writable",
-        "control-proc-1-root-is-the-sandbox",
+        "control-proc-root-is-the-sandbox",
         "control-nested-namespace",
         "control-descriptors-listed",
+        "control-proc-1-visible",
         "probes-done",
     ] {
         assert!(
