@@ -23,6 +23,9 @@ use super::Sandbox;
 /// Host device nodes bound into the sandbox's `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Longest option string `mount(2)` passes on: one page, less its NUL.
+const MAX_MOUNT_OPTIONS: usize = 4095;
+
 /// Parts of `/proc` made read-only.
 const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
 
@@ -193,17 +196,28 @@ pub(super) fn plan(sandbox: &Sandbox, layout: &Layout) -> io::Result<Vec<Step>> 
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(":");
+    let options = format!(
+        "lowerdir={lowerdir},upperdir={},workdir={},userxattr",
+        sandbox.upper.display(),
+        layout.work.display()
+    );
+    if options.len() > MAX_MOUNT_OPTIONS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the overlay options name {} lower folders in {} bytes, more than the kernel's {MAX_MOUNT_OPTIONS}; use shorter folder paths or fewer lower folders",
+                lowers.len(),
+                options.len()
+            ),
+        ));
+    }
     steps.push(mount_step(
         format!("mount the overlay root (upper {})", sandbox.upper.display()),
         Some("overlay"),
         root,
         Some("overlay"),
         MsFlags::empty(),
-        Some(&format!(
-            "lowerdir={lowerdir},upperdir={},workdir={},userxattr",
-            sandbox.upper.display(),
-            layout.work.display()
-        )),
+        Some(&options),
     )?);
     if let Some(app) = &sandbox.app_source {
         let inside = Path::new("/app");
@@ -628,6 +642,26 @@ mod tests {
         assert!(position("app/node_modules") < position("app/node_modules/.cache"));
         assert_eq!(points[position("tmp")].1, (Kind::Dir, 0o1777));
         assert_eq!(points[position("etc/hosts")].1 .0, Kind::File);
+    }
+
+    #[test]
+    fn too_many_lowers_are_refused_before_mounting() {
+        let mut sandbox = Sandbox::new(
+            "t",
+            PathBuf::from("/nix/store/b-bash/bin/bash"),
+            PathBuf::from("/u"),
+            vec![],
+        );
+        sandbox.lowers = (0..100)
+            .map(|n| PathBuf::from(format!("/var/lib/kiln/phases/{n:060}")))
+            .collect();
+        let layout = Layout {
+            scratch: PathBuf::from("/s"),
+            work: PathBuf::from("/w"),
+        };
+        let err = plan(&sandbox, &layout).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("101 lower folders"), "{err}");
     }
 
     #[test]
