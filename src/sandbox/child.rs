@@ -50,7 +50,7 @@ pub(super) enum ExtraStep {
     BecomeRoot,
     Hostname,
     ForkInit,
-    DropCapabilities,
+    LockDown,
 }
 
 impl ExtraStep {
@@ -60,7 +60,7 @@ impl ExtraStep {
         ExtraStep::BecomeRoot,
         ExtraStep::Hostname,
         ExtraStep::ForkInit,
-        ExtraStep::DropCapabilities,
+        ExtraStep::LockDown,
     ];
 
     /// The record number of this step, after the `mount_steps` mount steps.
@@ -82,7 +82,9 @@ impl ExtraStep {
             ExtraStep::BecomeRoot => "become uid 0 inside the user namespace",
             ExtraStep::Hostname => "set the sandbox's host name",
             ExtraStep::ForkInit => "start the sandbox's init process",
-            ExtraStep::DropCapabilities => "drop the capability to mount",
+            ExtraStep::LockDown => {
+                "drop the capability to mount, forbid new privileges and take over signals"
+            }
         }
     }
 }
@@ -170,18 +172,18 @@ fn init(plan: &ChildPlan, status: OwnedFd) -> ! {
     if let Err((step, errno)) = mounts::execute(&plan.steps) {
         fail(step, errno);
     }
-    let drop_step = ExtraStep::DropCapabilities.number(plan.steps.len());
+    let lock_down = ExtraStep::LockDown.number(plan.steps.len());
     if let Err(errno) = caps::drop_mount_capability() {
-        fail(drop_step, errno);
+        fail(lock_down, errno);
     }
     if let Err(errno) = prctl::set_no_new_privs() {
-        fail(drop_step, errno);
+        fail(lock_down, errno);
     }
     // Signals wait in the queue until `sigwait` takes them; SIGCHLD says
     // a child ended, the rest go to the running command.
     let all = SigSet::all();
     if let Err(errno) = all.thread_block() {
-        fail(drop_step, errno);
+        fail(lock_down, errno);
     }
     for (index, argv) in plan.commands.iter().enumerate() {
         let index = index as u32;
