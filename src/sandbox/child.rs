@@ -312,3 +312,24 @@ pub(super) fn exit(code: i32) -> ! {
     // SAFETY: `_exit` is always safe to call.
     unsafe { libc::_exit(code) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_steps_are_numbered_after_the_mount_steps() {
+        for mount_steps in [0, 7, 120] {
+            for step in ExtraStep::ALL {
+                let number = step.number(mount_steps);
+                assert!(number as usize >= mount_steps);
+                let back = ExtraStep::from_number(number, mount_steps).unwrap();
+                assert_eq!(back.what(), step.what());
+            }
+            assert!(ExtraStep::from_number(mount_steps as u32 + 6, mount_steps).is_none());
+            if mount_steps > 0 {
+                assert!(ExtraStep::from_number(0, mount_steps).is_none());
+            }
+        }
+    }
+}
