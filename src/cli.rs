@@ -326,6 +326,11 @@ pub struct PackCommand {
 }
 
 /// `kiln shell`.
+///
+/// Until kiln can plan, the shell's packages are the store paths given with
+/// `--store-path` (the whole closure, e.g. from `nix-store -qR`); the app
+/// folder appears at `/app`, copy-on-write, and what the commands write is
+/// thrown away unless `--upper` keeps it.
 #[derive(Debug, Args)]
 pub struct ShellCommand {
     #[command(flatten)]
@@ -333,6 +338,36 @@ pub struct ShellCommand {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    /// A store path to mount read-only at its place in `/nix/store`. Repeat
+    /// for every path of the closure: no other store path is visible. Their
+    /// `bin` folders go on PATH and the first `bin/bash` runs the commands.
+    #[arg(long = "store-path", value_name = "STORE_PATH")]
+    pub store_paths: Vec<PathBuf>,
+
+    /// A root folder under the app (base files, an earlier phase's upper
+    /// folder). Repeat, lowest first.
+    #[arg(long, value_name = "DIR")]
+    pub base: Vec<PathBuf>,
+
+    /// Keep what the commands write (the overlay's upper folder: new and
+    /// changed files, whiteouts for deletions) in this empty folder instead
+    /// of throwing it away; writes under `/app`, the app folder shown
+    /// copy-on-write, are not kept. It never goes into an image.
+    #[arg(long, value_name = "DIR")]
+    pub upper: Option<PathBuf>,
+
+    /// Network for the commands: the host's, or none at all.
+    #[arg(long, value_enum, default_value_t = Network::Host)]
+    pub network: Network,
+
+    /// Kill the shell and everything it started after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub phase_timeout: Option<u64>,
+
+    /// Command to run instead of an interactive bash (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 /// `kiln realize`.

@@ -10,6 +10,8 @@ pub mod cache;
 pub mod cli;
 pub mod logging;
 pub mod plan;
+pub mod sandbox;
+pub mod shell;
 
 use anyhow::Context;
 
@@ -30,7 +32,7 @@ pub struct NotYetAvailable {
 pub fn exit_code(result: &anyhow::Result<()>) -> i32 {
     match result {
         Ok(()) => 0,
-        Err(err) if err.is::<NotYetAvailable>() => 2,
+        Err(err) if err.is::<NotYetAvailable>() || err.is::<shell::UsageError>() => 2,
         Err(_) => 1,
     }
 }
@@ -49,7 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detect(command) => plan::detect(&command),
         Command::Build(_) => unavailable("build", "the end-to-end build"),
         Command::Pack(_) => unavailable("pack", "the layer and image writer"),
-        Command::Shell(_) => unavailable("shell", "the build sandbox"),
+        Command::Shell(shell) => shell::run(&shell),
         Command::Realize(_) => unavailable("realize", "the Nix store client"),
         Command::Lock(_) => unavailable("lock", "package resolution"),
         Command::Cache(cache) => match cache.action {

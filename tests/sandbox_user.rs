@@ -1,0 +1,185 @@
+//! The build sandbox as the unprivileged test user, through `kiln shell`:
+//! rootless claims proven without root.
+
+mod sandbox_support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use kiln_harness::process::run;
+use kiln_harness::{require, AsUser, FixtureNixpkgs};
+use sandbox_support::*;
+
+fn setup() -> Option<(&'static FixtureNixpkgs, AsUser)> {
+    if !require(&["umoci", "newuidmap"]) {
+        return None;
+    }
+    let fixture = FixtureNixpkgs::get()?;
+    Some((fixture, AsUser::get()?))
+}
+
+/// `kiln shell <args>` as the test user.
+fn kiln_shell(user: &AsUser, args: &[&str]) -> Output {
+    let output = user
+        .command(env!("CARGO_BIN_EXE_kiln"))
+        .arg("shell")
+        .args(args)
+        .output()
+        .expect("run kiln shell");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn give_tree(user: &AsUser, path: &Path) {
+    run(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", user.uid(), user.gid()))
+        .arg(path));
+}
+
+#[test]
+fn unprivileged_diff_applied_by_umoci_gives_the_expected_tree() {
+    let Some((fixture, user)) = setup() else {
+        return;
+    };
+    let home = user.tempdir();
+    let base = home.path().join("base");
+    make_base(&base);
+    let app = home.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    give_tree(&user, home.path());
+    let upper = home.path().join("upper");
+    let script = DIFF_COMMANDS.join(" && ") + " && id -u";
+    let mut args = vec![
+        app.to_str().unwrap(),
+        "--base",
+        base.to_str().unwrap(),
+        "--upper",
+        upper.to_str().unwrap(),
+    ];
+    let store = store_path_args(fixture, &["bash", "coreutils", "busybox"]);
+    args.extend(store.iter().map(String::as_str));
+    args.extend(["--", "bash", "-c", &script]);
+    let output = kiln_shell(&user, &args);
+    assert!(output.status.success(), "kiln shell failed");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "0\n",
+        "uid 0 inside"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let written = std::fs::metadata(upper.join("srv/new.txt")).unwrap();
+    assert_eq!(
+        written.uid(),
+        user.uid(),
+        "files belong to the caller outside"
+    );
+    assert_overlay_diff(&upper);
+    assert_eq!(tree_applied_by_umoci(&[&base], &upper), expected_tree());
+}
+
+#[test]
+fn unprivileged_commands_cannot_reach_outside_their_root() {
+    let Some((fixture, user)) = setup() else {
+        return;
+    };
+    let host = tempfile::tempdir().unwrap();
+    let secret = world_readable_secret(host.path());
+    let app = user.tempdir();
+    let script = escape_script(fixture, &secret);
+    let mut args = vec![app.path().to_str().unwrap()];
+    let store = store_path_args(fixture, &["bash", "coreutils", "busybox"]);
+    args.extend(store.iter().map(String::as_str));
+    args.extend(["--", "bash", "-c", &script]);
+    let output = kiln_shell(&user, &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "the probe script failed: {stdout}");
+    let lines: Vec<String> = stdout.lines().map(String::from).collect();
+    assert_no_escape(&lines);
+    assert!(fixture.modified_store_paths().is_empty());
+}
+
+#[test]
+fn unprivileged_failure_exits_1_and_names_phase_and_command() {
+    let Some((fixture, user)) = setup() else {
+        return;
+    };
+    let app = user.tempdir();
+    let mut args = vec![app.path().to_str().unwrap()];
+    let store = store_path_args(fixture, &["bash"]);
+    args.extend(store.iter().map(String::as_str));
+    args.extend(["--", "bash", "-c", "exit 7"]);
+    let output = kiln_shell(&user, &args);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("phase `shell` failed: `bash -c 'exit 7'` exited with code 7"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shell_without_store_paths_is_a_usage_error() {
+    let Some((_, user)) = setup() else { return };
+    let app = user.tempdir();
+    let output = kiln_shell(&user, &[app.path().to_str().unwrap(), "--", "true"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--store-path"));
+}
+
+#[test]
+fn a_user_without_subordinate_ids_gets_the_single_mapping() {
+    let Some((fixture, _)) = setup() else { return };
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    assert!(
+        !subuid.lines().any(|l| l.starts_with("nobody:")),
+        "this test needs a user without a range in /etc/subuid"
+    );
+    let app = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        app.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let store = store_path_args(fixture, &["bash", "coreutils"]);
+    let output = Command::new("setpriv")
+        .arg(format!("--reuid={}", nobody.uid))
+        .arg(format!("--regid={}", nobody.gid))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .arg("shell")
+        .arg(app.path())
+        .args(&store)
+        .args([
+            "--",
+            "bash",
+            "-c",
+            "cat /proc/self/uid_map /proc/self/gid_map; id -u",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("run kiln shell as nobody");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let maps: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let uid = nobody.uid.to_string();
+    let gid = nobody.gid.to_string();
+    assert_eq!(
+        maps,
+        [
+            vec!["0", uid.as_str(), "1"],
+            vec!["0", gid.as_str(), "1"],
+            vec!["0"]
+        ]
+    );
+}
