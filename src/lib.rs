@@ -8,6 +8,8 @@
 
 pub mod cache;
 pub mod cli;
+pub mod image;
+pub mod layer;
 pub mod logging;
 
 use anyhow::Context;
