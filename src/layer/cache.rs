@@ -289,7 +289,7 @@ impl LayerCache {
 
 /// Writes `bytes` to `path` so that readers see the old file, or the new
 /// one complete: temp name in the same folder, fsync, rename.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayerError> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayerError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut temp = tempfile::Builder::new()
         .prefix(".tmp-")
