@@ -11,6 +11,7 @@ pub mod cli;
 pub mod image;
 pub mod layer;
 pub mod logging;
+pub mod pack;
 
 use anyhow::Context;
 
@@ -49,7 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(_) => unavailable("plan", "the plan engine"),
         Command::Detect(_) => unavailable("detect", "the plan engine"),
         Command::Build(_) => unavailable("build", "the end-to-end build"),
-        Command::Pack(_) => unavailable("pack", "the layer and image writer"),
+        Command::Pack(pack) => pack::run(&pack, cli.global.cache_dir.as_deref(), cli.global.json),
         Command::Shell(_) => unavailable("shell", "the build sandbox"),
         Command::Realize(_) => unavailable("realize", "the Nix store client"),
         Command::Lock(_) => unavailable("lock", "package resolution"),

@@ -101,7 +101,6 @@ fn unbuilt_subcommands_refuse_with_exit_code_2_and_say_so() {
         &["plan", "."][..],
         &["detect"],
         &["build", "."],
-        &["pack", "bash"],
         &["shell"],
         &["realize", "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-x"],
         &["lock"],

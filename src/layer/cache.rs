@@ -343,7 +343,7 @@ mod tests {
         let path = store_path(root.path());
         for format in [Format::Gzip, Format::Zstd] {
             let layer = cache
-                .pack_store_paths(&[path.clone()], &settings(format))
+                .pack_store_paths(std::slice::from_ref(&path), &settings(format))
                 .unwrap();
             let blob = fs::read(&layer.blob).unwrap();
             assert_eq!(blob.len() as u64, layer.size);
@@ -371,12 +371,12 @@ mod tests {
         let cache = LayerCache::open(&root.path().join("cache")).unwrap();
         let path = store_path(root.path());
         let first = cache
-            .pack_store_paths(&[path.clone()], &settings(Format::Gzip))
+            .pack_store_paths(std::slice::from_ref(&path), &settings(Format::Gzip))
             .unwrap();
         // Changing the source proves the second call never re-reads it.
         fs::write(path.local.join("bin/demo"), b"changed").unwrap();
         let again = cache
-            .pack_store_paths(&[path.clone()], &settings(Format::Gzip))
+            .pack_store_paths(std::slice::from_ref(&path), &settings(Format::Gzip))
             .unwrap();
         assert_eq!(first, again);
 
@@ -395,10 +395,10 @@ mod tests {
         let cache = LayerCache::open(&root.path().join("cache")).unwrap();
         let path = store_path(root.path());
         let gzip = cache
-            .pack_store_paths(&[path.clone()], &settings(Format::Gzip))
+            .pack_store_paths(std::slice::from_ref(&path), &settings(Format::Gzip))
             .unwrap();
         let zstd = cache
-            .pack_store_paths(&[path.clone()], &settings(Format::Zstd))
+            .pack_store_paths(std::slice::from_ref(&path), &settings(Format::Zstd))
             .unwrap();
         assert_ne!(gzip.digest, zstd.digest);
         assert_eq!(gzip.diff_id, zstd.diff_id);

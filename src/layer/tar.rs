@@ -183,7 +183,10 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::symlink;
 
-    fn read_back(bytes: &[u8]) -> Vec<(Vec<u8>, EntryType, u32, Option<Vec<u8>>, Vec<u8>)> {
+    /// name, type, mode, link target, data
+    type ReadEntry = (Vec<u8>, EntryType, u32, Option<Vec<u8>>, Vec<u8>);
+
+    fn read_back(bytes: &[u8]) -> Vec<ReadEntry> {
         let mut archive = tar::Archive::new(bytes);
         archive
             .entries()
