@@ -144,6 +144,12 @@ pub fn parse_dump_db(text: &str, origin: &str) -> anyhow::Result<Vec<ClosurePath
                 .with_context(|| format!("{origin} line {line}"))?;
             references.push(reference.to_string());
         }
+        if closure
+            .iter()
+            .any(|p: &ClosurePath| p.source.store_path == path)
+        {
+            continue;
+        }
         closure.push(ClosurePath {
             source: StorePathSource::in_place(path),
             references,
@@ -162,7 +168,8 @@ mod tests {
 
     #[test]
     fn parses_dump_db() {
-        let text = format!("{A}\nabc\n100\n\n2\n{A}\n{B}\n{B}\ndef\n50\n/nix/store/x.drv\n0\n");
+        let b = format!("{B}\ndef\n50\n/nix/store/x.drv\n0\n");
+        let text = format!("{A}\nabc\n100\n\n2\n{A}\n{B}\n{b}{b}");
         let closure = parse_dump_db(&text, "test").unwrap();
         assert_eq!(closure.len(), 2);
         assert_eq!(closure[0].references, [A, B]);
