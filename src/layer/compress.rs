@@ -8,11 +8,16 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Duration;
 
 /// Bytes of uncompressed input per independent block. Fixed: changing it
 /// changes every digest.
 pub const BLOCK_SIZE: usize = 1 << 20;
+
+/// How long a waiting rayon worker sleeps before it looks for queued work
+/// again.
+const IDLE_WAIT: Duration = Duration::from_millis(1);
 
 /// gzip header OS byte: 255 ("unknown"), so the host never shows in a digest.
 const GZIP_OS_UNKNOWN: u8 = 255;
@@ -25,6 +30,16 @@ pub enum Format {
     Gzip,
     /// zstd (RFC 8878), faster and smaller, needs a recent runtime.
     Zstd,
+}
+
+impl Format {
+    /// The OCI media type of a layer in this format.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Format::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
 }
 
 /// Compression format and level.
@@ -71,10 +86,7 @@ impl Compression {
 
     /// The OCI media type of a layer compressed this way.
     pub fn media_type(&self) -> &'static str {
-        match self.format {
-            Format::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Format::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        }
+        self.format.media_type()
     }
 
     /// A short stable name, part of layer cache keys.
@@ -184,7 +196,14 @@ fn wait_helping_pool(receive: &Receiver<io::Result<Vec<u8>>>) -> io::Result<Vec<
             Err(TryRecvError::Disconnected) => return Err(lost()),
             Err(TryRecvError::Empty) => match rayon::yield_now() {
                 Some(rayon::Yield::Executed) => {}
-                Some(rayon::Yield::Idle) => std::thread::yield_now(),
+                // Nothing queued: the block is being compressed elsewhere.
+                // Sleep on the channel briefly rather than spin, then look
+                // for queued work again.
+                Some(rayon::Yield::Idle) => match receive.recv_timeout(IDLE_WAIT) {
+                    Ok(result) => return result,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return Err(lost()),
+                },
                 None => return receive.recv().map_err(|_| lost())?,
             },
         }

@@ -99,11 +99,7 @@ pub struct Layer {
 impl Layer {
     /// The OCI media type of the blob.
     pub fn media_type(&self) -> &'static str {
-        Compression {
-            format: self.format,
-            level: 1,
-        }
-        .media_type()
+        self.format.media_type()
     }
 
     /// The compressed blob.
