@@ -227,7 +227,7 @@ fn synthetic_path(work: &Path, megabytes: u64) -> StorePathSource {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            let chunk: &[u8] = if state % 4 == 0 {
+            let chunk: &[u8] = if state.is_multiple_of(4) {
                 &state.to_le_bytes()
             } else {
                 words[(state >> 8) as usize % words.len()]
