@@ -437,3 +437,62 @@ fn overlay_whiteouts_and_opaque_dirs_become_oci_entries() {
         ]
     );
 }
+
+#[test]
+fn zstd_layers_are_read_by_skopeo() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&["skopeo", "oci-image-tool"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let nixpkgs = fixture.nixpkgs_dir().to_str().unwrap();
+    let cache = work.path().join("cache");
+    let digest = succeed(
+        kiln(
+            &[
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "pack",
+                "--nixpkgs",
+                nixpkgs,
+                "busybox",
+                "--compression",
+                "zstd",
+                "--max-layers",
+                "3",
+                "-o",
+                &format!("oci:{}:z", layout.display()),
+            ],
+            &[],
+        ),
+        "kiln pack --compression zstd",
+    );
+    let inspect = skopeo_inspect(&format!("oci:{}:z", layout.display()), &["--raw"]);
+    let media_types: Vec<&str> = inspect["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        media_types.len(),
+        3,
+        "--max-layers 3 not kept: {media_types:?}"
+    );
+    assert!(media_types
+        .iter()
+        .all(|m| *m == "application/vnd.oci.image.layer.v1.tar+zstd"));
+    assert!(digest.trim().starts_with("sha256:"));
+    // Recompressing to gzip makes skopeo decompress every zstd frame and
+    // check each diffID; oci-image-tool then validates the result.
+    let gzip_layout = work.path().join("gzip");
+    skopeo_copy(
+        &format!("oci:{}:z", layout.display()),
+        &format!("oci:{}:g", gzip_layout.display()),
+        &["--dest-compress", "--dest-compress-format", "gzip"],
+    );
+    oci_image_tool_validate(&gzip_layout, "g");
+}
