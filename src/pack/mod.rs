@@ -54,7 +54,11 @@ pub fn run(
     let cache = LayerCache::open(&cache_root)
         .with_context(|| format!("could not open the layer cache in {}", cache_root.display()))?;
 
-    let roots = resolve_packages(&command.packages, command.store.nixpkgs.as_deref())?;
+    let mut roots = resolve_packages(&command.packages, command.store.nixpkgs.as_deref())?;
+    // Two names for one package (nodejs, nodejs_20) must not collide with
+    // themselves in the profile.
+    let mut seen = std::collections::HashSet::new();
+    roots.retain(|root| seen.insert(root.clone()));
     let closure = match &command.closure {
         Some(file) => {
             let text = std::fs::read_to_string(file)
