@@ -307,13 +307,29 @@ pub enum Network {
 /// `kiln pack`.
 #[derive(Debug, Args)]
 pub struct PackCommand {
-    /// Nix packages (attribute names) to put in the image.
-    #[arg(required = true, value_name = "PKG")]
+    /// Nix packages to put in the image: store paths (`/nix/store/...`), or
+    /// attribute names looked up in `--nixpkgs`.
+    #[arg(required = true, value_name = "PATH_OR_ATTRIBUTE")]
     pub packages: Vec<String>,
 
-    /// Command the image runs.
+    /// Command the image runs, through `/bin/bash -l -c` as Nixpacks images
+    /// do (`/bin/sh -c` when the packages have no bash).
     #[arg(long, value_name = "CMD")]
     pub cmd: Option<String>,
+
+    /// Entrypoint, one argument per flag (`--entrypoint node --entrypoint
+    /// server.js`); with it, `--cmd` is passed as its one argument.
+    #[arg(long, value_name = "ARG")]
+    pub entrypoint: Vec<String>,
+
+    /// Environment of the image: `KEY=VALUE`. Repeat for more.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Read the closure from FILE (`nix-store --dump-db` output) instead of
+    /// asking the host's Nix, for users without access to its database.
+    #[arg(long, value_name = "FILE")]
+    pub closure: Option<PathBuf>,
 
     #[command(flatten)]
     pub output: OutputArgs,

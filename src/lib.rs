@@ -8,7 +8,10 @@
 
 pub mod cache;
 pub mod cli;
+pub mod image;
+pub mod layer;
 pub mod logging;
+pub mod pack;
 pub mod plan;
 pub mod sandbox;
 pub mod shell;
@@ -50,7 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(command) => plan::plan(&command),
         Command::Detect(command) => plan::detect(&command),
         Command::Build(_) => unavailable("build", "the end-to-end build"),
-        Command::Pack(_) => unavailable("pack", "the layer and image writer"),
+        Command::Pack(pack) => pack::run(&pack, cli.global.cache_dir.as_deref(), cli.global.json),
         Command::Shell(shell) => shell::run(&shell),
         Command::Realize(_) => unavailable("realize", "the Nix store client"),
         Command::Lock(_) => unavailable("lock", "package resolution"),

@@ -99,7 +99,6 @@ fn build_help_documents_output_store_layer_and_sandbox_flags() {
 fn unbuilt_subcommands_refuse_with_exit_code_2_and_say_so() {
     for args in [
         &["build", "."][..],
-        &["pack", "bash"],
         &["shell"],
         &["realize", "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-x"],
         &["lock"],

@@ -1,0 +1,62 @@
+//! `oci-archive:FILE[:TAG]`: the OCI image layout as one tar file, streamed
+//! from the layer cache.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+
+use super::archive::{write_file_atomically, ArchiveWriter};
+use super::oci_layout::{index, OCI_LAYOUT};
+use super::{Image, ImageError};
+use crate::layer::digest::sha256_hex;
+use crate::layer::LayerError;
+
+enum Blob<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path, u64),
+}
+
+/// Writes `image` as an OCI archive at `file`, tagged `tags`.
+pub fn write(image: &Image, file: &Path, tags: &[String]) -> Result<(), ImageError> {
+    let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
+    for layer in &image.layers {
+        blobs.insert(layer.digest.clone(), Blob::File(&layer.blob, layer.size));
+    }
+    blobs.insert(image.config_digest.clone(), Blob::Bytes(&image.config));
+    blobs.insert(image.manifest_digest.clone(), Blob::Bytes(&image.manifest));
+    let index = index(image, tags);
+
+    write_file_atomically(file, |out| {
+        let io_err = |e| {
+            ImageError::Layer(LayerError::Io {
+                path: file.to_path_buf(),
+                source: e,
+            })
+        };
+        let mut archive = ArchiveWriter::new(out, image.source_date_epoch);
+        archive.dir("blobs/").map_err(io_err)?;
+        archive.dir("blobs/sha256/").map_err(io_err)?;
+        for (digest, blob) in &blobs {
+            let name = format!(
+                "blobs/sha256/{}",
+                sha256_hex(digest).expect("sha256 digest")
+            );
+            match blob {
+                Blob::Bytes(bytes) => archive.bytes(&name, bytes).map_err(io_err)?,
+                Blob::File(path, size) => {
+                    let reader = File::open(path).map_err(|e| {
+                        ImageError::Layer(LayerError::Io {
+                            path: path.to_path_buf(),
+                            source: e,
+                        })
+                    })?;
+                    archive.stream(&name, *size, reader).map_err(io_err)?;
+                }
+            }
+        }
+        archive.bytes("index.json", &index).map_err(io_err)?;
+        archive.bytes("oci-layout", OCI_LAYOUT).map_err(io_err)?;
+        archive.finish().map_err(io_err)?;
+        Ok(())
+    })
+}

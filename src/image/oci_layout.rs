@@ -1,0 +1,128 @@
+//! `oci:DIR[:TAG]`: an OCI image layout folder (`oci-layout`, `index.json`
+//! with one `org.opencontainers.image.ref.name` entry per tag,
+//! `blobs/sha256/`). Writing into an existing layout keeps its other images
+//! and moves the given tags to this one.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::{canonical_json, Image, ImageError};
+use crate::layer::digest::sha256_hex;
+use crate::layer::LayerError;
+
+/// Content of the `oci-layout` file.
+pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// The annotation naming a tag in `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Writes `image` into the layout at `dir` under every tag in `tags`.
+pub fn write(image: &Image, dir: &Path, tags: &[String]) -> Result<(), ImageError> {
+    let existing = existing_index(dir)?;
+    let blobs = dir.join("blobs").join("sha256");
+    fs::create_dir_all(&blobs).map_err(|e| io_error(&blobs, e))?;
+    crate::layer::write_atomically(&dir.join("oci-layout"), OCI_LAYOUT)?;
+
+    for layer in &image.layers {
+        copy_blob(&layer.blob, &blobs.join(hex(&layer.digest)), layer.size)?;
+    }
+    for (digest, bytes) in [
+        (&image.config_digest, &image.config),
+        (&image.manifest_digest, &image.manifest),
+    ] {
+        let path = blobs.join(hex(digest));
+        if !same_size(&path, bytes.len() as u64) {
+            crate::layer::write_atomically(&path, bytes)?;
+        }
+    }
+    let index = index_with(existing, image, tags);
+    crate::layer::write_atomically(&dir.join("index.json"), &index)?;
+    Ok(())
+}
+
+/// A fresh `index.json` naming `image` under `tags`.
+pub fn index(image: &Image, tags: &[String]) -> Vec<u8> {
+    index_with(None, image, tags)
+}
+
+fn index_with(existing: Option<Value>, image: &Image, tags: &[String]) -> Vec<u8> {
+    let mut manifests: Vec<Value> = existing
+        .as_ref()
+        .and_then(|index| index["manifests"].as_array().cloned())
+        .unwrap_or_default();
+    manifests.retain(|m| {
+        m["annotations"][REF_NAME]
+            .as_str()
+            .is_none_or(|name| !tags.iter().any(|t| t == name))
+    });
+    for tag in tags {
+        manifests.push(json!({
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "digest": image.manifest_digest,
+            "size": image.manifest.len(),
+            "annotations": { REF_NAME: tag },
+        }));
+    }
+    canonical_json(&json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": manifests,
+    }))
+}
+
+fn existing_index(dir: &Path) -> Result<Option<Value>, ImageError> {
+    let index_path = dir.join("index.json");
+    match fs::read(&index_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| ImageError::Output {
+            path: index_path.clone(),
+            reason: format!("is not valid JSON ({e}); it is not an OCI layout kiln can add to, choose another folder"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let non_empty = fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+            if non_empty {
+                return Err(ImageError::Output {
+                    path: dir.to_path_buf(),
+                    reason: "exists, is not empty and has no index.json, so it is not an OCI layout; choose an empty or new folder".into(),
+                });
+            }
+            Ok(None)
+        }
+        Err(e) => Err(io_error(&index_path, e)),
+    }
+}
+
+fn copy_blob(from: &Path, to: &Path, size: u64) -> Result<(), ImageError> {
+    if same_size(to, size) {
+        return Ok(());
+    }
+    let dir = to.parent().unwrap_or(Path::new("."));
+    let temp = tempfile::Builder::new()
+        .prefix(".tmp-blob-")
+        .tempfile_in(dir)
+        .map_err(|e| io_error(dir, e))?;
+    // fs::copy streams in the kernel (copy_file_range), never in memory.
+    fs::copy(from, temp.path()).map_err(|e| io_error(from, e))?;
+    temp.as_file().sync_all().map_err(|e| io_error(to, e))?;
+    temp.persist(to).map_err(|e| io_error(to, e.error))?;
+    Ok(())
+}
+
+fn same_size(path: &Path, size: u64) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.len() == size)
+}
+
+fn hex(digest: &str) -> PathBuf {
+    PathBuf::from(sha256_hex(digest).expect("kiln makes sha256 digests"))
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> ImageError {
+    ImageError::Layer(LayerError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,428 @@
+//! The layer cache: blobs in `blobs/sha256/`, index entries in
+//! `layers/<key>.json`. A cached layer is never re-tarred or recompressed.
+//!
+//! Keys: for store paths, their names (store paths never change) and the
+//! pack settings; for folders and generated trees, the tar's diffID (found
+//! by a tar-only pass, far cheaper than compressing) and the settings.
+//! Entries are complete or absent: written to a temporary name in the same
+//! folder, fsynced, renamed. A blob is reused only when its size matches.
+
+use std::fs::{self, File, Permissions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::compress::{BlockCompressor, Format};
+use super::digest::{sha256_hex, HashingWriter};
+use super::tree::Tree;
+use super::{Layer, LayerError, PackSettings, StorePathSource};
+
+/// Bumped when the tar or compression code changes its output, so older
+/// index entries are not reused for a layer that would now differ.
+const LAYER_FORMAT_VERSION: &str = "kiln-layer-1";
+
+/// Buffer between the compressor and the blob file.
+const BLOB_BUFFER: usize = 1 << 20;
+
+/// A layer cache rooted at a kiln cache folder.
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    blobs: PathBuf,
+    index: PathBuf,
+}
+
+/// One layer to make with [`pack_all`].
+#[derive(Debug, Clone)]
+pub enum LayerJob {
+    /// One store path, or a group of them, in one layer.
+    StorePaths(Vec<StorePathSource>),
+    /// Generated files (base files, the profile), with what they are.
+    Tree(Tree, String),
+    /// A folder placed at a prefix (`""` for the image root), with what it is.
+    Folder {
+        /// Where the folder's contents go in the image.
+        prefix: String,
+        /// The folder on disk.
+        dir: PathBuf,
+        /// What it holds, for the image history.
+        description: String,
+    },
+}
+
+/// Makes every job's layer, in parallel on the rayon pool; the result is in
+/// job order.
+pub fn pack_all(
+    cache: &LayerCache,
+    jobs: &[LayerJob],
+    settings: &PackSettings,
+) -> Result<Vec<Layer>, LayerError> {
+    jobs.par_iter()
+        .map(|job| match job {
+            LayerJob::StorePaths(paths) => cache.pack_store_paths(paths, settings),
+            LayerJob::Tree(tree, description) => cache.pack_tree(tree, settings, description),
+            LayerJob::Folder {
+                prefix,
+                dir,
+                description,
+            } => cache
+                .pack_folder(prefix, dir, settings, description)
+                .map(|(layer, _)| layer),
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexEntry {
+    digest: String,
+    diff_id: String,
+    size: u64,
+    uncompressed_size: u64,
+    format: Format,
+}
+
+impl LayerCache {
+    /// The cache under `cache_root` (kiln's cache folder), creating its
+    /// folders.
+    pub fn open(cache_root: &Path) -> Result<LayerCache, LayerError> {
+        let cache = LayerCache {
+            blobs: cache_root.join("blobs").join("sha256"),
+            index: cache_root.join("layers"),
+        };
+        for dir in [&cache.blobs, &cache.index] {
+            fs::create_dir_all(dir).map_err(|e| LayerError::io(dir, e))?;
+        }
+        Ok(cache)
+    }
+
+    /// The folder of content-addressed blobs (`blobs/sha256`).
+    pub fn blobs_dir(&self) -> &Path {
+        &self.blobs
+    }
+
+    /// The layer of one or more store paths (several when grouped beyond
+    /// `--max-layers`), from the cache when it was packed before.
+    pub fn pack_store_paths(
+        &self,
+        paths: &[StorePathSource],
+        settings: &PackSettings,
+    ) -> Result<Layer, LayerError> {
+        let names: Vec<&str> = paths.iter().map(|p| p.store_path.as_str()).collect();
+        let description = format!("store paths: {}", names.join(" "));
+        let key = self.key("store-paths", &names.join("\n"), settings);
+        if let Some(layer) = self.lookup(&key, &description)? {
+            return Ok(layer);
+        }
+        let mut tree = Tree::new();
+        for path in paths {
+            tree.add_store_path(&path.store_path, &path.local)?;
+        }
+        let layer = self.write_blob(&tree, settings, description)?;
+        self.record(&key, &layer)?;
+        Ok(layer)
+    }
+
+    /// The layer of the folder `dir` placed at `prefix`, with overlay
+    /// whiteouts converted. Skipped files (sockets) are logged as warnings
+    /// and returned.
+    pub fn pack_folder(
+        &self,
+        prefix: &str,
+        dir: &Path,
+        settings: &PackSettings,
+        description: &str,
+    ) -> Result<(Layer, Vec<super::Skipped>), LayerError> {
+        let mut tree = Tree::new();
+        let skipped = tree.add_folder(prefix, dir)?;
+        for skip in &skipped {
+            tracing::warn!("skipped {}: {}", skip.path.display(), skip.reason);
+        }
+        Ok((self.pack_tree(&tree, settings, description)?, skipped))
+    }
+
+    /// The layer of a tree of entries, keyed by its diffID.
+    pub fn pack_tree(
+        &self,
+        tree: &Tree,
+        settings: &PackSettings,
+        description: &str,
+    ) -> Result<Layer, LayerError> {
+        let hashing = super::tar::write_tree(
+            tree,
+            settings.source_date_epoch,
+            HashingWriter::new(io::sink()),
+        )?;
+        let (_, diff_id, _) = hashing.finish();
+        let key = self.key("tree", &diff_id, settings);
+        if let Some(layer) = self.lookup(&key, description)? {
+            return Ok(layer);
+        }
+        let layer = self.write_blob(tree, settings, description.to_string())?;
+        self.record(&key, &layer)?;
+        Ok(layer)
+    }
+
+    fn key(&self, kind: &str, content: &str, settings: &PackSettings) -> String {
+        let mut hasher = Sha256::new();
+        for part in [
+            LAYER_FORMAT_VERSION,
+            kind,
+            content,
+            &settings.compression.key(),
+            &settings.source_date_epoch.to_string(),
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    fn index_path(&self, key: &str) -> PathBuf {
+        self.index.join(format!("{key}.json"))
+    }
+
+    fn lookup(&self, key: &str, description: &str) -> Result<Option<Layer>, LayerError> {
+        let path = self.index_path(key);
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(LayerError::io(&path, e)),
+        };
+        let entry: IndexEntry = match serde_json::from_slice(&text) {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: unreadable layer cache entry ({e}); packing again",
+                    path.display()
+                );
+                return Ok(None);
+            }
+        };
+        let Some(hex) = sha256_hex(&entry.digest) else {
+            tracing::warn!(
+                "{}: layer cache entry has a malformed digest; packing again",
+                path.display()
+            );
+            return Ok(None);
+        };
+        let blob = self.blobs.join(hex);
+        match fs::metadata(&blob) {
+            Ok(meta) if meta.len() == entry.size => {}
+            _ => {
+                tracing::debug!(
+                    "{}: blob missing or of the wrong size; packing again",
+                    blob.display()
+                );
+                return Ok(None);
+            }
+        }
+        Ok(Some(Layer {
+            digest: entry.digest,
+            diff_id: entry.diff_id,
+            size: entry.size,
+            uncompressed_size: entry.uncompressed_size,
+            format: entry.format,
+            blob,
+            description: description.to_string(),
+        }))
+    }
+
+    fn write_blob(
+        &self,
+        tree: &Tree,
+        settings: &PackSettings,
+        description: String,
+    ) -> Result<Layer, LayerError> {
+        let temp = tempfile::Builder::new()
+            .prefix(".tmp-layer-")
+            .tempfile_in(&self.blobs)
+            .map_err(|e| LayerError::io(&self.blobs, e))?;
+        let temp_path = temp.path().to_path_buf();
+        let io_err = |e| LayerError::io(&temp_path, e);
+
+        let compressed = HashingWriter::new(BufWriter::with_capacity(BLOB_BUFFER, temp.as_file()));
+        let compressor = BlockCompressor::new(settings.compression, compressed);
+        let tar_stream = HashingWriter::new(compressor);
+        let tar_stream = super::tar::write_tree(tree, settings.source_date_epoch, tar_stream)?;
+        let (compressor, diff_id, uncompressed_size) = tar_stream.finish();
+        let compressed = compressor.finish().map_err(io_err)?;
+        let (buffer, digest, size) = compressed.finish();
+        buffer.into_inner().map_err(|e| io_err(e.into_error()))?;
+        temp.as_file()
+            .set_permissions(Permissions::from_mode(0o644))
+            .map_err(io_err)?;
+        temp.as_file().sync_all().map_err(io_err)?;
+
+        let hex = sha256_hex(&digest).expect("HashingWriter makes sha256 digests");
+        let blob = self.blobs.join(hex);
+        temp.persist(&blob)
+            .map_err(|e| LayerError::io(&blob, e.error))?;
+        sync_dir(&self.blobs)?;
+        Ok(Layer {
+            digest,
+            diff_id,
+            size,
+            uncompressed_size,
+            format: settings.compression.format,
+            blob,
+            description,
+        })
+    }
+
+    fn record(&self, key: &str, layer: &Layer) -> Result<(), LayerError> {
+        let entry = IndexEntry {
+            digest: layer.digest.clone(),
+            diff_id: layer.diff_id.clone(),
+            size: layer.size,
+            uncompressed_size: layer.uncompressed_size,
+            format: layer.format,
+        };
+        let path = self.index_path(key);
+        let json = serde_json::to_vec_pretty(&entry).expect("index entries serialize");
+        write_atomically(&path, &json)
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see the old file, or the new
+/// one complete: temp name in the same folder, fsync, rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayerError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| LayerError::io(dir, e))?;
+    temp.write_all(bytes).map_err(|e| LayerError::io(path, e))?;
+    temp.as_file()
+        .set_permissions(Permissions::from_mode(0o644))
+        .map_err(|e| LayerError::io(path, e))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| LayerError::io(path, e))?;
+    temp.persist(path)
+        .map_err(|e| LayerError::io(path, e.error))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LayerError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LayerError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Compression;
+    use std::io::Read;
+
+    fn settings(format: Format) -> PackSettings {
+        PackSettings {
+            compression: Compression::new(format, None).unwrap(),
+            source_date_epoch: 1,
+        }
+    }
+
+    fn store_path(dir: &Path) -> StorePathSource {
+        let local = dir.join("0123456789abcdfghijklmnpqrsvwxyz-demo");
+        fs::create_dir_all(local.join("bin")).unwrap();
+        fs::write(local.join("bin/demo"), vec![7u8; 3000]).unwrap();
+        StorePathSource {
+            store_path: "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-demo".into(),
+            local,
+        }
+    }
+
+    #[test]
+    fn blob_is_named_by_its_digest_and_decompresses_to_its_diff_id() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::open(&root.path().join("cache")).unwrap();
+        let path = store_path(root.path());
+        for format in [Format::Gzip, Format::Zstd] {
+            let layer = cache
+                .pack_store_paths(std::slice::from_ref(&path), &settings(format))
+                .unwrap();
+            let blob = fs::read(&layer.blob).unwrap();
+            assert_eq!(blob.len() as u64, layer.size);
+            assert_eq!(super::super::digest::sha256_digest(&blob), layer.digest);
+            let mut tar = Vec::new();
+            layer
+                .open_uncompressed()
+                .unwrap()
+                .read_to_end(&mut tar)
+                .unwrap();
+            assert_eq!(tar.len() as u64, layer.uncompressed_size);
+            assert_eq!(super::super::digest::sha256_digest(&tar), layer.diff_id);
+        }
+        let leftovers: Vec<_> = fs::read_dir(cache.blobs_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn cached_layers_are_reused_and_checked_by_size() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::open(&root.path().join("cache")).unwrap();
+        let path = store_path(root.path());
+        let first = cache
+            .pack_store_paths(std::slice::from_ref(&path), &settings(Format::Gzip))
+            .unwrap();
+        // Changing the source proves the second call never re-reads it.
+        fs::write(path.local.join("bin/demo"), b"changed").unwrap();
+        let again = cache
+            .pack_store_paths(std::slice::from_ref(&path), &settings(Format::Gzip))
+            .unwrap();
+        assert_eq!(first, again);
+
+        // A truncated blob is not trusted: the layer is packed again.
+        fs::write(&first.blob, b"short").unwrap();
+        let repacked = cache
+            .pack_store_paths(&[path], &settings(Format::Gzip))
+            .unwrap();
+        assert_ne!(repacked.digest, first.digest);
+        assert_eq!(fs::metadata(&repacked.blob).unwrap().len(), repacked.size);
+    }
+
+    #[test]
+    fn settings_are_part_of_the_key() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::open(&root.path().join("cache")).unwrap();
+        let path = store_path(root.path());
+        let gzip = cache
+            .pack_store_paths(std::slice::from_ref(&path), &settings(Format::Gzip))
+            .unwrap();
+        let zstd = cache
+            .pack_store_paths(std::slice::from_ref(&path), &settings(Format::Zstd))
+            .unwrap();
+        assert_ne!(gzip.digest, zstd.digest);
+        assert_eq!(gzip.diff_id, zstd.diff_id);
+        let mut later = settings(Format::Gzip);
+        later.source_date_epoch = 1_700_000_000;
+        let later = cache.pack_store_paths(&[path], &later).unwrap();
+        assert_ne!(later.diff_id, gzip.diff_id);
+    }
+
+    #[test]
+    fn broken_index_entries_are_packed_again() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::open(&root.path().join("cache")).unwrap();
+        let mut tree = Tree::new();
+        tree.add_file("etc/hostname", 0o644, b"kiln\n".to_vec());
+        let first = cache
+            .pack_tree(&tree, &settings(Format::Gzip), "hostname")
+            .unwrap();
+        for entry in fs::read_dir(root.path().join("cache/layers")).unwrap() {
+            fs::write(entry.unwrap().path(), br#"{"digest":"sha256:../../x","diffId":"","size":1,"uncompressedSize":1,"format":"gzip"}"#).unwrap();
+        }
+        let again = cache
+            .pack_tree(&tree, &settings(Format::Gzip), "hostname")
+            .unwrap();
+        assert_eq!(first, again);
+    }
+}

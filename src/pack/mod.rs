@@ -1,0 +1,157 @@
+//! `kiln pack`: an image straight from Nix packages, with no app and no
+//! build: base files, one layer per store path of the closure (grouped
+//! beyond `--max-layers`), the profile, and the config.
+
+mod host_nix;
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use crate::cli::{self, PackCommand};
+use crate::image::{self, Destination, ImageBuilder};
+use crate::layer::{
+    base_files, group_by_popularity, pack_all, profile, Compression, Format, LayerCache, LayerJob,
+    PackSettings, StorePathSource, PROFILE_DIR,
+};
+
+pub use host_nix::{host_closure, parse_dump_db, resolve_packages};
+
+/// Layers besides the closure's: base files and profile.
+const OTHER_LAYERS: usize = 2;
+
+/// `PATH` of every packed image: the profile first.
+pub fn image_path() -> String {
+    format!("{PROFILE_DIR}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+}
+
+/// Carries out `kiln pack`.
+pub fn run(
+    command: &PackCommand,
+    cache_dir: Option<&Path>,
+    json_output: bool,
+) -> anyhow::Result<()> {
+    if let Some(reference) = &command.output.push {
+        bail!("kiln pack cannot push to {reference} yet; write with --output oci:DIR and push that with skopeo copy");
+    }
+    let destination: Destination = match &command.output.output {
+        Some(text) => text.parse()?,
+        None => {
+            let name = command.output.name.as_deref().unwrap_or("image");
+            format!("oci-archive:{name}.oci.tar").parse()?
+        }
+    };
+    let format = match command.layers.compression {
+        cli::Compression::Gzip => Format::Gzip,
+        cli::Compression::Zstd => Format::Zstd,
+    };
+    let settings = PackSettings {
+        compression: Compression::new(format, command.layers.compression_level)?,
+        source_date_epoch: PackSettings::source_date_epoch_from_env()?,
+    };
+    let cache_root = crate::cache::cache_dir(cache_dir)?;
+    let cache = LayerCache::open(&cache_root)
+        .with_context(|| format!("could not open the layer cache in {}", cache_root.display()))?;
+
+    let mut roots = resolve_packages(&command.packages, command.store.nixpkgs.as_deref())?;
+    // Two names for one package (nodejs, nodejs_20) must not collide with
+    // themselves in the profile.
+    let mut seen = std::collections::HashSet::new();
+    roots.retain(|root| seen.insert(root.clone()));
+    let closure = match &command.closure {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("could not read the closure file {}", file.display()))?;
+            parse_dump_db(&text, &file.display().to_string())?
+        }
+        None => host_closure(&roots)?,
+    };
+    for root in &roots {
+        if !closure.iter().any(|p| &p.source.store_path == root) {
+            bail!("{root} is not in the closure; the closure must include every package given");
+        }
+    }
+    let packages: Vec<StorePathSource> =
+        roots.iter().map(|r| StorePathSource::in_place(r)).collect();
+    let everything: Vec<StorePathSource> = closure.iter().map(|p| p.source.clone()).collect();
+
+    let base = base_files(&packages, &everything);
+    let (profile_tree, collisions) = profile(&packages)?;
+    for collision in collisions {
+        tracing::warn!("{collision}: more than one package has it; the one named first wins");
+    }
+    let groups = group_by_popularity(
+        &closure,
+        command.layers.max_layers.saturating_sub(OTHER_LAYERS),
+    );
+    let mut jobs = vec![LayerJob::Tree(base.tree.clone(), "base files".into())];
+    jobs.extend(groups.into_iter().map(LayerJob::StorePaths));
+    jobs.push(LayerJob::Tree(
+        profile_tree,
+        format!("profile {PROFILE_DIR}"),
+    ));
+    let layers = pack_all(&cache, &jobs, &settings)?;
+
+    let mut builder = ImageBuilder::new(settings.source_date_epoch)
+        .layers(layers.clone())
+        .env("PATH", &image_path());
+    if let Some(cert_file) = base.cert_file {
+        builder = builder
+            .env("SSL_CERT_FILE", cert_file)
+            .env("NIX_SSL_CERT_FILE", cert_file);
+    }
+    for pair in &command.env {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--env {pair}: expected KEY=VALUE"))?;
+        builder = builder.env(key, value);
+    }
+    for pair in &command.output.label {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--label {pair}: expected KEY=VALUE"))?;
+        builder = builder.label(key, value);
+    }
+    if !command.entrypoint.is_empty() {
+        builder = builder.entrypoint(command.entrypoint.clone());
+    }
+    if let Some(cmd) = &command.cmd {
+        builder = if !command.entrypoint.is_empty() {
+            builder.cmd(vec![cmd.clone()])
+        } else if base.has_bash {
+            builder.start_command(cmd)
+        } else if base.has_sh {
+            builder
+                .entrypoint(vec!["/bin/sh".into(), "-c".into()])
+                .cmd(vec![cmd.clone()])
+        } else {
+            bail!("--cmd runs through a shell, and no package in the closure has bin/bash or bin/sh; add bash (or busybox) to the packages, or use --entrypoint");
+        };
+    }
+    let image = builder.build()?;
+    image::write(&image, &destination, &command.output.tag).with_context(|| {
+        format!(
+            "could not write the image to {}",
+            command
+                .output
+                .output
+                .as_deref()
+                .unwrap_or("the default output")
+        )
+    })?;
+
+    if json_output {
+        let layers: Vec<_> = layers
+            .iter()
+            .map(|l| json!({"digest": l.digest, "diffId": l.diff_id, "size": l.size, "mediaType": l.media_type(), "holds": l.description}))
+            .collect();
+        println!(
+            "{}",
+            json!({"digest": image.manifest_digest, "config": image.config_digest, "layers": layers})
+        );
+    } else {
+        println!("{}", image.manifest_digest);
+    }
+    Ok(())
+}
