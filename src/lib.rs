@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod cli;
 pub mod logging;
+pub mod registry;
 
 use anyhow::Context;
 
