@@ -50,6 +50,27 @@ impl RegistryConfig {
     pub const DEFAULT_JOBS: usize = 4;
 }
 
+impl RegistryConfig {
+    /// The configuration the command line asks for: `args` plus the
+    /// `--insecure-registry` hosts.
+    pub fn from_args(args: &crate::cli::RegistryArgs, insecure_hosts: &[String]) -> Self {
+        let credentials = match (&args.registry_username, &args.registry_password) {
+            (Some(username), Some(password)) => Some(Credentials {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            _ => None,
+        };
+        RegistryConfig {
+            credentials,
+            insecure_hosts: insecure_hosts.to_vec(),
+            ca_files: args.registry_ca_file.clone(),
+            jobs: usize::from(args.push_jobs),
+            ..RegistryConfig::default()
+        }
+    }
+}
+
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
