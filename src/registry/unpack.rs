@@ -5,8 +5,9 @@
 //! Written by hand because the `tar` crate unpacks one archive into an
 //! empty folder: it knows nothing of whiteouts, and its hard link handling
 //! outside `unpack_in` trusts the link name. Every path is resolved inside
-//! the root: names with `..` or a leading `/` are refused, and symlinks met
-//! on the way are followed as if the root were `/`, so no entry can write
+//! the root: names with `..` are refused, a leading `/` means the root (as
+//! GNU tar and docker read it; umoci writes such names), and symlinks met on
+//! the way are followed as if the root were `/`, so no entry can write
 //! outside it.
 
 use std::collections::HashSet;
@@ -100,7 +101,7 @@ pub(crate) fn apply_layer(
         path: path.to_path_buf(),
         source,
     };
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(ZeroTail::new(reader));
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
@@ -170,15 +171,54 @@ pub(crate) fn apply_layer(
     Ok(())
 }
 
-/// `path` made relative with `.` dropped, or `None` when it is absolute or
-/// climbs with `..`.
+/// A reader that, once `inner` ends, yields up to one block of padding plus
+/// the two-block end-of-archive marker as zeros. Some writers (umoci 0.4's
+/// `insert`) end a layer right after the last file's data; Go's tar reader,
+/// which registries and runtimes use, accepts that, and so must kiln. Data
+/// cut short by more than that still fails.
+struct ZeroTail<R> {
+    inner: R,
+    zeros_left: usize,
+    ended: bool,
+}
+
+impl<R> ZeroTail<R> {
+    const TAIL: usize = 511 + 1024;
+
+    fn new(inner: R) -> Self {
+        ZeroTail {
+            inner,
+            zeros_left: Self::TAIL,
+            ended: false,
+        }
+    }
+}
+
+impl<R: Read> Read for ZeroTail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.ended {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.ended = true;
+        }
+        let n = buf.len().min(self.zeros_left);
+        buf[..n].fill(0);
+        self.zeros_left -= n;
+        Ok(n)
+    }
+}
+
+/// `path` made relative to the root (`.` and a leading `/` dropped), or
+/// `None` when it climbs with `..`.
 fn clean(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {
             Component::Normal(part) => out.push(part),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => return None,
         }
     }
     Some(out)
@@ -406,8 +446,8 @@ mod tests {
     }
 
     #[test]
-    fn names_that_climb_out_or_are_absolute_are_refused() {
-        for name in ["../outside", "a/../../outside", "/etc/outside"] {
+    fn names_that_climb_out_are_refused() {
+        for name in ["../outside", "a/../../outside", "/../outside"] {
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path().join("root");
             std::fs::create_dir_all(&root).unwrap();
@@ -418,6 +458,41 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = apply(dir.path(), &[Item::Hardlink("x", "../../etc/passwd")]).unwrap_err();
         assert!(matches!(err, UnpackError::Escape { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_layer_without_final_padding_and_trailer_unpacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = tar(&[
+            Item::File("a", b"x", 0o644),
+            Item::File("b", b"hi\n", 0o644),
+        ]);
+        // Header of `a`, its block, header of `b`, then only b's 3 bytes.
+        let cut = &full[..512 * 3 + 3];
+        apply_layer(
+            cut,
+            dir.path(),
+            "sha256:cut",
+            "application/vnd.oci.image.layer.v1.tar",
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), b"hi\n");
+        let bigger = tar(&[Item::File("c", &[7u8; 4096], 0o644)]);
+        assert!(apply_layer(&bigger[..512 + 100], dir.path(), "sha256:short", "t").is_err());
+    }
+
+    #[test]
+    fn absolute_names_land_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        apply(
+            &root,
+            &[Item::Dir("/"), Item::File("/etc/inside", b"x", 0o644)],
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(root.join("etc/inside")).unwrap(), b"x");
+        assert!(!dir.path().join("etc").exists());
     }
 
     #[test]
