@@ -45,15 +45,33 @@ fn main() {
     let mut times = Times::default();
     for _ in 0..rounds {
         let registry = Registry::start(RegistryKind::Plain);
-        times.kiln_cold.push(time(|| kiln_push(&registry, &layout, dir.path())));
-        times.kiln_warm.push(time(|| kiln_push(&registry, &layout, dir.path())));
+        times
+            .kiln_cold
+            .push(time(|| kiln_push(&registry, &layout, dir.path())));
+        times
+            .kiln_warm
+            .push(time(|| kiln_push(&registry, &layout, dir.path())));
         drop(registry);
         let registry = Registry::start(RegistryKind::Plain);
-        times.skopeo_cold.push(time(|| skopeo_push(&registry, &layout)));
-        times.skopeo_warm.push(time(|| skopeo_push(&registry, &layout)));
+        times
+            .skopeo_cold
+            .push(time(|| skopeo_push(&registry, &layout)));
+        times
+            .skopeo_warm
+            .push(time(|| skopeo_push(&registry, &layout)));
     }
-    report("cold", &times.kiln_cold, &times.skopeo_cold, "target <= 0.80x");
-    report("warm", &times.kiln_warm, &times.skopeo_warm, "target kiln < 0.300 s");
+    report(
+        "cold",
+        &times.kiln_cold,
+        &times.skopeo_cold,
+        "target <= 0.80x",
+    );
+    report(
+        "warm",
+        &times.kiln_warm,
+        &times.skopeo_warm,
+        "target kiln < 0.300 s",
+    );
 }
 
 #[derive(Default)]

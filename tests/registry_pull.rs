@@ -5,7 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln::registry::{pull_image, unpack_layers, AuthEnv, Platform, RegistryConfig, RegistryError};
+use kiln::registry::{
+    pull_image, push_layout, unpack_layers, AuthEnv, Platform, PulledImage, PushRequest,
+    RegistryConfig, RegistryError,
+};
+use kiln_harness::debian::{debian_image, SUITE};
 use kiln_harness::hash::sha256_digest;
 use kiln_harness::images::{busybox_image, layout_layer_digests, layout_manifest};
 use kiln_harness::process::run;
@@ -92,6 +96,10 @@ fn a_base_pushed_by_skopeo_is_pulled_verified_and_unpacked() {
         assert_eq!(json!(pulled.manifest_digest), inspected["Digest"], "{tag}");
         for layer in &pulled.layers {
             assert_eq!(layer.media_type, layer_type);
+            assert_eq!(
+                layer.oci_media_type(),
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            );
             assert_eq!(sha256_file(&layer.path), layer.digest);
             assert_eq!(layer.path, blobs.join("sha256").join(&layer.digest[7..]));
         }
@@ -272,4 +280,164 @@ fn a_blob_corrupted_in_the_registry_is_refused_and_not_kept() {
         !left.iter().any(|name| name.starts_with(".download-")),
         "{left:?}"
     );
+}
+
+#[test]
+fn a_debian_base_pushed_by_skopeo_becomes_the_first_layers_of_a_new_image() {
+    if !require(&TOOLS) || !require(&["debootstrap", "chroot", "tar"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("debian");
+    if debian_image(&base, "t").is_none() {
+        return;
+    }
+    let registry = Registry::start_logged(RegistryKind::Plain);
+    let config = config_for(&registry, dir.path());
+    let remote = format!("docker://{}/library/debian:{SUITE}", registry.host());
+    skopeo_copy(
+        &format!("oci:{}:t", base.display()),
+        &remote,
+        &["--dest-tls-verify=false", "--format", "v2s2"],
+    );
+
+    let pulled = pull_image(
+        &config,
+        &remote,
+        &Platform::host(),
+        &dir.path().join("blobs"),
+    )
+    .unwrap();
+    let base_layers = layout_layer_digests(&base, "t");
+    let pulled_layers: Vec<String> = pulled.layers.iter().map(|l| l.digest.clone()).collect();
+    assert_eq!(pulled_layers, base_layers);
+
+    let root = dir.path().join("rootfs");
+    unpack_layers(&pulled.layers, &root).unwrap();
+    let version = std::fs::read_to_string(root.join("etc/debian_version")).unwrap();
+    assert!(version.starts_with("12."), "{version}");
+    // The unpacked base is a working system: its own shell and apt run.
+    let said = run(Command::new("chroot").arg(&root).args([
+        "/bin/sh",
+        "-c",
+        "cat /etc/debian_version; apt-get --version | head -n 1",
+    ]));
+    assert!(
+        said.starts_with(&version) && said.contains("apt "),
+        "{said}"
+    );
+
+    // An image built on the base: its layers first, unchanged, then one more.
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(app.join("app")).unwrap();
+    std::fs::write(app.join("app/hello"), b"built on debian\n").unwrap();
+    let app_layer = dir.path().join("app.tar");
+    run(Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(&app)
+        .arg("-cf")
+        .arg(&app_layer)
+        .arg("app"));
+    let result = dir.path().join("result");
+    let app_digest = layout_on_base(&result, &pulled, &app_layer);
+    let destination = format!("{}/team/app:1", registry.host());
+    let mount_from = ["library/debian".to_string()];
+    let outcome = push_layout(
+        &config,
+        &PushRequest {
+            layout: &result,
+            layout_tag: Some("t"),
+            destination: &destination,
+            extra_tags: &[],
+            mount_from: &mount_from,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        outcome.mounted, base_layers,
+        "the base layers were not mounted"
+    );
+    assert_eq!(outcome.uploaded.len(), 2, "{outcome:?}");
+    let inspected = skopeo_inspect(&format!("docker://{destination}"), &["--tls-verify=false"]);
+    let mut expected = base_layers.clone();
+    expected.push(app_digest);
+    assert_eq!(inspected["Layers"], json!(expected));
+    let copy = dir.path().join("copy");
+    skopeo_copy(
+        &format!("docker://{destination}"),
+        &format!("oci:{}:c", copy.display()),
+        &["--src-tls-verify=false"],
+    );
+    let bundle = kiln_harness::validators::Bundle::unpack(&copy, "c");
+    assert_eq!(
+        std::fs::read(bundle.rootfs().join("app/hello")).unwrap(),
+        b"built on debian\n"
+    );
+    assert!(bundle.rootfs().join("etc/debian_version").exists());
+}
+
+/// Writes an OCI layout at `layout`, tag `t`, whose layers are the pulled
+/// base's blobs as they are (media types in their OCI spelling) followed by
+/// the uncompressed tar `top`, as a build on that base does. Returns the
+/// digest of `top`.
+fn layout_on_base(layout: &Path, base: &PulledImage, top: &Path) -> String {
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = sha256_digest(bytes);
+        std::fs::write(blobs.join(&digest[7..]), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let mut layers: Vec<Value> = Vec::new();
+    for layer in &base.layers {
+        std::fs::copy(&layer.path, blobs.join(&layer.digest[7..])).unwrap();
+        layers.push(
+            json!({"mediaType": layer.oci_media_type(), "digest": layer.digest, "size": layer.size}),
+        );
+    }
+    let (top_digest, top_size) = put(&std::fs::read(top).unwrap());
+    layers.push(json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": top_digest,
+        "size": top_size,
+    }));
+    let mut config: Value =
+        serde_json::from_slice(&std::fs::read(&base.config_path).unwrap()).unwrap();
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!(top_digest));
+    let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": layers,
+    }))
+    .unwrap();
+    let (manifest_digest, manifest_size) = put(&manifest);
+    std::fs::write(
+        layout.join("index.json"),
+        json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest,
+                "size": manifest_size,
+                "annotations": {"org.opencontainers.image.ref.name": "t"},
+            }],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    top_digest
 }

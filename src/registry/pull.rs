@@ -36,6 +36,20 @@ pub struct PulledLayer {
     pub path: PathBuf,
 }
 
+impl PulledLayer {
+    /// The OCI media type of the same bytes: what an OCI manifest that
+    /// reuses this layer must say (Docker's gzip type is not allowed there;
+    /// the digest does not change).
+    pub fn oci_media_type(&self) -> &str {
+        match self.media_type.as_str() {
+            "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            }
+            other => other,
+        }
+    }
+}
+
 /// A pulled image: its manifest, config and layers on disk.
 #[derive(Debug, Clone)]
 pub struct PulledImage {

@@ -8,6 +8,7 @@
 
 pub mod apps;
 pub mod as_user;
+pub mod debian;
 pub mod hash;
 pub mod http;
 pub mod images;
