@@ -110,9 +110,10 @@ pub(crate) async fn connect(
         backoff: Backoff::default(),
         auth,
     };
-    for client in [&session.client, &session.chunked] {
-        authenticate(&session, client, &session.auth, operation).await?;
-    }
+    futures_util::try_join!(
+        authenticate(&session, &session.client, &session.auth, operation),
+        authenticate(&session, &session.chunked, &session.auth, operation),
+    )?;
     Ok(session)
 }
 

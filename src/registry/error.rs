@@ -93,6 +93,10 @@ pub enum RegistryError {
         source: std::io::Error,
     },
 
+    /// The async runtime for network calls could not start.
+    #[error("could not start kiln's network runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+
     /// Unpacking pulled layers failed.
     #[error(transparent)]
     Unpack(#[from] UnpackError),

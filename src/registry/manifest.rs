@@ -46,7 +46,6 @@ impl Platform {
             "x86_64" => "amd64",
             "aarch64" => "arm64",
             "x86" => "386",
-            "powerpc64" => "ppc64le",
             other => other,
         };
         Platform {

@@ -90,5 +90,61 @@ fn runtime() -> Result<tokio::runtime::Runtime, RegistryError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| RegistryError::io("could not start the network runtime in", ".", e))
+        .map_err(RegistryError::Runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<RegistryConfig, clap::Error> {
+        let cli = Cli::try_parse_from(["kiln", "build", "."].iter().chain(args))?;
+        let Command::Build(build) = cli.command else {
+            panic!("not a build command")
+        };
+        Ok(RegistryConfig::from_args(
+            &build.output.registry,
+            &build.output.insecure_registry,
+        ))
+    }
+
+    #[test]
+    fn command_line_flags_become_the_registry_config() {
+        let config = parse(&[
+            "--registry-username",
+            "u",
+            "--registry-password",
+            "p",
+            "--push-jobs",
+            "2",
+            "--registry-ca-file",
+            "/ca.pem",
+            "--insecure-registry",
+            "local:5000",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.credentials,
+            Some(Credentials {
+                username: "u".into(),
+                password: "p".into()
+            })
+        );
+        assert_eq!(config.jobs, 2);
+        assert_eq!(config.ca_files, [PathBuf::from("/ca.pem")]);
+        assert_eq!(config.insecure_hosts, ["local:5000"]);
+    }
+
+    #[test]
+    fn defaults_and_usage_errors() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.jobs, RegistryConfig::DEFAULT_JOBS);
+        assert!(parse(&["--push-jobs", "0"]).is_err());
+        if std::env::var_os("KILN_REGISTRY_PASSWORD").is_none() {
+            assert!(parse(&["--registry-username", "u"]).is_err());
+        }
+    }
 }
