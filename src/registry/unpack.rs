@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
+use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
 use super::pull::PulledLayer;
@@ -38,6 +39,13 @@ pub enum UnpackError {
         media_type: String,
         reason: String,
     },
+    /// The uncompressed layer does not hash to the diff ID the config names.
+    #[error("layer {layer}: its tar has digest {actual} but the image config says {expected}; the image is corrupt")]
+    DiffIdMismatch {
+        layer: String,
+        expected: String,
+        actual: String,
+    },
     /// Writing into the root failed.
     #[error("layer {layer}: could not write {path}: {source}")]
     Write {
@@ -48,7 +56,8 @@ pub enum UnpackError {
     },
 }
 
-/// Applies `layers` in order into `root` (created if missing).
+/// Applies `layers` in order into `root` (created if missing), checking
+/// each layer's uncompressed bytes against its diff ID on the way.
 pub fn unpack_layers(layers: &[PulledLayer], root: &Path) -> Result<(), UnpackError> {
     std::fs::create_dir_all(root).map_err(|source| UnpackError::Write {
         layer: "(none)".into(),
@@ -68,9 +77,41 @@ pub fn unpack_layers(layers: &[PulledLayer], root: &Path) -> Result<(), UnpackEr
                 reason,
             }
         })?;
-        apply_layer(reader, root, &layer.digest, &layer.media_type)?;
+        let mut hashed = HashingReader {
+            inner: reader,
+            hasher: Sha256::new(),
+        };
+        apply_layer(&mut hashed, root, &layer.digest, &layer.media_type)?;
+        // Whatever follows the end-of-archive marker is part of the diff ID.
+        std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| UnpackError::Corrupt {
+            layer: layer.digest.clone(),
+            media_type: layer.media_type.clone(),
+            reason: format!("cannot read to the end: {e}"),
+        })?;
+        let actual = format!("sha256:{}", hex::encode(hashed.hasher.finalize()));
+        if actual != layer.diff_id {
+            return Err(UnpackError::DiffIdMismatch {
+                layer: layer.digest.clone(),
+                expected: layer.diff_id.clone(),
+                actual,
+            });
+        }
     }
     Ok(())
+}
+
+/// Hashes what passes through, to check a layer's diff ID while it unpacks.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 fn decompress<'a>(reader: BufReader<File>, media_type: &str) -> Result<Box<dyn Read + 'a>, String> {
@@ -547,6 +588,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("symbolic links"), "{err}");
+    }
+
+    #[test]
+    fn a_layer_must_match_its_diff_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = tar(&[Item::File("f", b"x", 0o644)]);
+        let blob = dir.path().join("blob");
+        std::fs::write(&blob, &bytes).unwrap();
+        let mut layer = PulledLayer {
+            digest: "sha256:blob".into(),
+            diff_id: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            size: bytes.len() as u64,
+            path: blob,
+        };
+        unpack_layers(std::slice::from_ref(&layer), &dir.path().join("ok")).unwrap();
+        layer.diff_id = format!("sha256:{}", "0".repeat(64));
+        let err = unpack_layers(&[layer], &dir.path().join("bad")).unwrap_err();
+        assert!(matches!(err, UnpackError::DiffIdMismatch { .. }), "{err}");
     }
 
     #[test]
