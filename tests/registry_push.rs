@@ -458,3 +458,45 @@ fn skopeo_inspect_fails(reference: &str) -> bool {
         .status
         .success()
 }
+
+#[test]
+fn a_registry_that_hangs_up_is_retried_then_named_in_the_error() {
+    if !require(&["umoci", "busybox"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    busybox_image(&layout, "t");
+    // A server that accepts every connection and closes it unanswered.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let config = RegistryConfig {
+        insecure_hosts: vec![host.clone()],
+        auth_env: AuthEnv {
+            home: Some(dir.path().to_path_buf()),
+            ..AuthEnv::default()
+        },
+        ..RegistryConfig::default()
+    };
+    let destination = format!("{host}/nowhere/app:1");
+    let err = push_layout(&config, &request(&layout, &destination)).unwrap_err();
+    assert!(matches!(err, RegistryError::Unreachable { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&host) && text.contains("nowhere/app"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "{text}");
+    // The HTTPS probe, then five attempts at the first call: retried, not
+    // given up at once.
+    let seen = connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(seen >= 6, "only {seen} connections");
+}
