@@ -258,9 +258,47 @@ pub struct OutputArgs {
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
 
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
     /// Platform of the image; only the running machine's platform is built.
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
+}
+
+/// How kiln talks to registries when it pushes images or pulls base images.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// User name for the registry. Without it kiln looks in
+    /// `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json` and
+    /// docker's `config.json` (including credential helpers).
+    #[arg(
+        long,
+        env = "KILN_REGISTRY_USERNAME",
+        value_name = "USER",
+        requires = "registry_password"
+    )]
+    pub registry_username: Option<String>,
+
+    /// Password or token for the registry (prefer the environment variable:
+    /// arguments are visible to other users of the machine).
+    #[arg(
+        long,
+        env = "KILN_REGISTRY_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD",
+        requires = "registry_username"
+    )]
+    pub registry_password: Option<String>,
+
+    /// How many blobs upload at once.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub push_jobs: u16,
+
+    /// Extra CA certificate (PEM) to trust for registries, besides the
+    /// system's. Repeat for more.
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca_file: Vec<PathBuf>,
 }
 
 /// `kiln build`.

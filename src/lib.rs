@@ -13,6 +13,7 @@ pub mod layer;
 pub mod logging;
 pub mod pack;
 pub mod plan;
+pub mod registry;
 pub mod sandbox;
 pub mod shell;
 

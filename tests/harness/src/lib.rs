@@ -8,8 +8,10 @@
 
 pub mod apps;
 pub mod as_user;
+pub mod debian;
 pub mod hash;
 pub mod http;
+pub mod images;
 pub mod nixpkgs;
 pub mod process;
 pub mod registry;
@@ -18,5 +20,5 @@ pub mod validators;
 
 pub use as_user::AsUser;
 pub use nixpkgs::{FixtureNixpkgs, HttpCache};
-pub use registry::{Registry, RegistryKind};
+pub use registry::{Registry, RegistryKind, Request};
 pub use require::{require, require_root};

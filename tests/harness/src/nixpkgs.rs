@@ -203,7 +203,7 @@ fn workspace_dir() -> PathBuf {
         .expect("the workspace folder exists")
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_dir().join("target"))

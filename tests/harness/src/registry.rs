@@ -16,7 +16,8 @@ pub enum RegistryKind {
     Plain,
     /// Plain HTTP with htpasswd basic auth ([`Registry::USERNAME`]/[`Registry::PASSWORD`]).
     BasicAuth,
-    /// HTTPS with a self-signed certificate for 127.0.0.1 ([`Registry::ca_cert`]).
+    /// HTTPS with a certificate for 127.0.0.1 issued by a throwaway test CA
+    /// ([`Registry::ca_cert`]).
     Tls,
 }
 
@@ -37,6 +38,16 @@ impl Registry {
 
     /// Starts a registry and returns once `GET /v2/` answers 200.
     pub fn start(kind: RegistryKind) -> Registry {
+        Self::start_with(kind, false)
+    }
+
+    /// Like [`Registry::start`], with the registry's access log on, so
+    /// [`Registry::requests`] can count what clients asked for.
+    pub fn start_logged(kind: RegistryKind) -> Registry {
+        Self::start_with(kind, true)
+    }
+
+    fn start_with(kind: RegistryKind, access_log: bool) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("kiln-registry-")
             .tempdir()
@@ -44,10 +55,11 @@ impl Registry {
         let port = free_port();
         let mut config = format!(
             "version: 0.1\n\
-             log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+             log:\n  level: warn\n  accesslog:\n    disabled: {no_access_log}\n\
              storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: kiln-test-secret\n",
-            root = dir.path().join("data").display()
+            root = dir.path().join("data").display(),
+            no_access_log = !access_log,
         );
         match kind {
             RegistryKind::Plain => {}
@@ -62,7 +74,7 @@ impl Registry {
                 ));
             }
             RegistryKind::Tls => {
-                let (cert, key) = self_signed_cert(dir.path());
+                let (cert, key) = test_ca_cert(dir.path());
                 config.push_str(&format!(
                     "  tls:\n    certificate: {}\n    key: {}\n",
                     cert.display(),
@@ -112,9 +124,9 @@ impl Registry {
         (self.kind == RegistryKind::BasicAuth).then_some((Self::USERNAME, Self::PASSWORD))
     }
 
-    /// The self-signed certificate a client must trust ([`RegistryKind::Tls`]).
+    /// The CA certificate a client must trust ([`RegistryKind::Tls`]).
     pub fn ca_cert(&self) -> Option<PathBuf> {
-        (self.kind == RegistryKind::Tls).then(|| self.dir.path().join("cert.pem"))
+        (self.kind == RegistryKind::Tls).then(|| self.dir.path().join("ca.pem"))
     }
 
     /// A `curl` command set up to talk to this registry: silent, failing on
@@ -145,24 +157,125 @@ impl Registry {
         }
     }
 
+    /// The folder where the registry keeps repositories and blobs.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Requests the registry served so far, from its access log
+    /// ([`Registry::start_logged`]), oldest first.
+    pub fn requests(&self) -> Vec<Request> {
+        self.log().lines().filter_map(Request::parse).collect()
+    }
+
     /// The registry's own log so far, for assertions and failure messages.
     pub fn log(&self) -> String {
         self.process.log()
     }
 }
 
-/// A self-signed certificate for 127.0.0.1 and localhost, made with openssl.
-fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+/// A test CA (`ca.pem`) and a server certificate for 127.0.0.1 and
+/// localhost issued by it, made with openssl. A CA apart from the server
+/// certificate is what strict TLS stacks (rustls, webpki) accept: they refuse
+/// a CA certificate used as the server's own.
+fn test_ca_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let ca = dir.join("ca.pem");
+    let ca_key = dir.join("ca-key.pem");
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
+    let request = dir.join("server.csr");
+    let extensions = dir.join("server.ext");
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["req", "-x509"])
+        .args(new_key)
+        .args(["-days", "2", "-subj", "/CN=kiln test CA"])
+        .arg("-keyout")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca));
+    run(Command::new("openssl")
+        .arg("req")
+        .args(new_key)
         .args(["-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
+        .arg(&request));
+    std::fs::write(
+        &extensions,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write certificate extensions");
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-set_serial", "1"])
+        .arg("-in")
+        .arg(&request)
+        .arg("-CA")
+        .arg(&ca)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-extfile")
+        .arg(&extensions)
+        .arg("-out")
         .arg(&cert));
     (cert, key)
+}
+
+/// One line of the registry's access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `GET`, `HEAD`, `POST`, `PATCH`, `PUT`, ...
+    pub method: String,
+    /// Path and query, e.g. `/v2/app/blobs/uploads/`.
+    pub path: String,
+    /// HTTP status of the answer.
+    pub status: u16,
+}
+
+impl Request {
+    /// Parses a combined-log-format line (`... "PUT /v2/x HTTP/1.1" 201 ...`).
+    fn parse(line: &str) -> Option<Request> {
+        let (_, rest) = line.split_once('"')?;
+        let (request, rest) = rest.split_once('"')?;
+        let mut words = request.split(' ');
+        let method = words.next()?.to_string();
+        let path = words.next()?.to_string();
+        let status = rest.split_whitespace().next()?.parse().ok()?;
+        Some(Request {
+            method,
+            path,
+            status,
+        })
+    }
+
+    /// Whether this request carries or starts a blob upload (`POST`,
+    /// `PATCH` or `PUT` under `/blobs/uploads/`), cross-repository mounts
+    /// excluded.
+    pub fn is_blob_upload(&self) -> bool {
+        self.path.contains("/blobs/uploads/")
+            && matches!(self.method.as_str(), "POST" | "PATCH" | "PUT")
+            && !self.path.contains("mount=")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_log_lines_parse() {
+        let line = r#"127.0.0.1 - - [25/Nov/2026:05:00:00 +0000] "PATCH /v2/app/blobs/uploads/abc?_state=x HTTP/1.1" 202 0 "" "ua""#;
+        let request = Request::parse(line).unwrap();
+        assert_eq!(request.method, "PATCH");
+        assert_eq!(request.status, 202);
+        assert!(request.is_blob_upload());
+        assert_eq!(Request::parse("time=x level=warning msg=nothing"), None);
+    }
 }

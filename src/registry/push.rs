@@ -1,0 +1,285 @@
+//! Pushing an OCI image layout to a registry: skip blobs the registry has,
+//! mount blobs another repository of the same registry has, upload the rest
+//! concurrently from their files, then the config, then the manifest under
+//! every tag.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::errors::OciDistributionError;
+use oci_client::{Reference, RegistryOperation};
+
+use super::blob_stream::file_chunks;
+use super::connect::{connect, parse_reference, Session, MONOLITHIC_MAX};
+use super::error::RegistryError;
+use super::layout::{LayoutBlob, LayoutImage};
+use super::retry::with_retry;
+use super::{runtime, RegistryConfig};
+
+/// Read size for monolithic uploads.
+const STREAM_CHUNK: usize = 256 << 10;
+/// Chunk size of chunked uploads: `oci-client` sends one PATCH per 4 MiB, so
+/// feeding it 4 MiB pieces keeps each PATCH full.
+const UPLOAD_CHUNK: usize = 4 << 20;
+
+/// What to push and where.
+#[derive(Debug, Clone)]
+pub struct PushRequest<'a> {
+    /// The OCI image layout folder.
+    pub layout: &'a Path,
+    /// The tag of the image inside the layout (`None`: its only manifest).
+    pub layout_tag: Option<&'a str>,
+    /// Destination, `registry/name[:tag]` (a `docker://` prefix is allowed).
+    pub destination: &'a str,
+    /// More tags to put the manifest under (`--tag`).
+    pub extra_tags: &'a [String],
+    /// Repositories of the same registry that may already hold some blobs
+    /// (the base image's), tried as cross-repository mount sources.
+    pub mount_from: &'a [String],
+}
+
+/// The pushed image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// `registry/repository`.
+    pub name: String,
+    /// `sha256:<hex>` of the manifest.
+    pub digest: String,
+    /// Tags the manifest was put under.
+    pub tags: Vec<String>,
+    /// Blobs sent over the wire.
+    pub uploaded: Vec<String>,
+    /// Blobs mounted from another repository.
+    pub mounted: Vec<String>,
+    /// Blobs the repository already had.
+    pub present: Vec<String>,
+}
+
+impl std::fmt::Display for PushOutcome {
+    /// `name@sha256:...`, the pinned reference of the pushed image.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.digest)
+    }
+}
+
+/// What happened to one blob.
+enum Fate {
+    Present,
+    Mounted,
+    Uploaded,
+}
+
+/// Pushes the image tagged `request.layout_tag` in `request.layout` to
+/// `request.destination` and every extra tag. Blobs stream from their files;
+/// an interrupted push, run again, sends only what the registry lacks.
+pub fn push_layout(
+    config: &RegistryConfig,
+    request: &PushRequest<'_>,
+) -> Result<PushOutcome, RegistryError> {
+    let image = LayoutImage::open(request.layout, request.layout_tag)?;
+    let destination = parse_reference(request.destination)?;
+    runtime()?.block_on(push(config, request, &image, destination))
+}
+
+async fn push(
+    config: &RegistryConfig,
+    request: &PushRequest<'_>,
+    image: &LayoutImage,
+    destination: Reference,
+) -> Result<PushOutcome, RegistryError> {
+    let session = connect(config, destination, RegistryOperation::Push).await?;
+    let mut outcome = PushOutcome {
+        name: format!(
+            "{}/{}",
+            session.reference.registry(),
+            session.reference.repository()
+        ),
+        digest: image.manifest_digest.clone(),
+        tags: tags(&session.reference, request.extra_tags),
+        uploaded: Vec::new(),
+        mounted: Vec::new(),
+        present: Vec::new(),
+    };
+    let mut seen = BTreeSet::new();
+    let layers: Vec<&LayoutBlob> = image
+        .layers
+        .iter()
+        .filter(|b| seen.insert(b.digest.clone()))
+        .collect();
+    let fates: Vec<(&LayoutBlob, Fate)> = futures_util::stream::iter(layers)
+        .map(|blob| {
+            let session = &session;
+            async move {
+                Ok::<_, RegistryError>((blob, send_blob(session, blob, request.mount_from).await?))
+            }
+        })
+        .buffer_unordered(config.jobs.max(1))
+        .try_collect()
+        .await?;
+    let config_fate = send_blob(&session, &image.config, request.mount_from).await?;
+    for (blob, fate) in fates.into_iter().chain([(&image.config, config_fate)]) {
+        let list = match fate {
+            Fate::Present => &mut outcome.present,
+            Fate::Mounted => &mut outcome.mounted,
+            Fate::Uploaded => &mut outcome.uploaded,
+        };
+        list.push(blob.digest.clone());
+    }
+    let content_type =
+        reqwest::header::HeaderValue::from_str(&image.manifest_media_type).map_err(|_| {
+            RegistryError::Layout {
+                path: request.layout.to_path_buf(),
+                reason: format!(
+                    "manifest media type `{}` is not a valid header",
+                    image.manifest_media_type
+                ),
+            }
+        })?;
+    for tag in &outcome.tags {
+        let target = Reference::with_tag(
+            session.reference.registry().to_string(),
+            session.reference.repository().to_string(),
+            tag.clone(),
+        );
+        with_retry(
+            session.backoff,
+            &session.site,
+            &format!("putting the manifest under tag {tag}"),
+            || {
+                session.client.push_manifest_raw(
+                    &target,
+                    image.manifest_bytes.clone(),
+                    content_type.clone(),
+                )
+            },
+        )
+        .await?;
+    }
+    if outcome.tags.is_empty() {
+        let target = session
+            .reference
+            .clone_with_digest(image.manifest_digest.clone());
+        with_retry(
+            session.backoff,
+            &session.site,
+            "putting the manifest",
+            || {
+                session.client.push_manifest_raw(
+                    &target,
+                    image.manifest_bytes.clone(),
+                    content_type.clone(),
+                )
+            },
+        )
+        .await?;
+    }
+    tracing::info!(image = %outcome, uploaded = outcome.uploaded.len(), mounted = outcome.mounted.len(), present = outcome.present.len(), "pushed");
+    Ok(outcome)
+}
+
+/// The destination's tag (`latest` when it names neither tag nor digest)
+/// followed by the extra tags, without repeats.
+fn tags(destination: &Reference, extra: &[String]) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    match (destination.tag(), destination.digest()) {
+        (Some(tag), _) => tags.push(tag.to_string()),
+        (None, None) => tags.push("latest".to_string()),
+        (None, Some(_)) => {}
+    }
+    for tag in extra {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
+    tags
+}
+
+/// Makes `blob` present in the destination repository, doing as little as
+/// possible: nothing, a mount, or an upload.
+async fn send_blob(
+    session: &Session,
+    blob: &LayoutBlob,
+    mount_from: &[String],
+) -> Result<Fate, RegistryError> {
+    let reference = &session.reference;
+    let exists = with_retry(
+        session.backoff,
+        &session.site,
+        &format!("checking blob {}", blob.digest),
+        || session.client.blob_exists(reference, &blob.digest),
+    )
+    .await?;
+    if exists {
+        tracing::debug!(digest = %blob.digest, "already in the registry");
+        return Ok(Fate::Present);
+    }
+    for repository in mount_from.iter().filter(|r| *r != reference.repository()) {
+        let source = Reference::with_tag(
+            reference.registry().to_string(),
+            repository.clone(),
+            "latest".to_string(),
+        );
+        match session
+            .client
+            .mount_blob(reference, &source, &blob.digest)
+            .await
+        {
+            Ok(()) => {
+                tracing::debug!(digest = %blob.digest, from = %repository, "mounted");
+                return Ok(Fate::Mounted);
+            }
+            Err(err) => {
+                tracing::debug!(digest = %blob.digest, from = %repository, %err, "mount refused")
+            }
+        }
+    }
+    with_retry(
+        session.backoff,
+        &session.site,
+        &format!("uploading blob {}", blob.digest),
+        || upload(session, blob),
+    )
+    .await?;
+    tracing::debug!(digest = %blob.digest, size = blob.size, "uploaded");
+    Ok(Fate::Uploaded)
+}
+
+/// One upload attempt, streamed from the blob file: a single PUT for small
+/// blobs, chunks for big ones (falling back to a single PUT when the registry
+/// does not do chunked uploads properly).
+async fn upload(session: &Session, blob: &LayoutBlob) -> Result<(), OciDistributionError> {
+    let reference = &session.reference;
+    if blob.size > MONOLITHIC_MAX {
+        let chunks = file_chunks(&blob.path, UPLOAD_CHUNK).await?;
+        match session
+            .chunked
+            .push_blob_stream(reference, chunks, &blob.digest, None)
+            .await
+        {
+            Err(OciDistributionError::SpecViolationError(violation)) => {
+                tracing::debug!(%violation, "chunked upload refused; sending the blob whole");
+            }
+            other => return other.map(drop),
+        }
+    }
+    let chunks = file_chunks(&blob.path, STREAM_CHUNK).await?;
+    session
+        .client
+        .push_blob_stream(reference, chunks, &blob.digest, Some(blob.size))
+        .await
+        .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_default_to_latest_and_do_not_repeat() {
+        let r = parse_reference("h:1/app").unwrap();
+        assert_eq!(tags(&r, &["v1".into(), "latest".into()]), ["latest", "v1"]);
+        let r = parse_reference("h:1/app:v2").unwrap();
+        assert_eq!(tags(&r, &[]), ["v2"]);
+    }
+}
