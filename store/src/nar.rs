@@ -1,0 +1,414 @@
+//! NAR download to files on disk, in one streaming pass: decompress, hash,
+//! restore. Memory stays bounded by buffers and directory depth, whatever the
+//! NAR's size.
+//!
+//! Decoding and restoring are `nix-archive`'s (`restore_reader`), which
+//! already refuses entry names that are empty, `.`, `..` or contain `/`,
+//! duplicates and unsorted entries, and trailing bytes. This module adds the
+//! hash and size check against the narinfo and Nix's canonical modes and
+//! mtimes.
+
+use std::fs;
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix_archive::nar::{restore_reader, CaseHack};
+use nix_narinfo::Compression;
+use sha2::{Digest, Sha256};
+
+/// Why a NAR could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum NarError {
+    /// The narinfo names a compression kiln cannot read.
+    #[error("unsupported compression `{0}`")]
+    UnsupportedCompression(String),
+    /// The NAR is malformed, truncated or hostile.
+    #[error("{0}")]
+    Malformed(#[from] nix_archive::nar::Error),
+    /// The NAR is longer than its narinfo's `NarSize`.
+    #[error("the NAR is longer than its NarSize of {expected} bytes")]
+    TooLong {
+        /// The narinfo's `NarSize`.
+        expected: u64,
+    },
+    /// The NAR's size differs from `NarSize`.
+    #[error("the NAR is {found} bytes, its narinfo says NarSize {expected}")]
+    SizeMismatch {
+        /// The narinfo's `NarSize`.
+        expected: u64,
+        /// Bytes read.
+        found: u64,
+    },
+    /// The NAR's sha256 differs from `NarHash`.
+    #[error("the NAR hashes to sha256:{found}, its narinfo says {expected}")]
+    HashMismatch {
+        /// The narinfo's `NarHash`, as written there.
+        expected: String,
+        /// What the bytes hash to, in Nix's base32.
+        found: String,
+    },
+    /// The narinfo's `NarHash` is not sha256.
+    #[error("NarHash {0} is not sha256, the only hash Nix writes for NARs")]
+    NotSha256(String),
+    /// Setting modes or times on the restored files failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// What the narinfo promises about a NAR.
+#[derive(Debug, Clone)]
+pub struct Expected<'a> {
+    /// The `NarHash`.
+    pub nar_hash: &'a nix_derivation::NixHash,
+    /// The `NarSize`.
+    pub nar_size: u64,
+    /// The `Compression`.
+    pub compression: &'a Compression,
+}
+
+/// Wraps a compressed download in the decompressor `compression` names.
+pub fn decompress<'r>(
+    compression: &Compression,
+    reader: impl Read + Send + 'r,
+) -> Result<Box<dyn Read + Send + 'r>, NarError> {
+    // Decoders pull big chunks from the network or file.
+    let buffered = BufReader::with_capacity(128 * 1024, reader);
+    Ok(match compression {
+        Compression::None => Box::new(buffered),
+        Compression::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(buffered)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(buffered)),
+        other => return Err(NarError::UnsupportedCompression(other.to_string())),
+    })
+}
+
+/// Restores the NAR read (compressed) from `download` at `destination`,
+/// which must not exist, then checks it against `expected` and gives it
+/// Nix's canonical modes and mtime. On error `destination` may hold a
+/// partial tree: the caller removes it.
+pub fn restore_verified(
+    download: impl Read + Send,
+    expected: &Expected<'_>,
+    destination: &Path,
+) -> Result<(), NarError> {
+    if expected.nar_hash.algorithm() != nix_derivation::HashAlgorithm::Sha256 {
+        return Err(NarError::NotSha256(
+            expected.nar_hash.to_nix_nixbase32_string(),
+        ));
+    }
+    let nar = decompress(expected.compression, download)?;
+    let mut hashing = HashingReader {
+        inner: nar,
+        hasher: Sha256::new(),
+        read: 0,
+        limit: expected.nar_size,
+    };
+    {
+        let mut buffered = BufReader::with_capacity(64 * 1024, &mut hashing);
+        restore_reader(&mut buffered, destination, CaseHack::Disabled)?;
+        // The decoder stops at the archive's end; anything after it (or a
+        // decompressor still holding data) must still be counted.
+        io::copy(&mut buffered, &mut io::sink())?;
+    }
+    if hashing.read != expected.nar_size {
+        return Err(NarError::SizeMismatch {
+            expected: expected.nar_size,
+            found: hashing.read,
+        });
+    }
+    let digest = hashing.hasher.finalize();
+    if digest.as_slice() != expected.nar_hash.digest_as_bytes() {
+        let found = nix_derivation::NixHash::from_algorithm_and_digest(
+            nix_derivation::HashAlgorithm::Sha256,
+            digest.as_slice(),
+        )
+        .map(|h| h.to_nix_nixbase32_string())
+        .unwrap_or_default();
+        return Err(NarError::HashMismatch {
+            expected: expected.nar_hash.to_nix_nixbase32_string(),
+            found: found.trim_start_matches("sha256:").to_string(),
+        });
+    }
+    canonicalize(destination)?;
+    Ok(())
+}
+
+/// Counts and hashes the uncompressed NAR, and stops a NAR longer than its
+/// `NarSize` before it fills the disk.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::other(NarError::TooLong {
+                expected: self.limit,
+            }));
+        }
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Gives a restored tree the modes and times Nix gives store paths: files
+/// 0444 (0555 when executable), folders 0555, every mtime (and atime) 1.
+pub fn canonicalize(root: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(root)?;
+    let file_type = meta.file_type();
+    if file_type.is_dir() {
+        for entry in fs::read_dir(root)? {
+            canonicalize(&entry?.path())?;
+        }
+        fs::set_permissions(root, fs::Permissions::from_mode(0o555))?;
+    } else if file_type.is_file() {
+        let executable = meta.permissions().mode() & 0o100 != 0;
+        let mode = if executable { 0o555 } else { 0o444 };
+        fs::set_permissions(root, fs::Permissions::from_mode(mode))?;
+    }
+    let one = TimeSpec::new(1, 0);
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        root,
+        &one,
+        &one,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Removes a tree kiln restored, including its read-only folders. A missing
+/// tree is fine.
+pub fn remove_tree(root: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(root) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    if meta.is_dir() {
+        make_folders_writable(root)?;
+        fs::remove_dir_all(root)
+    } else {
+        fs::remove_file(root)
+    }
+}
+
+fn make_folders_writable(dir: &Path) -> io::Result<()> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            make_folders_writable(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Builds a NAR by hand: hostile archives cannot come from a real tool.
+    struct NarWriter(Vec<u8>);
+
+    impl NarWriter {
+        fn new() -> Self {
+            let mut w = NarWriter(Vec::new());
+            w.s(b"nix-archive-1");
+            w
+        }
+        fn s(&mut self, bytes: &[u8]) -> &mut Self {
+            self.0
+                .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            self.0.extend_from_slice(bytes);
+            let pad = (8 - bytes.len() % 8) % 8;
+            self.0.extend(std::iter::repeat_n(0, pad));
+            self
+        }
+        fn tokens(&mut self, tokens: &[&str]) -> &mut Self {
+            for t in tokens {
+                self.s(t.as_bytes());
+            }
+            self
+        }
+        fn file(&mut self, name: &str, contents: &[u8]) -> &mut Self {
+            self.tokens(&[
+                "entry", "(", "name", name, "node", "(", "type", "regular", "contents",
+            ]);
+            self.s(contents);
+            self.tokens(&[")", ")"])
+        }
+    }
+
+    fn sha256_of(bytes: &[u8]) -> nix_derivation::NixHash {
+        nix_derivation::NixHash::from_algorithm_and_digest(
+            nix_derivation::HashAlgorithm::Sha256,
+            &Sha256::digest(bytes),
+        )
+        .unwrap()
+    }
+
+    fn directory_nar(build: impl FnOnce(&mut NarWriter)) -> Vec<u8> {
+        let mut w = NarWriter::new();
+        w.tokens(&["(", "type", "directory"]);
+        build(&mut w);
+        w.tokens(&[")"]);
+        w.0
+    }
+
+    fn restore_plain(nar: &[u8], dest: &Path) -> Result<(), NarError> {
+        let hash = sha256_of(nar);
+        let expected = Expected {
+            nar_hash: &hash,
+            nar_size: nar.len() as u64,
+            compression: &Compression::None,
+        };
+        restore_verified(nar, &expected, dest)
+    }
+
+    #[test]
+    fn restores_with_nix_modes_and_mtime_one() {
+        let nar = directory_nar(|w| {
+            w.tokens(&[
+                "entry",
+                "(",
+                "name",
+                "bin",
+                "node",
+                "(",
+                "type",
+                "directory",
+            ]);
+            w.tokens(&[
+                "entry",
+                "(",
+                "name",
+                "tool",
+                "node",
+                "(",
+                "type",
+                "regular",
+                "executable",
+                "",
+                "contents",
+            ]);
+            w.s(b"#!/bin/sh\n");
+            w.tokens(&[")", ")", ")", ")"]);
+            w.file("data", b"hello");
+            w.tokens(&[
+                "entry", "(", "name", "link", "node", "(", "type", "symlink", "target", "data",
+                ")", ")",
+            ]);
+        });
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("out");
+        restore_plain(&nar, &dest).unwrap();
+        let mode = |p: &str| fs::symlink_metadata(dest.join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(mode(""), 0o555);
+        assert_eq!(mode("bin"), 0o555);
+        assert_eq!(mode("bin/tool"), 0o555);
+        assert_eq!(mode("data"), 0o444);
+        assert_eq!(fs::read(dest.join("data")).unwrap(), b"hello");
+        assert_eq!(fs::read_link(dest.join("link")).unwrap(), Path::new("data"));
+        for p in ["", "bin", "bin/tool", "data", "link"] {
+            assert_eq!(
+                fs::symlink_metadata(dest.join(p)).unwrap().mtime(),
+                1,
+                "{p}"
+            );
+        }
+        remove_tree(&dest).unwrap();
+        assert!(!dest.exists());
+    }
+
+    #[test]
+    fn hostile_names_are_rejected() {
+        for name in ["..", ".", "", "a/b", "/etc"] {
+            let nar = directory_nar(|w| {
+                w.file(name, b"x");
+            });
+            let tmp = tempfile::tempdir().unwrap();
+            let err = restore_plain(&nar, &tmp.path().join("out")).unwrap_err();
+            assert!(
+                err.to_string().contains("invalid entry name"),
+                "{name:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_and_unsorted_entries_are_rejected() {
+        for (a, b) in [("same", "same"), ("b", "a")] {
+            let nar = directory_nar(|w| {
+                w.file(a, b"1").file(b, b"2");
+            });
+            let tmp = tempfile::tempdir().unwrap();
+            let err = restore_plain(&nar, &tmp.path().join("out")).unwrap_err();
+            assert!(err.to_string().contains("not sorted"), "{err}");
+        }
+    }
+
+    #[test]
+    fn truncated_and_trailing_bytes_are_rejected() {
+        let nar = directory_nar(|w| {
+            w.file("f", b"contents");
+        });
+        let tmp = tempfile::tempdir().unwrap();
+        let truncated = &nar[..nar.len() - 12];
+        let hash = sha256_of(&nar);
+        let expected = Expected {
+            nar_hash: &hash,
+            nar_size: nar.len() as u64,
+            compression: &Compression::None,
+        };
+        let err = restore_verified(truncated, &expected, &tmp.path().join("a")).unwrap_err();
+        assert!(err.to_string().contains("unexpected end"), "{err}");
+
+        let mut longer = nar.clone();
+        longer.extend_from_slice(&[0; 8]);
+        let err = restore_verified(&longer[..], &expected, &tmp.path().join("b")).unwrap_err();
+        assert!(err.to_string().contains("longer than its NarSize"), "{err}");
+    }
+
+    #[test]
+    fn hash_and_size_mismatches_are_named() {
+        let nar = directory_nar(|w| {
+            w.file("f", b"contents");
+        });
+        let tmp = tempfile::tempdir().unwrap();
+        let wrong = sha256_of(b"something else");
+        let expected = Expected {
+            nar_hash: &wrong,
+            nar_size: nar.len() as u64,
+            compression: &Compression::None,
+        };
+        let err = restore_verified(&nar[..], &expected, &tmp.path().join("a")).unwrap_err();
+        assert!(matches!(err, NarError::HashMismatch { .. }), "{err}");
+
+        let right = sha256_of(&nar);
+        let expected = Expected {
+            nar_hash: &right,
+            nar_size: nar.len() as u64 + 8,
+            compression: &Compression::None,
+        };
+        let err = restore_verified(&nar[..], &expected, &tmp.path().join("b")).unwrap_err();
+        assert!(err.to_string().contains("NarSize"), "{err}");
+    }
+
+    #[test]
+    fn unknown_compression_is_refused() {
+        let err = decompress(&Compression::Other("lz4".into()), io::empty())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("lz4"), "{err}");
+    }
+}
