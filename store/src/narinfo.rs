@@ -18,7 +18,7 @@ pub fn parse_store_path(input: &str) -> Result<StorePath, StoreError> {
         .strip_prefix("/nix/store/")
         .map(|rest| "/nix/store/".len() + rest.find('/').unwrap_or(rest.len()))
         .unwrap_or(trimmed.len());
-    StorePath::from_absolute_path(trimmed[..basename_end].as_bytes()).map_err(|err| {
+    StorePath::from_absolute_path(&trimmed.as_bytes()[..basename_end]).map_err(|err| {
         StoreError::BadStorePath {
             input: input.to_string(),
             reason: err.to_string(),
