@@ -9,6 +9,8 @@
 pub mod cache;
 pub mod cli;
 pub mod logging;
+pub mod resolve;
+mod store_commands;
 
 use anyhow::Context;
 
@@ -49,11 +51,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(_) => unavailable("build", "the end-to-end build"),
         Command::Pack(_) => unavailable("pack", "the layer and image writer"),
         Command::Shell(_) => unavailable("shell", "the build sandbox"),
-        Command::Realize(_) => unavailable("realize", "the Nix store client"),
-        Command::Lock(_) => unavailable("lock", "package resolution"),
+        Command::Realize(realize) => store_commands::realize(&cli.global, &realize),
+        Command::Lock(lock) => store_commands::lock(&cli.global, &lock),
         Command::Cache(cache) => match cache.action {
             CacheAction::Info => cache_info(cli.global.cache_dir.as_deref(), cli.global.json),
-            CacheAction::Prune { .. } => unavailable("cache prune", "the Nix store client"),
+            CacheAction::Prune { older_than } => store_commands::prune(&cli.global, older_than),
         },
     }
 }
