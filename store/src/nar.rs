@@ -12,6 +12,7 @@ use std::fs;
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::mpsc;
 
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
@@ -106,12 +107,22 @@ pub fn restore_verified(
         read: 0,
         limit: expected.nar_size,
     };
-    {
-        let mut buffered = BufReader::with_capacity(64 * 1024, &mut hashing);
-        restore_reader(&mut buffered, destination, CaseHack::Disabled)?;
-        // The decoder stops at the archive's end; anything after it (or a
-        // decompressor still holding data) must still be counted.
-        io::copy(&mut buffered, &mut io::sink())?;
+    // Decompressing and hashing run on their own thread, ahead of the
+    // restore by at most PIPELINE_CHUNKS chunks: a NAR of many small files
+    // spends as long creating them as decompressing, so the two overlap.
+    let (sender, receiver) = mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPELINE_CHUNKS);
+    let (produced, restored) = std::thread::scope(|scope| {
+        let nar = &mut hashing;
+        // The sender moves into the thread so the restore sees the end of
+        // the stream when the thread finishes.
+        let producer = scope.spawn(move || produce(nar, sender));
+        let restored = restore_from_chunks(receiver, destination);
+        (producer.join(), restored)
+    });
+    match produced {
+        Ok(Ok(())) => restored?,
+        Ok(Err(err)) => return Err(NarError::Io(err)),
+        Err(panic) => std::panic::resume_unwind(panic),
     }
     if hashing.read != expected.nar_size {
         return Err(NarError::SizeMismatch {
@@ -134,6 +145,83 @@ pub fn restore_verified(
     }
     canonicalize(destination)?;
     Ok(())
+}
+
+/// Chunks the decompressing thread may run ahead of the restore.
+const PIPELINE_CHUNKS: usize = 8;
+
+/// Size of one chunk handed from decompression to restore.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Reads `nar` to its end in chunks sent to the restore. Stops quietly when
+/// the restore has given up (the receiver is gone); read errors are sent on
+/// and returned.
+fn produce(nar: &mut impl Read, sender: mpsc::SyncSender<io::Result<Vec<u8>>>) -> io::Result<()> {
+    loop {
+        let mut chunk = vec![0; CHUNK_BYTES];
+        let mut filled = 0;
+        while filled < CHUNK_BYTES {
+            match nar.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    let copy = io::Error::new(err.kind(), err.to_string());
+                    let _ = sender.send(Err(copy));
+                    return Err(err);
+                }
+            }
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        chunk.truncate(filled);
+        if sender.send(Ok(chunk)).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Restores the NAR arriving as chunks, then reads what follows the
+/// archive so a NAR longer than its end is noticed by the counting.
+fn restore_from_chunks(
+    receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
+    destination: &Path,
+) -> Result<(), NarError> {
+    let mut reader = ChunkReader {
+        receiver,
+        current: Vec::new(),
+        position: 0,
+    };
+    let mut buffered = BufReader::with_capacity(64 * 1024, &mut reader);
+    restore_reader(&mut buffered, destination, CaseHack::Disabled)?;
+    io::copy(&mut buffered, &mut io::sink())?;
+    Ok(())
+}
+
+/// `Read` over the chunks the decompressing thread sends.
+struct ChunkReader {
+    receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    position: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.current.len() {
+            match self.receiver.recv() {
+                Ok(chunk) => {
+                    self.current = chunk?;
+                    self.position = 0;
+                }
+                Err(mpsc::RecvError) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.position);
+        buf[..n].copy_from_slice(&self.current[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
 }
 
 /// Counts and hashes the uncompressed NAR, and stops a NAR longer than its
