@@ -318,6 +318,49 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R 
 mod tests {
     use super::*;
 
+    fn known(name: &str, references: &[&str]) -> (StorePath, Known) {
+        let path =
+            |n: &str| StorePath::from_basename(format!("{}-{n}", n.repeat(32)).as_bytes()).unwrap();
+        let hash = nix_derivation::NixHash::from_algorithm_and_digest(
+            nix_derivation::HashAlgorithm::Sha256,
+            &[0; 32],
+        )
+        .unwrap();
+        let info = NarInfo::builder(path(name), "nar/x.nar", hash, 1)
+            .references(references.iter().map(|r| path(r)))
+            .build()
+            .unwrap();
+        (path(name), Known { info, cache: None })
+    }
+
+    #[test]
+    fn references_come_before_referrers_and_cycles_end() {
+        // a -> b -> c, a -> c, d alone, self-reference on b, and a hostile
+        // cycle c -> a.
+        let graph: BTreeMap<StorePath, Known> = [
+            known("a", &["b", "c"]),
+            known("b", &["b", "c"]),
+            known("c", &["a"]),
+            known("d", &[]),
+        ]
+        .into_iter()
+        .collect();
+        let order: Vec<String> = topological_order(&graph)
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
+        assert_eq!(order.len(), 4);
+        let at = |n: &str| order.iter().position(|o| o == n).unwrap();
+        assert!(at("b") < at("a"));
+        assert_eq!(
+            order,
+            topological_order(&graph)
+                .iter()
+                .map(|p| p.name().to_string())
+                .collect::<Vec<_>>()
+        );
+    }
+
     #[test]
     fn parallel_map_keeps_input_order() {
         let items: Vec<u32> = (0..100).collect();
