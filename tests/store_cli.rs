@@ -320,3 +320,53 @@ fn an_unprivileged_user_realizes_without_a_daemon() {
         stderr(&version)
     );
 }
+
+#[test]
+fn caches_and_keys_come_from_the_environment_too() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let output = kiln()
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .args(["--json", "realize", "--ignore-host-store"])
+        .arg(fixture.store_path("zlib"))
+        .env(
+            "KILN_SUBSTITUTERS",
+            format!(
+                "file://{}  {}",
+                empty.path().display(),
+                fixture.xz_cache_url()
+            ),
+        )
+        .env("KILN_TRUSTED_PUBLIC_KEYS", fixture.public_key())
+        .output()
+        .unwrap();
+    assert_ok(&output);
+    let closure: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    for path in closure["paths"].as_array().unwrap() {
+        assert_eq!(path["cache"], fixture.xz_cache_url());
+        assert!(path["fileSize"].as_u64().unwrap() > 0);
+    }
+
+    // The same cache without its key in the environment is refused.
+    let other = tempfile::tempdir().unwrap();
+    let output = kiln()
+        .arg("--cache-dir")
+        .arg(other.path())
+        .args(["realize", "--ignore-host-store"])
+        .arg(fixture.store_path("zlib"))
+        .env("KILN_SUBSTITUTERS", fixture.xz_cache_url())
+        .env_remove("KILN_TRUSTED_PUBLIC_KEYS")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("signed only by kiln-fixture-1")
+            && message.contains("--trusted-public-key"),
+        "{message}"
+    );
+}
