@@ -70,6 +70,10 @@ pub struct Expected<'a> {
     pub compression: &'a Compression,
 }
 
+/// Most memory one xz decoder may take. `xz -9` needs 65 MiB; a hostile
+/// stream asking for more is refused instead of exhausting memory.
+const XZ_MEMORY_LIMIT: u64 = 96 * 1024 * 1024;
+
 /// Wraps a compressed download in the decompressor `compression` names.
 pub fn decompress<'r>(
     compression: &Compression,
@@ -79,7 +83,12 @@ pub fn decompress<'r>(
     let buffered = BufReader::with_capacity(128 * 1024, reader);
     Ok(match compression {
         Compression::None => Box::new(buffered),
-        Compression::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(buffered)),
+        Compression::Xz => {
+            let stream =
+                xz2::stream::Stream::new_stream_decoder(XZ_MEMORY_LIMIT, xz2::stream::CONCATENATED)
+                    .map_err(io::Error::from)?;
+            Box::new(xz2::bufread::XzDecoder::new_stream(buffered, stream))
+        }
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(buffered)),
         other => return Err(NarError::UnsupportedCompression(other.to_string())),
@@ -490,6 +499,43 @@ mod tests {
         };
         let err = restore_verified(&nar[..], &expected, &tmp.path().join("b")).unwrap_err();
         assert!(err.to_string().contains("NarSize"), "{err}");
+    }
+
+    #[test]
+    fn xz_streams_needing_too_much_memory_are_refused() {
+        if !kiln_harness::require(&["xz"]) {
+            return;
+        }
+        let nar = directory_nar(|w| {
+            w.file("f", b"contents");
+        });
+        let mut xz = std::process::Command::new("xz")
+            .args(["--format=xz", "--lzma2=dict=1GiB", "--stdout"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut xz.stdin.take().unwrap(), &nar).unwrap();
+        let compressed = xz.wait_with_output().unwrap().stdout;
+        let hash = sha256_of(&nar);
+        let expected = Expected {
+            nar_hash: &hash,
+            nar_size: nar.len() as u64,
+            compression: &Compression::Xz,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let err = restore_verified(&compressed[..], &expected, &tmp.path().join("a")).unwrap_err();
+        assert!(err.to_string().contains("memory"), "{err}");
+
+        let mut xz = std::process::Command::new("xz")
+            .args(["--format=xz", "--stdout"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut xz.stdin.take().unwrap(), &nar).unwrap();
+        let compressed = xz.wait_with_output().unwrap().stdout;
+        restore_verified(&compressed[..], &expected, &tmp.path().join("b")).unwrap();
     }
 
     #[test]
