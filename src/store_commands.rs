@@ -1,6 +1,7 @@
 //! `kiln realize`, `kiln lock` and `kiln cache prune`: the command-line face
 //! of package resolution (`crate::resolve`) and the store (`kiln-store`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ pub fn realize(global: &GlobalArgs, command: &RealizeCommand) -> anyhow::Result<
         .into_iter()
         .map(|p| parse_store_path(p))
         .collect::<Result<_, _>>()?;
+    let mut derivations = BTreeMap::new();
     if !attributes.is_empty() {
         let options = ResolveOptions {
             lock_file: command.lock.clone(),
@@ -36,6 +38,9 @@ pub fn realize(global: &GlobalArgs, command: &RealizeCommand) -> anyhow::Result<
         for path in resolved.store_paths() {
             roots.push(parse_store_path(&path)?);
         }
+        for (out, drv) in resolved.derivations() {
+            derivations.insert(parse_store_path(&out)?, parse_store_path(&drv)?);
+        }
     }
     if command.no_verify {
         eprintln!(
@@ -46,7 +51,7 @@ pub fn realize(global: &GlobalArgs, command: &RealizeCommand) -> anyhow::Result<
     let cache_dir = cache::cache_dir(global.cache_dir.as_deref())?;
     let host_store = (!command.ignore_host_store).then(|| PathBuf::from(kiln_store::HOST_STORE));
     let store = Store::open(&cache_dir)?.with_host_store(host_store);
-    let closure = store.realize(&substituters, &roots)?;
+    let closure = store.realize_with_derivations(&substituters, &roots, &derivations)?;
     if global.json {
         println!("{}", closure_json(&closure));
     } else if !global.quiet {

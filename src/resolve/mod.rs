@@ -92,6 +92,8 @@ pub struct ResolvedGroup {
     pub pkgs: BTreeMap<String, String>,
     /// `nixLibs` attribute to its output path.
     pub libs: BTreeMap<String, String>,
+    /// Output path to the derivation that builds it, where known.
+    pub derivations: BTreeMap<String, String>,
 }
 
 impl ResolvedGroup {
@@ -123,6 +125,15 @@ impl Resolved {
             .flat_map(|g| g.pkgs.values().chain(g.libs.values()))
             .collect();
         paths.into_iter().cloned().collect()
+    }
+
+    /// Output path to derivation, for every named path whose derivation is
+    /// known.
+    pub fn derivations(&self) -> BTreeMap<String, String> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.derivations.clone())
+            .collect()
     }
 
     /// `<path>/lib` of every library, in group order.
@@ -267,6 +278,12 @@ pub fn resolve(
             overlays: group.overlays.clone(),
             pkgs: pick(&group.pkgs),
             libs: pick(&group.libs),
+            derivations: entry
+                .packages
+                .iter()
+                .filter(|(name, _)| attributes.contains(name))
+                .filter_map(|(_, p)| Some((p.out_path.clone(), p.drv_path.clone()?)))
+                .collect(),
         });
     }
     if answer == Answer::Evaluated && options.write_lock {

@@ -104,6 +104,17 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// The host's Nix failed to build a path no cache has.
+    #[error("{path} is in no cache, and building it from {derivation} with nix-store --realise failed:\n{message}")]
+    Build {
+        /// The path wanted.
+        path: String,
+        /// Its derivation.
+        derivation: String,
+        /// Nix's last lines.
+        message: String,
+    },
+
     /// A file system operation on kiln's store failed.
     #[error("{}: {source}", path.display())]
     Io {

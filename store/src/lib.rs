@@ -19,6 +19,7 @@
 //! ```
 
 mod error;
+mod host;
 mod local;
 pub mod nar;
 mod narinfo;

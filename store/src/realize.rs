@@ -12,6 +12,7 @@ use nix_derivation::StorePath;
 use nix_narinfo::NarInfo;
 
 use crate::error::{IoContext, StoreError};
+use crate::host;
 use crate::local::Store;
 use crate::nar::{remove_tree, restore_verified, Expected, NarError};
 use crate::substituter::{FoundNarInfo, Substituters};
@@ -75,8 +76,18 @@ impl Closure {
 /// A closure member's narinfo and where it was found.
 struct Known {
     info: NarInfo,
-    /// `None`: the copy kept beside kiln's store for a valid path.
-    cache: Option<usize>,
+    source: Source,
+}
+
+/// Where a narinfo came from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// This cache of the substituters.
+    Cache(usize),
+    /// The copy kept beside kiln's store for a valid path.
+    Kept,
+    /// The host Nix's database: the path is valid in the host store.
+    HostNix,
 }
 
 impl Store {
@@ -87,8 +98,20 @@ impl Store {
         substituters: &Substituters,
         roots: &[StorePath],
     ) -> Result<Closure, StoreError> {
+        self.realize_with_derivations(substituters, roots, &BTreeMap::new())
+    }
+
+    /// [`Store::realize`], where a path no cache has but whose derivation
+    /// `derivations` names is built by the host's Nix (`nix-store
+    /// --realise`), when installed, and used from the host store.
+    pub fn realize_with_derivations(
+        &self,
+        substituters: &Substituters,
+        roots: &[StorePath],
+        derivations: &BTreeMap<StorePath, StorePath>,
+    ) -> Result<Closure, StoreError> {
         let jobs = substituters.options().jobs.max(1);
-        let known = self.closure_narinfo(substituters, roots, jobs)?;
+        let known = self.closure_narinfo(substituters, roots, derivations, jobs)?;
         let order = topological_order(&known);
         let realized = parallel_map(&order, jobs, |path| {
             self.realize_one(substituters, path, &known[path])
@@ -124,6 +147,7 @@ impl Store {
         &self,
         substituters: &Substituters,
         roots: &[StorePath],
+        derivations: &BTreeMap<StorePath, StorePath>,
         jobs: usize,
     ) -> Result<BTreeMap<StorePath, Known>, StoreError> {
         let mut known: BTreeMap<StorePath, Known> = BTreeMap::new();
@@ -134,7 +158,9 @@ impl Store {
             .into_iter()
             .collect();
         while !frontier.is_empty() {
-            let found = parallel_map(&frontier, jobs, |path| self.narinfo_of(substituters, path));
+            let found = parallel_map(&frontier, jobs, |path| {
+                self.narinfo_of(substituters, path, derivations.get(path))
+            });
             let mut next = BTreeSet::new();
             for (path, result) in frontier.iter().zip(found) {
                 let entry = result?;
@@ -154,17 +180,45 @@ impl Store {
         &self,
         substituters: &Substituters,
         path: &StorePath,
+        derivation: Option<&StorePath>,
     ) -> Result<Known, StoreError> {
         if self.is_valid(path) {
             if let Some(info) = self.cached_narinfo(path) {
-                return Ok(Known { info, cache: None });
+                return Ok(Known {
+                    info,
+                    source: Source::Kept,
+                });
             }
         }
-        let FoundNarInfo { info, cache } = substituters.narinfo(path)?;
-        Ok(Known {
-            info,
-            cache: Some(cache),
-        })
+        match substituters.narinfo(path) {
+            Ok(FoundNarInfo { info, cache }) => Ok(Known {
+                info,
+                source: Source::Cache(cache),
+            }),
+            // Only with the host store in use: what Nix builds lands there.
+            Err(missing @ StoreError::NotInAnyCache { .. }) if self.host_store().is_some() => {
+                let Some(nix_store) = host::nix_store_program() else {
+                    return Err(missing);
+                };
+                if let Some(info) = host::host_narinfo(&nix_store, path) {
+                    return Ok(Known {
+                        info,
+                        source: Source::HostNix,
+                    });
+                }
+                let Some(derivation) = derivation else {
+                    return Err(missing);
+                };
+                host::build(&nix_store, path, derivation)?;
+                host::host_narinfo(&nix_store, path)
+                    .map(|info| Known {
+                        info,
+                        source: Source::HostNix,
+                    })
+                    .ok_or(missing)
+            }
+            Err(other) => Err(other),
+        }
     }
 
     fn realize_one(
@@ -179,19 +233,24 @@ impl Store {
             self.touch(path);
             return Ok((self.location(path), Origin::AlreadyInStore, Some(lock)));
         }
+        if let Source::HostNix = known.source {
+            // Valid in the host store and in no cache: its only copy.
+            let host = PathBuf::from(crate::HOST_STORE).join(path.to_basename());
+            return Ok((host, Origin::HostStore, None));
+        }
         if let Some(host) = self.host_in_place(path, &known.info) {
             return Ok((host, Origin::HostStore, None));
         }
         // Exclusive while writing; flock turns the shared lock into it.
         lock.lock().at(self.location(path))?;
         if !self.is_valid(path) {
-            let found = match known.cache {
-                Some(cache) => FoundNarInfo {
+            let found = match known.source {
+                Source::Cache(cache) => FoundNarInfo {
                     info: known.info.clone(),
                     cache,
                 },
                 // Valid when the closure was read, pruned since.
-                None => substituters.narinfo(path)?,
+                Source::Kept | Source::HostNix => substituters.narinfo(path)?,
             };
             let cache_url = self.download(substituters, path, &found)?;
             lock.lock_shared().at(self.location(path))?;
@@ -330,7 +389,13 @@ mod tests {
             .references(references.iter().map(|r| path(r)))
             .build()
             .unwrap();
-        (path(name), Known { info, cache: None })
+        (
+            path(name),
+            Known {
+                info,
+                source: Source::Kept,
+            },
+        )
     }
 
     #[test]
