@@ -288,7 +288,9 @@ impl Store {
             remove_tree(&temp).at(&temp)?;
             return Err(err);
         }
-        Ok(substituters.urls()[found.cache].to_string())
+        let cache = substituters.urls()[found.cache].to_string();
+        tracing::info!(path = %path, %cache, nar_size = found.info.nar_size(), "realized");
+        Ok(cache)
     }
 
     /// The host store's copy of `path` when it is there and its NAR hash is

@@ -335,7 +335,9 @@ impl Substituter {
                     })
                 }
             }
-            tracing::warn!(%url, attempt = attempt + 1, failure = %last_failure, "download failed, retrying");
+            if attempt < options.retries {
+                tracing::warn!(%url, attempt = attempt + 1, failure = %last_failure, "download failed, retrying");
+            }
         }
         Err(StoreError::Fetch {
             url: url.to_string(),
