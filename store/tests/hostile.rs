@@ -241,3 +241,26 @@ fn a_path_in_no_cache_lists_the_caches_tried() {
     assert!(matches!(err, StoreError::NotInAnyCache { .. }), "{err}");
     assert!(err.to_string().contains(&url), "{err}");
 }
+
+#[test]
+fn a_private_cache_gets_the_netrc_credentials_and_refuses_without() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let header = "Basic a2lsbjpzM2NyZXQ=".to_string(); // kiln:s3cret
+    let server = FlakyServer::serve_with_auth(fixture.xz_cache(), 0, Some(header));
+    let zlib = fixture_path(fixture, "zlib");
+
+    let message = realize_fails(&server.url(), fixture.public_key(), &zlib);
+    assert!(
+        message.contains("401") && message.contains("netrc"),
+        "{message}"
+    );
+
+    let (_cache, store) = empty_store();
+    let netrc = "machine 127.0.0.1 login kiln password s3cret\n";
+    let with_credentials =
+        caches(&server.url(), fixture.public_key(), quick_options()).with_netrc(netrc);
+    let closure = store.realize(&with_credentials, &[zlib]).unwrap();
+    assert_eq!(closure.downloaded(), 2);
+}

@@ -239,6 +239,12 @@ pub struct FlakyServer {
 
 impl FlakyServer {
     pub fn serve(root: PathBuf, failures: usize) -> FlakyServer {
+        FlakyServer::serve_with_auth(root, failures, None)
+    }
+
+    /// Like [`FlakyServer::serve`], answering 401 to requests without the
+    /// `Authorization` header value `auth`.
+    pub fn serve_with_auth(root: PathBuf, failures: usize, auth: Option<String>) -> FlakyServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
@@ -254,9 +260,13 @@ impl FlakyServer {
                 };
                 stream.set_nonblocking(false).unwrap();
                 count.fetch_add(1, Ordering::Relaxed);
-                let Some(target) = request_target(&stream) else {
+                let Some((target, authorization)) = read_request(&stream) else {
                     continue;
                 };
+                if auth.is_some() && authorization != auth {
+                    respond(stream, "401 Unauthorized", &[]);
+                    continue;
+                }
                 let attempts = seen.entry(target.clone()).or_default();
                 *attempts += 1;
                 if *attempts <= failures {
@@ -323,18 +333,25 @@ impl Drop for SilentServer {
     }
 }
 
-fn request_target(stream: &TcpStream) -> Option<String> {
+/// The request's target and `Authorization` header.
+fn read_request(stream: &TcpStream) -> Option<(String, Option<String>)> {
     let mut reader = BufReader::new(stream);
     let mut first = String::new();
     reader.read_line(&mut first).ok()?;
     let target = first.split_whitespace().nth(1)?.to_string();
+    let mut authorization = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).ok()? == 0 || line == "\r\n" {
             break;
         }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_string());
+            }
+        }
     }
-    Some(target)
+    Some((target, authorization))
 }
 
 fn respond(mut stream: TcpStream, status: &str, body: &[u8]) {
