@@ -2,21 +2,24 @@
 //! restore. Memory stays bounded by buffers and directory depth, whatever the
 //! NAR's size.
 //!
-//! Decoding and restoring are `nix-archive`'s (`restore_reader`), which
-//! already refuses entry names that are empty, `.`, `..` or contain `/`,
+//! Decoding is `nix-archive`'s streaming reader (`decode_events_reader`),
+//! which refuses entry names that are empty, `.`, `..` or contain `/`,
 //! duplicates and unsorted entries, and trailing bytes. This module adds the
-//! hash and size check against the narinfo and Nix's canonical modes and
-//! mtimes.
+//! restore itself, the hash and size check against the narinfo and Nix's
+//! canonical modes and mtimes.
 
+use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex, PoisonError};
 
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix_archive::nar::{restore_reader, CaseHack};
+use nix_archive::nar::{decode_events_reader, Event};
 use nix_narinfo::Compression;
 use sha2::{Digest, Sha256};
 
@@ -203,9 +206,117 @@ fn restore_from_chunks(
         position: 0,
     };
     let mut buffered = BufReader::with_capacity(64 * 1024, &mut reader);
-    restore_reader(&mut buffered, destination, CaseHack::Disabled)?;
+    restore_tree(&mut buffered, destination)?;
     io::copy(&mut buffered, &mut io::sink())?;
     Ok(())
+}
+
+/// Regular files up to this size are handed to writer threads; bigger ones
+/// stream to disk on the decoding thread, so memory stays bounded.
+const SMALL_FILE_BYTES: u64 = 256 * 1024;
+
+/// Threads creating small files. File creation, not bandwidth, is what a
+/// NAR of many small files waits on, and it overlaps well.
+const FILE_WRITERS: usize = 4;
+
+/// A small file waiting for a writer thread.
+struct FileJob {
+    path: PathBuf,
+    contents: Vec<u8>,
+    executable: bool,
+}
+
+/// Recreates the NAR's tree at `destination` (which must not exist).
+///
+/// Written here rather than with `nix-archive`'s `restore_reader`, whose
+/// decoder it still uses (and so its checks of names, order and framing):
+/// that restore creates every file on one thread, which leaves a NAR of
+/// thousands of small files waiting on one file creation at a time.
+/// Folders are created in order before anything inside them; every name
+/// has passed the decoder's checks (no `/`, `.`, `..`, empty or repeated
+/// names), so each path stays inside `destination`.
+fn restore_tree(reader: &mut impl Read, destination: &Path) -> Result<(), NarError> {
+    let (jobs, queue) = mpsc::sync_channel::<FileJob>(FILE_WRITERS * 8);
+    let queue = Mutex::new(queue);
+    let failure: Mutex<Option<io::Error>> = Mutex::new(None);
+    let decoded = std::thread::scope(|scope| {
+        for _ in 0..FILE_WRITERS {
+            scope.spawn(|| loop {
+                let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                let Ok(job) = job else { break };
+                if let Err(err) = write_file(&job.path, &job.contents, job.executable) {
+                    failure
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_or_insert(err);
+                }
+            });
+        }
+        let mut folder = destination.to_path_buf();
+        let place = |folder: &Path, name: Option<&[u8]>| match name {
+            Some(name) => folder.join(OsStr::from_bytes(name)),
+            None => destination.to_path_buf(),
+        };
+        let result = decode_events_reader(reader, |event| {
+            match event {
+                Event::DirectoryStart { name } => {
+                    if let Some(name) = name {
+                        folder.push(OsStr::from_bytes(name));
+                    }
+                    fs::create_dir(&folder)?;
+                }
+                Event::DirectoryEnd { name } => {
+                    if name.is_some() {
+                        folder.pop();
+                    }
+                }
+                Event::Regular {
+                    name,
+                    executable,
+                    mut contents,
+                } => {
+                    let path = place(&folder, name);
+                    if contents.size() <= SMALL_FILE_BYTES {
+                        let mut bytes = Vec::with_capacity(contents.size() as usize);
+                        contents.read_to_end(&mut bytes)?;
+                        let job = FileJob {
+                            path,
+                            contents: bytes,
+                            executable,
+                        };
+                        jobs.send(job)
+                            .map_err(|_| io::Error::other("the file writers stopped"))?;
+                    } else {
+                        let mut file = create_file(&path, executable)?;
+                        contents.copy_to(&mut file)?;
+                    }
+                }
+                Event::Symlink { name, target } => {
+                    std::os::unix::fs::symlink(OsStr::from_bytes(target), place(&folder, name))?;
+                }
+            }
+            Ok(())
+        });
+        drop(jobs);
+        result
+    });
+    decoded?;
+    match failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        Some(err) => Err(NarError::Io(err)),
+        None => Ok(()),
+    }
+}
+
+fn create_file(path: &Path, executable: bool) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if executable { 0o755 } else { 0o644 })
+        .open(path)
+}
+
+fn write_file(path: &Path, contents: &[u8], executable: bool) -> io::Result<()> {
+    create_file(path, executable)?.write_all(contents)
 }
 
 /// `Read` over the chunks the decompressing thread sends.
