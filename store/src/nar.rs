@@ -155,7 +155,6 @@ pub fn restore_verified(
             found: found.trim_start_matches("sha256:").to_string(),
         });
     }
-    canonicalize(destination)?;
     Ok(())
 }
 
@@ -217,7 +216,7 @@ const SMALL_FILE_BYTES: u64 = 256 * 1024;
 
 /// Threads creating small files. File creation, not bandwidth, is what a
 /// NAR of many small files waits on, and it overlaps well.
-const FILE_WRITERS: usize = 4;
+const FILE_WRITERS: usize = 8;
 
 /// A small file waiting for a writer thread.
 struct FileJob {
@@ -237,6 +236,10 @@ struct FileJob {
 /// names), so each path stays inside `destination`.
 fn restore_tree(reader: &mut impl Read, destination: &Path) -> Result<(), NarError> {
     let (jobs, queue) = mpsc::sync_channel::<FileJob>(FILE_WRITERS * 8);
+    // Folders (children first) and symlinks get their final mode and time
+    // once every file is written.
+    let mut finished_folders: Vec<PathBuf> = Vec::new();
+    let mut links: Vec<PathBuf> = Vec::new();
     let queue = Mutex::new(queue);
     let failure: Mutex<Option<io::Error>> = Mutex::new(None);
     let decoded = std::thread::scope(|scope| {
@@ -266,6 +269,7 @@ fn restore_tree(reader: &mut impl Read, destination: &Path) -> Result<(), NarErr
                     fs::create_dir(&folder)?;
                 }
                 Event::DirectoryEnd { name } => {
+                    finished_folders.push(folder.clone());
                     if name.is_some() {
                         folder.pop();
                     }
@@ -287,12 +291,15 @@ fn restore_tree(reader: &mut impl Read, destination: &Path) -> Result<(), NarErr
                         jobs.send(job)
                             .map_err(|_| io::Error::other("the file writers stopped"))?;
                     } else {
-                        let mut file = create_file(&path, executable)?;
+                        let mut file = create_file(&path)?;
                         contents.copy_to(&mut file)?;
+                        finish_file(&file, executable)?;
                     }
                 }
                 Event::Symlink { name, target } => {
-                    std::os::unix::fs::symlink(OsStr::from_bytes(target), place(&folder, name))?;
+                    let path = place(&folder, name);
+                    std::os::unix::fs::symlink(OsStr::from_bytes(target), &path)?;
+                    links.push(path);
                 }
             }
             Ok(())
@@ -301,22 +308,52 @@ fn restore_tree(reader: &mut impl Read, destination: &Path) -> Result<(), NarErr
         result
     });
     decoded?;
-    match failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
-        Some(err) => Err(NarError::Io(err)),
-        None => Ok(()),
+    if let Some(err) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        return Err(NarError::Io(err));
     }
+    for link in &links {
+        set_time_one(link)?;
+    }
+    for folder in &finished_folders {
+        fs::set_permissions(folder, fs::Permissions::from_mode(0o555))?;
+        set_time_one(folder)?;
+    }
+    Ok(())
 }
 
-fn create_file(path: &Path, executable: bool) -> io::Result<fs::File> {
+fn create_file(path: &Path) -> io::Result<fs::File> {
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(if executable { 0o755 } else { 0o644 })
+        .mode(0o644)
         .open(path)
 }
 
+/// Nix's mode (0444, or 0555 when executable) and mtime 1 on a written file.
+fn finish_file(file: &fs::File, executable: bool) -> io::Result<()> {
+    let mode = if executable { 0o555 } else { 0o444 };
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    let one = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1);
+    file.set_times(fs::FileTimes::new().set_accessed(one).set_modified(one))
+}
+
+/// Sets atime and mtime 1 on `path` itself, not on what a symlink names.
+fn set_time_one(path: &Path) -> io::Result<()> {
+    let one = TimeSpec::new(1, 0);
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &one,
+        &one,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
 fn write_file(path: &Path, contents: &[u8], executable: bool) -> io::Result<()> {
-    create_file(path, executable)?.write_all(contents)
+    let mut file = create_file(path)?;
+    file.write_all(contents)?;
+    finish_file(&file, executable)
 }
 
 /// `Read` over the chunks the decompressing thread sends.
@@ -365,32 +402,6 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
-}
-
-/// Gives a restored tree the modes and times Nix gives store paths: files
-/// 0444 (0555 when executable), folders 0555, every mtime (and atime) 1.
-pub fn canonicalize(root: &Path) -> io::Result<()> {
-    let meta = fs::symlink_metadata(root)?;
-    let file_type = meta.file_type();
-    if file_type.is_dir() {
-        for entry in fs::read_dir(root)? {
-            canonicalize(&entry?.path())?;
-        }
-        fs::set_permissions(root, fs::Permissions::from_mode(0o555))?;
-    } else if file_type.is_file() {
-        let executable = meta.permissions().mode() & 0o100 != 0;
-        let mode = if executable { 0o555 } else { 0o444 };
-        fs::set_permissions(root, fs::Permissions::from_mode(mode))?;
-    }
-    let one = TimeSpec::new(1, 0);
-    utimensat(
-        nix::fcntl::AT_FDCWD,
-        root,
-        &one,
-        &one,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(io::Error::from)
 }
 
 /// Removes a tree kiln restored, including its read-only folders. A missing
