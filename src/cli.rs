@@ -427,12 +427,29 @@ pub struct ShellCommand {
 /// `kiln realize`.
 #[derive(Debug, Args)]
 pub struct RealizeCommand {
-    /// Store paths (`/nix/store/<hash>-<name>`) to fetch with their closure.
-    #[arg(required = true, value_name = "STORE_PATH")]
+    /// Store paths (`/nix/store/<hash>-<name>`) or nixpkgs attribute names
+    /// (`nodejs_18`, `stdenv.cc.cc.lib`) to fetch with their closure.
+    /// Attributes are resolved with `--lock`, else with nix-instantiate.
+    #[arg(required = true, value_name = "PATH_OR_ATTRIBUTE")]
     pub paths: Vec<String>,
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    /// Lock file that resolves attribute names (read only; `kiln lock`
+    /// writes it).
+    #[arg(long, default_value = "kiln.lock", value_name = "FILE")]
+    pub lock: PathBuf,
+
+    /// Accept narinfo files no trusted key signed. Dangerous: a cache (or
+    /// anyone between you and it) can then serve any files it likes.
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Download every path into kiln's store even when the host's
+    /// /nix/store already has it.
+    #[arg(long)]
+    pub ignore_host_store: bool,
 }
 
 /// `kiln lock`.
@@ -457,9 +474,10 @@ pub struct CacheCommand {
 pub enum CacheAction {
     /// Show where the cache is and how much each part of it holds.
     Info,
-    /// Remove cache entries no recent build used.
+    /// Remove realized store paths no recent build used, and what
+    /// interrupted runs left. Paths a running kiln holds are kept.
     Prune {
-        /// Remove entries not used for this many days.
+        /// Remove entries not used for this many days (0: every unused one).
         #[arg(long, default_value_t = 30, value_name = "DAYS")]
         older_than: u32,
     },

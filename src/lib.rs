@@ -14,8 +14,10 @@ pub mod logging;
 pub mod pack;
 pub mod plan;
 pub mod registry;
+pub mod resolve;
 pub mod sandbox;
 pub mod shell;
+mod store_commands;
 
 use anyhow::Context;
 
@@ -56,11 +58,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(_) => unavailable("build", "the end-to-end build"),
         Command::Pack(pack) => pack::run(&pack, cli.global.cache_dir.as_deref(), cli.global.json),
         Command::Shell(shell) => shell::run(&shell),
-        Command::Realize(_) => unavailable("realize", "the Nix store client"),
-        Command::Lock(_) => unavailable("lock", "package resolution"),
+        Command::Realize(realize) => store_commands::realize(&cli.global, &realize),
+        Command::Lock(lock) => store_commands::lock(&cli.global, &lock),
         Command::Cache(cache) => match cache.action {
             CacheAction::Info => cache_info(cli.global.cache_dir.as_deref(), cli.global.json),
-            CacheAction::Prune { .. } => unavailable("cache prune", "the Nix store client"),
+            CacheAction::Prune { older_than } => store_commands::prune(&cli.global, older_than),
         },
     }
 }

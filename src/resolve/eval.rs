@@ -1,0 +1,243 @@
+//! Evaluating attribute names with the real Nix evaluator:
+//! `nix-instantiate --eval --strict --json` of an expression like the one
+//! upstream Nixpacks generates (import the nixpkgs archive, apply the
+//! overlays), returning each attribute's `outPath` and `drvPath`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+
+use super::lock::{LockEntry, LockedPackage};
+use super::ResolveError;
+
+/// Where nixpkgs comes from for an evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NixpkgsSource {
+    /// The nixpkgs commit's tarball, as upstream Nixpacks imports it.
+    Archive(String),
+    /// A local nixpkgs folder (`--nixpkgs`, `KILN_NIXPKGS`).
+    Folder(PathBuf),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Evaluated {
+    system: String,
+    packages: BTreeMap<String, EvaluatedPackage>,
+}
+
+/// Named `out`/`drv` rather than `outPath`/`drvPath`: Nix's JSON output
+/// turns any set with an `outPath` into that string.
+#[derive(Deserialize)]
+struct EvaluatedPackage {
+    out: String,
+    drv: Option<String>,
+}
+
+/// Evaluates `attributes` with `nix_instantiate` against `source` and
+/// `overlays`; the entry is recorded under `archive`.
+pub fn evaluate(
+    nix_instantiate: &Path,
+    source: &NixpkgsSource,
+    archive: &str,
+    overlays: &[String],
+    attributes: &[String],
+) -> Result<LockEntry, ResolveError> {
+    let expression = expression(source, overlays, attributes)?;
+    tracing::debug!(%expression, "evaluating");
+    let output = Command::new(nix_instantiate)
+        .args(["--eval", "--strict", "--json", "-E", &expression])
+        .output()
+        .map_err(|err| ResolveError::Evaluation {
+            source_name: describe(source),
+            message: format!("could not run {}: {err}", nix_instantiate.display()),
+        })?;
+    if !output.status.success() {
+        return Err(ResolveError::Evaluation {
+            source_name: describe(source),
+            message: last_lines(&String::from_utf8_lossy(&output.stderr)),
+        });
+    }
+    let evaluated: Evaluated =
+        serde_json::from_slice(&output.stdout).map_err(|err| ResolveError::Evaluation {
+            source_name: describe(source),
+            message: format!("nix-instantiate printed unexpected JSON: {err}"),
+        })?;
+    let mut packages = BTreeMap::new();
+    for (attribute, package) in evaluated.packages {
+        if kiln_store::parse_store_path(&package.out).is_err() {
+            return Err(ResolveError::Evaluation {
+                source_name: describe(source),
+                message: format!(
+                    "{attribute} evaluated to `{}`, not a store path",
+                    package.out
+                ),
+            });
+        }
+        packages.insert(
+            attribute,
+            LockedPackage {
+                out_path: package.out,
+                drv_path: package.drv,
+            },
+        );
+    }
+    Ok(LockEntry {
+        nixpkgs_archive: archive.to_string(),
+        overlays: overlays.to_vec(),
+        system: evaluated.system,
+        packages,
+    })
+}
+
+fn describe(source: &NixpkgsSource) -> String {
+    match source {
+        NixpkgsSource::Archive(archive) => format!("nixpkgs archive {archive}"),
+        NixpkgsSource::Folder(dir) => format!("nixpkgs folder {}", dir.display()),
+    }
+}
+
+/// The evaluator's last lines: where Nix puts the actual error.
+fn last_lines(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    lines[lines.len().saturating_sub(6)..].join("\n")
+}
+
+/// The Nix expression evaluating `attributes` to their paths.
+pub fn expression(
+    source: &NixpkgsSource,
+    overlays: &[String],
+    attributes: &[String],
+) -> Result<String, ResolveError> {
+    let nixpkgs = match source {
+        NixpkgsSource::Archive(archive) => {
+            if !archive
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+            {
+                return Err(ResolveError::BadName {
+                    what: "nixpkgs archive",
+                    name: archive.clone(),
+                });
+            }
+            format!(
+                "(fetchTarball {})",
+                nix_string(&format!(
+                    "https://github.com/NixOS/nixpkgs/archive/{archive}.tar.gz"
+                ))
+            )
+        }
+        NixpkgsSource::Folder(dir) => {
+            let dir = dir.to_str().ok_or_else(|| ResolveError::BadName {
+                what: "nixpkgs folder",
+                name: dir.display().to_string(),
+            })?;
+            format!("(/. + {})", nix_string(dir))
+        }
+    };
+    let overlays: Vec<String> = overlays
+        .iter()
+        .map(|overlay| {
+            if overlay.starts_with('/') {
+                format!("(import (/. + {}))", nix_string(overlay))
+            } else {
+                format!("(import (builtins.fetchTarball {}))", nix_string(overlay))
+            }
+        })
+        .collect();
+    let mut fields = Vec::with_capacity(attributes.len());
+    for attribute in attributes {
+        let selector = attribute_selector(attribute)?;
+        fields.push(format!(
+            "{} = let p = pkgs.{selector}; in {{ out = p.outPath; drv = p.drvPath or null; }};",
+            nix_string(attribute)
+        ));
+    }
+    Ok(format!(
+        "let pkgs = import {nixpkgs} {{ overlays = [ {} ]; }}; in \
+         {{ system = builtins.currentSystem; packages = {{ {} }}; }}",
+        overlays.join(" "),
+        fields.join(" ")
+    ))
+}
+
+/// `"a"."b"` for `a.b`, refusing names that are not Nix attribute paths, so
+/// a plan can never inject Nix code.
+fn attribute_selector(attribute: &str) -> Result<String, ResolveError> {
+    let segments: Vec<&str> = attribute.split('.').collect();
+    let valid = segments.iter().all(|s| {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '\''))
+    });
+    if !valid {
+        return Err(ResolveError::BadName {
+            what: "Nix attribute",
+            name: attribute.to_string(),
+        });
+    }
+    Ok(segments
+        .iter()
+        .map(|s| nix_string(s))
+        .collect::<Vec<_>>()
+        .join("."))
+}
+
+/// A Nix string literal holding `text` verbatim.
+fn nix_string(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace("${", "\\${");
+    format!("\"{escaped}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_attributes_become_quoted_selectors() {
+        assert_eq!(
+            attribute_selector("stdenv.cc.cc.lib").unwrap(),
+            r#""stdenv"."cc"."cc"."lib""#
+        );
+        assert_eq!(attribute_selector("npm-8_x").unwrap(), r#""npm-8_x""#);
+    }
+
+    #[test]
+    fn names_that_could_inject_nix_are_refused() {
+        for bad in ["a; b", "${x}", "a..b", "", "\"", "1abc", "a b"] {
+            let err = attribute_selector(bad).unwrap_err().to_string();
+            assert!(err.contains("Nix attribute"), "{bad}: {err}");
+        }
+        let err = expression(&NixpkgsSource::Archive("x\"; y".into()), &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("nixpkgs archive"), "{err}");
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(nix_string(r#"a"b\c${d}"#), r#""a\"b\\c\${d}""#);
+    }
+
+    #[test]
+    fn expression_imports_the_archive_with_overlays_like_upstream() {
+        let text = expression(
+            &NixpkgsSource::Archive("5148520bfab61f99fd25fb9ff7bfbb50dad3c9db".into()),
+            &["https://example.invalid/overlay.tar.gz".to_string()],
+            &["nodejs_18".to_string()],
+        )
+        .unwrap();
+        assert!(text.contains(
+            "import (fetchTarball \"https://github.com/NixOS/nixpkgs/archive/5148520bfab61f99fd25fb9ff7bfbb50dad3c9db.tar.gz\")"
+        ));
+        assert!(text.contains(
+            "overlays = [ (import (builtins.fetchTarball \"https://example.invalid/overlay.tar.gz\")) ]"
+        ));
+        assert!(text.contains("\"nodejs_18\" = let p = pkgs.\"nodejs_18\";"));
+    }
+}

@@ -1,0 +1,424 @@
+//! Package resolution: the plan's Nix attribute names to store paths.
+//!
+//! Sources, in order: the app's `kiln.lock`; else the Nix evaluator
+//! (`nix-instantiate`) when it is installed, which also updates the lock;
+//! else an error that says how to get either. Packages are grouped by
+//! nixpkgs archive the way upstream Nixpacks groups them.
+
+mod eval;
+pub mod lock;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+pub use eval::{expression, NixpkgsSource};
+pub use lock::{Lock, LockEntry, LockError, LockedPackage, LOCK_FILE};
+
+/// Upstream Nixpacks' default nixpkgs archive (a nixpkgs commit), used for
+/// phases that name none.
+pub const DEFAULT_NIXPKGS_ARCHIVE: &str = "5148520bfab61f99fd25fb9ff7bfbb50dad3c9db";
+
+/// The packages of one phase (or of several sharing an archive).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackageGroup {
+    /// `nixpkgsArchive`; `None` means [`DEFAULT_NIXPKGS_ARCHIVE`].
+    pub nixpkgs_archive: Option<String>,
+    /// `nixOverlays`: overlay tarball URLs (or local files), in order.
+    pub overlays: Vec<String>,
+    /// `nixPkgs`: attribute names whose outputs go on `PATH`.
+    pub pkgs: Vec<String>,
+    /// `nixLibs`: attribute names whose `lib` folders go on
+    /// `LD_LIBRARY_PATH`.
+    pub libs: Vec<String>,
+}
+
+/// How to resolve.
+#[derive(Debug, Clone)]
+pub struct ResolveOptions {
+    /// The lock file (`<app>/kiln.lock`), read when present.
+    pub lock_file: PathBuf,
+    /// Evaluate against this nixpkgs folder instead of the archive tarball.
+    pub nixpkgs: Option<PathBuf>,
+    /// Evaluate even when the lock has every attribute (`kiln lock`).
+    pub refresh: bool,
+    /// Write what was evaluated into the lock file.
+    pub write_lock: bool,
+    /// Which `nix-instantiate` to use.
+    pub evaluator: Evaluator,
+}
+
+/// Which Nix evaluator resolution may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evaluator {
+    /// `nix-instantiate` from `PATH`, when it is there.
+    FromPath,
+    /// This program.
+    Program(PathBuf),
+    /// None: only the lock answers.
+    Disabled,
+}
+
+impl ResolveOptions {
+    /// Options for the app in `app_dir`: its `kiln.lock`, evaluating (and
+    /// writing the lock) only for attributes the lock lacks.
+    pub fn for_app(app_dir: &Path) -> ResolveOptions {
+        ResolveOptions {
+            lock_file: app_dir.join(LOCK_FILE),
+            nixpkgs: None,
+            refresh: false,
+            write_lock: true,
+            evaluator: Evaluator::FromPath,
+        }
+    }
+}
+
+/// Where a resolution's answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Every attribute was in the lock.
+    Lock,
+    /// At least one group was evaluated.
+    Evaluated,
+}
+
+/// One resolved group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedGroup {
+    /// The archive the attributes came from.
+    pub nixpkgs_archive: String,
+    /// The overlays applied.
+    pub overlays: Vec<String>,
+    /// `nixPkgs` attribute to its output path.
+    pub pkgs: BTreeMap<String, String>,
+    /// `nixLibs` attribute to its output path.
+    pub libs: BTreeMap<String, String>,
+    /// Output path to the derivation that builds it, where known.
+    pub derivations: BTreeMap<String, String>,
+}
+
+impl ResolvedGroup {
+    /// `<path>/lib` of each library, for `LD_LIBRARY_PATH`.
+    pub fn library_dirs(&self) -> Vec<String> {
+        self.libs
+            .values()
+            .map(|path| format!("{path}/lib"))
+            .collect()
+    }
+}
+
+/// The outcome of [`resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// One per archive, sorted by archive.
+    pub groups: Vec<ResolvedGroup>,
+    /// Lock or evaluator.
+    pub answer: Answer,
+}
+
+impl Resolved {
+    /// Every output path named, sorted, without repeats: the roots to
+    /// realize.
+    pub fn store_paths(&self) -> Vec<String> {
+        let paths: BTreeSet<&String> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.pkgs.values().chain(g.libs.values()))
+            .collect();
+        paths.into_iter().cloned().collect()
+    }
+
+    /// Output path to derivation, for every named path whose derivation is
+    /// known.
+    pub fn derivations(&self) -> BTreeMap<String, String> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.derivations.clone())
+            .collect()
+    }
+
+    /// `<path>/lib` of every library, in group order.
+    pub fn library_dirs(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .flat_map(ResolvedGroup::library_dirs)
+            .collect()
+    }
+}
+
+/// Why resolution failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The lock file could not be read or written.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// Neither the lock nor an evaluator can answer.
+    #[error("{packages} not in {lock} and nix-instantiate is not on PATH: commit a kiln.lock made where nix is installed (`kiln lock`), or install nix")]
+    NoEvaluator {
+        /// The attributes missing, comma separated.
+        packages: String,
+        /// The lock file consulted.
+        lock: String,
+    },
+    /// Nix refused the expression (unknown attribute, no network, ...).
+    #[error("evaluating the packages with {source_name} failed:\n{message}")]
+    Evaluation {
+        /// The nixpkgs evaluated.
+        source_name: String,
+        /// Nix's own error.
+        message: String,
+    },
+    /// A name that cannot go into a Nix expression.
+    #[error("`{name}` is not a valid {what}")]
+    BadName {
+        /// What kind of name.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+}
+
+/// Merges groups with the same archive, as upstream Nixpacks does; names
+/// are sorted and deduplicated.
+pub fn group_by_archive(groups: &[PackageGroup]) -> Vec<PackageGroup> {
+    let mut merged: BTreeMap<String, PackageGroup> = BTreeMap::new();
+    for group in groups {
+        let archive = group
+            .nixpkgs_archive
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NIXPKGS_ARCHIVE.to_string());
+        let entry = merged
+            .entry(archive.clone())
+            .or_insert_with(|| PackageGroup {
+                nixpkgs_archive: Some(archive),
+                ..PackageGroup::default()
+            });
+        for overlay in &group.overlays {
+            if !entry.overlays.contains(overlay) {
+                entry.overlays.push(overlay.clone());
+            }
+        }
+        entry.pkgs.extend(group.pkgs.iter().cloned());
+        entry.libs.extend(group.libs.iter().cloned());
+    }
+    merged
+        .into_values()
+        .filter(|g| !g.pkgs.is_empty() || !g.libs.is_empty())
+        .map(|mut g| {
+            for names in [&mut g.pkgs, &mut g.libs] {
+                names.sort();
+                names.dedup();
+            }
+            g
+        })
+        .collect()
+}
+
+/// The Nix system kiln runs on, as Nix names it.
+pub fn current_system() -> String {
+    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+/// Resolves every group's attributes to store paths.
+pub fn resolve(
+    groups: &[PackageGroup],
+    options: &ResolveOptions,
+) -> Result<Resolved, ResolveError> {
+    let groups = group_by_archive(groups);
+    let mut lock = Lock::read(&options.lock_file)?;
+    let system = current_system();
+    let mut answer = Answer::Lock;
+    let mut resolved = Vec::with_capacity(groups.len());
+    for group in &groups {
+        let archive = group.nixpkgs_archive.clone().unwrap_or_default();
+        let attributes: Vec<String> = group
+            .pkgs
+            .iter()
+            .chain(&group.libs)
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let locked = lock
+            .entry(&archive, &group.overlays, &system)
+            .filter(|entry| attributes.iter().all(|a| entry.packages.contains_key(a)));
+        let entry = match locked {
+            Some(entry) if !options.refresh => entry.clone(),
+            _ => {
+                let evaluator =
+                    find_evaluator(options).ok_or_else(|| ResolveError::NoEvaluator {
+                        packages: missing(&lock, &archive, &group.overlays, &system, &attributes),
+                        lock: options.lock_file.display().to_string(),
+                    })?;
+                let source = match &options.nixpkgs {
+                    Some(dir) => NixpkgsSource::Folder(dir.clone()),
+                    None => NixpkgsSource::Archive(archive.clone()),
+                };
+                let mut entry =
+                    eval::evaluate(&evaluator, &source, &archive, &group.overlays, &attributes)?;
+                // Locks are looked up by kiln's idea of the system.
+                entry.system = system.clone();
+                lock.merge(entry.clone());
+                answer = Answer::Evaluated;
+                entry
+            }
+        };
+        let pick = |names: &[String]| -> BTreeMap<String, String> {
+            names
+                .iter()
+                .filter_map(|n| {
+                    entry
+                        .packages
+                        .get(n)
+                        .map(|p| (n.clone(), p.out_path.clone()))
+                })
+                .collect()
+        };
+        resolved.push(ResolvedGroup {
+            nixpkgs_archive: archive,
+            overlays: group.overlays.clone(),
+            pkgs: pick(&group.pkgs),
+            libs: pick(&group.libs),
+            derivations: entry
+                .packages
+                .iter()
+                .filter(|(name, _)| attributes.contains(name))
+                .filter_map(|(_, p)| Some((p.out_path.clone(), p.drv_path.clone()?)))
+                .collect(),
+        });
+    }
+    if answer == Answer::Evaluated && options.write_lock {
+        lock.version = lock::LOCK_VERSION;
+        lock.write(&options.lock_file)?;
+    }
+    Ok(Resolved {
+        groups: resolved,
+        answer,
+    })
+}
+
+fn missing(
+    lock: &Lock,
+    archive: &str,
+    overlays: &[String],
+    system: &str,
+    attributes: &[String],
+) -> String {
+    let entry = lock.entry(archive, overlays, system);
+    attributes
+        .iter()
+        .filter(|a| entry.is_none_or(|e| !e.packages.contains_key(*a)))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn find_evaluator(options: &ResolveOptions) -> Option<PathBuf> {
+    match &options.evaluator {
+        Evaluator::Program(program) => return Some(program.clone()),
+        Evaluator::Disabled => return None,
+        Evaluator::FromPath => {}
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("nix-instantiate"))
+        .find(|candidate| {
+            use std::os::unix::fs::PermissionsExt;
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_merge_by_archive_with_the_default_filled_in() {
+        let groups = group_by_archive(&[
+            PackageGroup {
+                pkgs: vec!["nodejs_18".into(), "npm-9_x".into()],
+                ..PackageGroup::default()
+            },
+            PackageGroup {
+                nixpkgs_archive: Some("abc".into()),
+                pkgs: vec!["python3".into()],
+                ..PackageGroup::default()
+            },
+            PackageGroup {
+                pkgs: vec!["nodejs_18".into()],
+                libs: vec!["zlib".into()],
+                overlays: vec!["o".into()],
+                ..PackageGroup::default()
+            },
+            PackageGroup::default(),
+        ]);
+        assert_eq!(groups.len(), 2);
+        let default = groups
+            .iter()
+            .find(|g| g.nixpkgs_archive.as_deref() == Some(DEFAULT_NIXPKGS_ARCHIVE))
+            .unwrap();
+        assert_eq!(default.pkgs, ["nodejs_18", "npm-9_x"]);
+        assert_eq!(default.libs, ["zlib"]);
+        assert_eq!(default.overlays, ["o"]);
+    }
+
+    #[test]
+    fn without_lock_or_evaluator_the_error_names_packages_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ResolveOptions {
+            evaluator: Evaluator::Disabled,
+            ..ResolveOptions::for_app(dir.path())
+        };
+        let groups = [PackageGroup {
+            pkgs: vec!["nodejs_18".into()],
+            libs: vec!["zlib".into()],
+            ..PackageGroup::default()
+        }];
+        let message = resolve(&groups, &options).unwrap_err().to_string();
+        assert!(message.contains("nodejs_18, zlib"), "{message}");
+        assert!(
+            message.contains("kiln lock") && message.contains("install nix"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_matching_lock_answers_without_an_evaluator() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lock = Lock {
+            version: lock::LOCK_VERSION,
+            entries: vec![],
+        };
+        let path = "/nix/store/1c5j5rbh8rmsm0dkx5hd4gfzfm0v0gyb-zlib-1.2.13";
+        lock.merge(LockEntry {
+            nixpkgs_archive: DEFAULT_NIXPKGS_ARCHIVE.into(),
+            overlays: vec![],
+            system: current_system(),
+            packages: [(
+                "zlib".to_string(),
+                LockedPackage {
+                    out_path: path.into(),
+                    drv_path: None,
+                },
+            )]
+            .into(),
+        });
+        lock.write(&dir.path().join(LOCK_FILE)).unwrap();
+        let options = ResolveOptions {
+            evaluator: Evaluator::Program("/nonexistent/nix-instantiate".into()),
+            ..ResolveOptions::for_app(dir.path())
+        };
+        let resolved = resolve(
+            &[PackageGroup {
+                libs: vec!["zlib".into()],
+                ..PackageGroup::default()
+            }],
+            &options,
+        )
+        .unwrap();
+        assert_eq!(resolved.answer, Answer::Lock);
+        assert_eq!(resolved.store_paths(), [path]);
+        assert_eq!(resolved.library_dirs(), [format!("{path}/lib")]);
+    }
+}

@@ -1,0 +1,316 @@
+//! kiln's own store folder, laid out as DESIGN.md says:
+//!
+//! ```text
+//! <cache>/store/<hash>-<name>/   realized paths, read-only once valid
+//! <cache>/store/.valid/<hash>    written last: the path is complete
+//! <cache>/store/.locks/<hash>    flock: shared while used, exclusive while written or pruned
+//! <cache>/narinfo/<hash>.narinfo verified narinfo copies
+//! ```
+//!
+//! A path is written under `.tmp-<hash>-<name>`, synced, renamed into place,
+//! and only then marked valid, so the folder holds complete paths or none.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix_derivation::{StoreDir, StorePath};
+use nix_narinfo::NarInfo;
+
+use crate::error::{IoContext, StoreError};
+use crate::nar::remove_tree;
+use crate::narinfo::hash_part;
+
+/// The host's Nix store, whose valid paths are used in place.
+pub const HOST_STORE: &str = "/nix/store";
+
+const VALID: &str = ".valid";
+const LOCKS: &str = ".locks";
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// kiln's store folder and narinfo copies inside a cache folder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    store: PathBuf,
+    narinfo: PathBuf,
+    host_store: Option<PathBuf>,
+}
+
+impl Store {
+    /// Opens (creating when needed) the store inside kiln's cache folder.
+    /// The host's `/nix/store` is consulted; see [`Store::with_host_store`].
+    pub fn open(cache_dir: &Path) -> Result<Store, StoreError> {
+        let store = cache_dir.join("store");
+        let narinfo = cache_dir.join("narinfo");
+        for dir in [store.join(VALID), store.join(LOCKS), narinfo.clone()] {
+            fs::create_dir_all(&dir).at(&dir)?;
+        }
+        Ok(Store {
+            store,
+            narinfo,
+            host_store: Some(PathBuf::from(HOST_STORE)),
+        })
+    }
+
+    /// Sets the folder whose paths are used in place when present and
+    /// matching their `NarHash`; `None` always downloads.
+    pub fn with_host_store(mut self, host_store: Option<PathBuf>) -> Store {
+        self.host_store = host_store;
+        self
+    }
+
+    /// The host store consulted, if any.
+    pub fn host_store(&self) -> Option<&Path> {
+        self.host_store.as_deref()
+    }
+
+    /// The folder holding realized paths.
+    pub fn dir(&self) -> &Path {
+        &self.store
+    }
+
+    /// Where `path`'s files are (or will be) in kiln's store.
+    pub fn location(&self, path: &StorePath) -> PathBuf {
+        self.store.join(path.to_basename())
+    }
+
+    /// Whether `path` is complete in kiln's store.
+    pub fn is_valid(&self, path: &StorePath) -> bool {
+        // A store path may be a folder, a file or a symlink.
+        self.marker(path).exists() && self.location(path).symlink_metadata().is_ok()
+    }
+
+    /// The verified narinfo kept for a valid path.
+    pub fn cached_narinfo(&self, path: &StorePath) -> Option<NarInfo> {
+        let bytes = fs::read(self.narinfo_copy(path)).ok()?;
+        NarInfo::parse_in(&StoreDir::default(), &bytes)
+            .ok()
+            .filter(|info| info.store_path() == path)
+    }
+
+    /// Takes a shared lock on `path`: while it is held, no prune removes it.
+    pub fn hold(&self, path: &StorePath) -> Result<File, StoreError> {
+        let lock = self.lock_file(path)?;
+        lock.lock_shared().at(self.lock_path(path))?;
+        Ok(lock)
+    }
+
+    pub(crate) fn lock_file(&self, path: &StorePath) -> Result<File, StoreError> {
+        let lock_path = self.lock_path(path);
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(lock_path)
+    }
+
+    fn lock_path(&self, path: &StorePath) -> PathBuf {
+        self.store.join(LOCKS).join(hash_part(path))
+    }
+
+    fn marker(&self, path: &StorePath) -> PathBuf {
+        self.store.join(VALID).join(hash_part(path))
+    }
+
+    fn narinfo_copy(&self, path: &StorePath) -> PathBuf {
+        self.narinfo.join(format!("{}.narinfo", hash_part(path)))
+    }
+
+    /// The temporary name `path` is restored under. Only the holder of the
+    /// path's exclusive lock writes it.
+    pub(crate) fn temp_location(&self, path: &StorePath) -> PathBuf {
+        self.store
+            .join(format!("{TEMP_PREFIX}{}", path.to_basename()))
+    }
+
+    /// Removes what a killed writer of `path` left. Call with the exclusive
+    /// lock held and the path not valid.
+    pub(crate) fn clear_leftovers(&self, path: &StorePath) -> Result<(), StoreError> {
+        for leftover in [self.temp_location(path), self.location(path)] {
+            remove_tree(&leftover).at(&leftover)?;
+        }
+        Ok(())
+    }
+
+    /// Moves a verified tree into place and marks it valid: synced first,
+    /// so a crash leaves either no path or a complete one.
+    pub(crate) fn commit(
+        &self,
+        path: &StorePath,
+        temp: &Path,
+        info: &NarInfo,
+    ) -> Result<(), StoreError> {
+        let dir = File::open(temp).at(temp)?;
+        nix::unistd::syncfs(&dir)
+            .map_err(io::Error::from)
+            .at(temp)?;
+        let location = self.location(path);
+        fs::rename(temp, &location).at(&location)?;
+        write_atomically(&self.narinfo_copy(path), &info.to_canonical_bytes())?;
+        write_atomically(&self.marker(path), b"")?;
+        Ok(())
+    }
+
+    /// Records that `path` was used now, for `prune`.
+    pub(crate) fn touch(&self, path: &StorePath) {
+        let now = TimeSpec::UTIME_NOW;
+        // Only prune reads this time; failing to update it is harmless.
+        let _ = utimensat(
+            nix::fcntl::AT_FDCWD,
+            &self.marker(path),
+            &now,
+            &now,
+            UtimensatFlags::FollowSymlink,
+        );
+    }
+
+    /// Removes paths not used for `older_than` (and leftovers of killed
+    /// writers), skipping every path some process holds.
+    pub fn prune(&self, older_than: Duration) -> Result<PruneReport, StoreError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut report = PruneReport::default();
+        let mut names: Vec<_> = fs::read_dir(&self.store)
+            .at(&self.store)?
+            .map(|entry| entry.map(|e| e.file_name()).at(&self.store))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        for name in names {
+            let Some(name) = name.to_str() else { continue };
+            if name == VALID || name == LOCKS {
+                continue;
+            }
+            let basename = name.strip_prefix(TEMP_PREFIX).unwrap_or(name);
+            let Ok(path) = StorePath::from_basename(basename.as_bytes()) else {
+                continue;
+            };
+            let lock = self.lock_file(&path)?;
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    report.held.push(path.to_string());
+                    continue;
+                }
+                Err(fs::TryLockError::Error(err)) => {
+                    return Err(err).at(self.lock_path(&path));
+                }
+            }
+            let leftover = name.starts_with(TEMP_PREFIX) || !self.marker(&path).exists();
+            let unused = fs::metadata(self.marker(&path))
+                .and_then(|m| m.modified())
+                .is_ok_and(|used| used <= cutoff);
+            if leftover || unused {
+                let bytes = tree_size(&self.store.join(name));
+                // The marker goes first: a half-removed path is never valid.
+                remove_if_present(&self.marker(&path))?;
+                remove_if_present(&self.narinfo_copy(&path))?;
+                let tree = self.store.join(name);
+                remove_tree(&tree).at(&tree)?;
+                report.removed.push(path.to_string());
+                report.bytes += bytes;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// What [`Store::prune`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Store paths removed.
+    pub removed: Vec<String>,
+    /// Bytes freed.
+    pub bytes: u64,
+    /// Store paths kept because a running process holds them.
+    pub held: Vec<String>,
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err).at(path),
+        _ => Ok(()),
+    }
+}
+
+fn tree_size(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| tree_size(&e.path()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Writes `bytes` to `target` through a synced temp file in the same folder.
+fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let temp = target.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = File::create(&temp).at(&temp)?;
+    file.write_all(bytes).at(&temp)?;
+    file.sync_all().at(&temp)?;
+    fs::rename(&temp, target).at(target)?;
+    if let Some(parent) = target.parent() {
+        File::open(parent).and_then(|d| d.sync_all()).at(parent)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(name: &str) -> StorePath {
+        StorePath::from_basename(format!("0c5j5rbh8rmsm0dkx5hd4gfzfm0v0gyb-{name}").as_bytes())
+            .unwrap()
+    }
+
+    #[test]
+    fn prune_skips_held_paths_and_removes_leftovers() {
+        let cache = tempfile::tempdir().unwrap();
+        let store = Store::open(cache.path()).unwrap();
+        let held = path("held");
+        let leftover =
+            StorePath::from_basename(b"1c5j5rbh8rmsm0dkx5hd4gfzfm0v0gyb-leftover").unwrap();
+        fs::create_dir(store.location(&held)).unwrap();
+        fs::write(store.marker(&held), "").unwrap();
+        fs::create_dir(store.temp_location(&leftover)).unwrap();
+
+        let guard = store.hold(&held).unwrap();
+        let report = store.prune(Duration::ZERO).unwrap();
+        assert_eq!(report.held, [held.to_string()]);
+        assert_eq!(report.removed, [leftover.to_string()]);
+        assert!(store.is_valid(&held));
+        assert!(!store.temp_location(&leftover).exists());
+
+        drop(guard);
+        let report = store.prune(Duration::ZERO).unwrap();
+        assert_eq!(report.removed, [held.to_string()]);
+        assert!(!store.is_valid(&held));
+        assert!(!store.location(&held).exists());
+    }
+
+    #[test]
+    fn recently_used_paths_survive_an_age_limited_prune() {
+        let cache = tempfile::tempdir().unwrap();
+        let store = Store::open(cache.path()).unwrap();
+        let used = path("used");
+        fs::create_dir(store.location(&used)).unwrap();
+        fs::write(store.marker(&used), "").unwrap();
+        store.touch(&used);
+        let report = store.prune(Duration::from_secs(3600)).unwrap();
+        assert!(report.removed.is_empty());
+        assert!(store.is_valid(&used));
+    }
+}

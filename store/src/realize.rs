@@ -1,0 +1,438 @@
+//! Realizing a closure: narinfo breadth-first from `References`, then every
+//! path's NAR, both with bounded parallelism, each path under its lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use nix_archive::nar::{hash_path, CaseHack};
+use nix_derivation::StorePath;
+use nix_narinfo::NarInfo;
+
+use crate::error::{IoContext, StoreError};
+use crate::host;
+use crate::local::Store;
+use crate::nar::{remove_tree, restore_verified, Expected, NarError};
+use crate::substituter::{FoundNarInfo, Substituters};
+
+/// Where a realized path's files came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Downloaded now from this cache.
+    Downloaded {
+        /// The cache's URL.
+        cache: String,
+    },
+    /// Already valid in kiln's store.
+    AlreadyInStore,
+    /// Valid in the host's Nix store, used in place.
+    HostStore,
+}
+
+/// One path of a realized closure.
+#[derive(Debug, Clone)]
+pub struct ClosurePath {
+    /// The store path.
+    pub path: StorePath,
+    /// The paths it references (itself excluded).
+    pub references: Vec<StorePath>,
+    /// Size of its NAR: about the size of its files.
+    pub nar_size: u64,
+    /// Size of the compressed download, when the narinfo says.
+    pub file_size: Option<u64>,
+    /// The folder (or file) holding its contents, to bind-mount at
+    /// `/nix/store/<hash>-<name>` or pack into a layer.
+    pub location: PathBuf,
+    /// Where its files came from.
+    pub origin: Origin,
+}
+
+/// A realized closure, dependencies before dependents. While it lives, its
+/// paths in kiln's store are held against `prune`.
+#[derive(Debug)]
+pub struct Closure {
+    /// Every path, in topological order (references first).
+    pub paths: Vec<ClosurePath>,
+    _holds: Vec<File>,
+}
+
+impl Closure {
+    /// Sum of the paths' NAR sizes.
+    pub fn total_nar_size(&self) -> u64 {
+        self.paths.iter().map(|p| p.nar_size).sum()
+    }
+
+    /// How many paths were downloaded by this realization.
+    pub fn downloaded(&self) -> usize {
+        self.paths
+            .iter()
+            .filter(|p| matches!(p.origin, Origin::Downloaded { .. }))
+            .count()
+    }
+}
+
+/// A closure member's narinfo and where it was found.
+struct Known {
+    info: NarInfo,
+    source: Source,
+}
+
+/// Where a narinfo came from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// This cache of the substituters.
+    Cache(usize),
+    /// The copy kept beside kiln's store for a valid path.
+    Kept,
+    /// The host Nix's database: the path is valid in the host store.
+    HostNix,
+}
+
+impl Store {
+    /// Realizes `roots` and everything they reference into this store, and
+    /// returns the closure.
+    pub fn realize(
+        &self,
+        substituters: &Substituters,
+        roots: &[StorePath],
+    ) -> Result<Closure, StoreError> {
+        self.realize_with_derivations(substituters, roots, &BTreeMap::new())
+    }
+
+    /// [`Store::realize`], where a path no cache has but whose derivation
+    /// `derivations` names is built by the host's Nix (`nix-store
+    /// --realise`), when installed, and used from the host store.
+    pub fn realize_with_derivations(
+        &self,
+        substituters: &Substituters,
+        roots: &[StorePath],
+        derivations: &BTreeMap<StorePath, StorePath>,
+    ) -> Result<Closure, StoreError> {
+        let jobs = substituters.options().jobs.max(1);
+        let known = self.closure_narinfo(substituters, roots, derivations, jobs)?;
+        let order = topological_order(&known);
+        let realized = parallel_map(&order, jobs, |path| {
+            self.realize_one(substituters, path, &known[path])
+        });
+        let mut paths = Vec::with_capacity(order.len());
+        let mut holds = Vec::new();
+        for (path, result) in order.iter().zip(realized) {
+            let (location, origin, hold) = result?;
+            holds.extend(hold);
+            let info = &known[path].info;
+            paths.push(ClosurePath {
+                path: path.clone(),
+                references: info
+                    .references()
+                    .iter()
+                    .filter(|r| *r != path)
+                    .cloned()
+                    .collect(),
+                nar_size: info.nar_size(),
+                file_size: info.file_size(),
+                location,
+                origin,
+            });
+        }
+        Ok(Closure {
+            paths,
+            _holds: holds,
+        })
+    }
+
+    /// Narinfo of every path in the closure, level by level.
+    fn closure_narinfo(
+        &self,
+        substituters: &Substituters,
+        roots: &[StorePath],
+        derivations: &BTreeMap<StorePath, StorePath>,
+        jobs: usize,
+    ) -> Result<BTreeMap<StorePath, Known>, StoreError> {
+        let mut known: BTreeMap<StorePath, Known> = BTreeMap::new();
+        let mut frontier: Vec<StorePath> = roots
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        while !frontier.is_empty() {
+            let found = parallel_map(&frontier, jobs, |path| {
+                self.narinfo_of(substituters, path, derivations.get(path))
+            });
+            let mut next = BTreeSet::new();
+            for (path, result) in frontier.iter().zip(found) {
+                let entry = result?;
+                for reference in entry.info.references() {
+                    if !known.contains_key(reference) && !frontier.contains(reference) {
+                        next.insert(reference.clone());
+                    }
+                }
+                known.insert(path.clone(), entry);
+            }
+            frontier = next.into_iter().collect();
+        }
+        Ok(known)
+    }
+
+    fn narinfo_of(
+        &self,
+        substituters: &Substituters,
+        path: &StorePath,
+        derivation: Option<&StorePath>,
+    ) -> Result<Known, StoreError> {
+        if self.is_valid(path) {
+            if let Some(info) = self.cached_narinfo(path) {
+                return Ok(Known {
+                    info,
+                    source: Source::Kept,
+                });
+            }
+        }
+        match substituters.narinfo(path) {
+            Ok(FoundNarInfo { info, cache }) => Ok(Known {
+                info,
+                source: Source::Cache(cache),
+            }),
+            // Only with the host store in use: what Nix builds lands there.
+            Err(missing @ StoreError::NotInAnyCache { .. }) if self.host_store().is_some() => {
+                let Some(nix_store) = host::nix_store_program() else {
+                    return Err(missing);
+                };
+                if let Some(info) = host::host_narinfo(&nix_store, path) {
+                    return Ok(Known {
+                        info,
+                        source: Source::HostNix,
+                    });
+                }
+                let Some(derivation) = derivation else {
+                    return Err(missing);
+                };
+                host::build(&nix_store, path, derivation)?;
+                host::host_narinfo(&nix_store, path)
+                    .map(|info| Known {
+                        info,
+                        source: Source::HostNix,
+                    })
+                    .ok_or(missing)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    fn realize_one(
+        &self,
+        substituters: &Substituters,
+        path: &StorePath,
+        known: &Known,
+    ) -> Result<(PathBuf, Origin, Option<File>), StoreError> {
+        let lock = self.lock_file(path)?;
+        lock.lock_shared().at(self.location(path))?;
+        if self.is_valid(path) {
+            self.touch(path);
+            return Ok((self.location(path), Origin::AlreadyInStore, Some(lock)));
+        }
+        if let Source::HostNix = known.source {
+            // Valid in the host store and in no cache: its only copy.
+            let host = PathBuf::from(crate::HOST_STORE).join(path.to_basename());
+            return Ok((host, Origin::HostStore, None));
+        }
+        if let Some(host) = self.host_in_place(path, &known.info) {
+            return Ok((host, Origin::HostStore, None));
+        }
+        // Exclusive while writing; flock turns the shared lock into it.
+        lock.lock().at(self.location(path))?;
+        if !self.is_valid(path) {
+            let found = match known.source {
+                Source::Cache(cache) => FoundNarInfo {
+                    info: known.info.clone(),
+                    cache,
+                },
+                // Valid when the closure was read, pruned since.
+                Source::Kept | Source::HostNix => substituters.narinfo(path)?,
+            };
+            let cache_url = self.download(substituters, path, &found)?;
+            lock.lock_shared().at(self.location(path))?;
+            return Ok((
+                self.location(path),
+                Origin::Downloaded { cache: cache_url },
+                Some(lock),
+            ));
+        }
+        lock.lock_shared().at(self.location(path))?;
+        Ok((self.location(path), Origin::AlreadyInStore, Some(lock)))
+    }
+
+    /// Downloads and restores `path` under the exclusive lock; returns the
+    /// cache's URL. On any failure nothing of it stays in the store.
+    fn download(
+        &self,
+        substituters: &Substituters,
+        path: &StorePath,
+        found: &FoundNarInfo,
+    ) -> Result<String, StoreError> {
+        self.clear_leftovers(path)?;
+        let (download, url) = substituters.open_nar(found)?;
+        let temp = self.temp_location(path);
+        let expected = Expected {
+            nar_hash: found.info.nar_hash(),
+            nar_size: found.info.nar_size(),
+            compression: found.info.compression(),
+        };
+        let restored = restore_verified(download, &expected, &temp);
+        let committed = restored
+            .map_err(|err| nar_error(err, &url, path))
+            .and_then(|()| self.commit(path, &temp, &found.info));
+        if let Err(err) = committed {
+            remove_tree(&temp).at(&temp)?;
+            return Err(err);
+        }
+        let cache = substituters.urls()[found.cache].to_string();
+        tracing::info!(path = %path, %cache, nar_size = found.info.nar_size(), "realized");
+        Ok(cache)
+    }
+
+    /// The host store's copy of `path` when it is there and its NAR hash is
+    /// the narinfo's.
+    fn host_in_place(&self, path: &StorePath, info: &NarInfo) -> Option<PathBuf> {
+        let candidate = self.host_store()?.join(path.to_basename());
+        candidate.symlink_metadata().ok()?;
+        let hash = hash_path(&candidate, CaseHack::Disabled).ok()?;
+        (hash.size == info.nar_size() && hash.sha256[..] == *info.nar_hash().digest_as_bytes())
+            .then_some(candidate)
+    }
+}
+
+fn nar_error(err: NarError, url: &str, path: &StorePath) -> StoreError {
+    match err {
+        NarError::UnsupportedCompression(compression) => StoreError::UnsupportedCompression {
+            url: url.to_string(),
+            path: path.to_string(),
+            compression,
+        },
+        other => StoreError::BadNar {
+            url: url.to_string(),
+            path: path.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// References before referrers; ties broken by path so the order is stable.
+fn topological_order(known: &BTreeMap<StorePath, Known>) -> Vec<StorePath> {
+    let mut order = Vec::with_capacity(known.len());
+    let mut done = BTreeSet::new();
+    for root in known.keys() {
+        visit(root, known, &mut done, &mut BTreeSet::new(), &mut order);
+    }
+    order
+}
+
+fn visit(
+    path: &StorePath,
+    known: &BTreeMap<StorePath, Known>,
+    done: &mut BTreeSet<StorePath>,
+    in_progress: &mut BTreeSet<StorePath>,
+    order: &mut Vec<StorePath>,
+) {
+    // Store path references cannot form cycles except self-references; the
+    // in-progress set keeps a hostile cache's cycle from recursing forever.
+    if done.contains(path) || !in_progress.insert(path.clone()) {
+        return;
+    }
+    if let Some(entry) = known.get(path) {
+        for reference in entry.info.references() {
+            if reference != path {
+                visit(reference, known, done, in_progress, order);
+            }
+        }
+    }
+    in_progress.remove(path);
+    done.insert(path.clone());
+    order.push(path.clone());
+}
+
+/// `f` over `items` on up to `jobs` threads, results in input order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(items.len()) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(index) else { break };
+                let result = f(item);
+                results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.expect("every item was processed"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(name: &str, references: &[&str]) -> (StorePath, Known) {
+        let path =
+            |n: &str| StorePath::from_basename(format!("{}-{n}", n.repeat(32)).as_bytes()).unwrap();
+        let hash = nix_derivation::NixHash::from_algorithm_and_digest(
+            nix_derivation::HashAlgorithm::Sha256,
+            &[0; 32],
+        )
+        .unwrap();
+        let info = NarInfo::builder(path(name), "nar/x.nar", hash, 1)
+            .references(references.iter().map(|r| path(r)))
+            .build()
+            .unwrap();
+        (
+            path(name),
+            Known {
+                info,
+                source: Source::Kept,
+            },
+        )
+    }
+
+    #[test]
+    fn references_come_before_referrers_and_cycles_end() {
+        // a -> b -> c, a -> c, d alone, self-reference on b, and a hostile
+        // cycle c -> a.
+        let graph: BTreeMap<StorePath, Known> = [
+            known("a", &["b", "c"]),
+            known("b", &["b", "c"]),
+            known("c", &["a"]),
+            known("d", &[]),
+        ]
+        .into_iter()
+        .collect();
+        let order: Vec<String> = topological_order(&graph)
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
+        assert_eq!(order.len(), 4);
+        let at = |n: &str| order.iter().position(|o| o == n).unwrap();
+        assert!(at("b") < at("a"));
+        assert_eq!(
+            order,
+            topological_order(&graph)
+                .iter()
+                .map(|p| p.name().to_string())
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn parallel_map_keeps_input_order() {
+        let items: Vec<u32> = (0..100).collect();
+        let doubled = parallel_map(&items, 7, |x| x * 2);
+        assert_eq!(doubled, items.iter().map(|x| x * 2).collect::<Vec<_>>());
+        assert!(parallel_map(&[] as &[u32], 4, |x| *x).is_empty());
+    }
+}

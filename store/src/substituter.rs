@@ -1,0 +1,490 @@
+//! Binary caches: where narinfo files and NARs come from.
+//!
+//! A substituter is a `file://` folder or an `http(s)://` server laid out as
+//! Nix writes binary caches (`nix-cache-info`, `<hash>.narinfo`, `nar/...`).
+//! HTTP requests are retried with backoff on connection errors, timeouts and
+//! 5xx answers; a 404 means "not here, ask the next cache".
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nix_derivation::StorePath;
+use nix_narinfo::{NarInfo, TrustedPublicKey, MAX_NARINFO_SIZE};
+
+use crate::error::StoreError;
+use crate::narinfo::{check_signature, hash_part, parse_narinfo, parse_public_keys};
+use crate::netrc::{credentials_for, Credentials};
+
+/// The public NixOS binary cache, used when no substituter is given.
+pub const DEFAULT_SUBSTITUTER: &str = "https://cache.nixos.org";
+
+/// The published key of [`DEFAULT_SUBSTITUTER`].
+pub const DEFAULT_PUBLIC_KEY: &str =
+    "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
+
+/// The store folder every path kiln handles lives in.
+pub const STORE_DIR: &str = "/nix/store";
+
+/// How downloads behave.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Longest wait for a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for a response's headers, and for each read of its body.
+    pub read_timeout: Duration,
+    /// Attempts after the first on a connection error, timeout or 5xx.
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each next one.
+    pub backoff: Duration,
+    /// How many narinfo and NAR downloads run at once.
+    pub jobs: usize,
+    /// Whether narinfo signatures are checked. Only `--no-verify` turns this off.
+    pub verify_signatures: bool,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            retries: 3,
+            backoff: Duration::from_millis(250),
+            jobs: 8,
+            verify_signatures: true,
+        }
+    }
+}
+
+/// The caches to ask, in order, with the keys their narinfo must be signed
+/// by.
+pub struct Substituters {
+    caches: Vec<Substituter>,
+    keys: Vec<TrustedPublicKey>,
+    options: FetchOptions,
+    agent: ureq::Agent,
+}
+
+/// A narinfo that describes the path asked for and passed the signature
+/// check, with the cache that served it.
+#[derive(Debug, Clone)]
+pub struct FoundNarInfo {
+    /// The record.
+    pub info: NarInfo,
+    /// Index of the cache in [`Substituters`].
+    pub cache: usize,
+}
+
+impl Substituters {
+    /// Caches at `urls` (the public NixOS cache when empty), trusting
+    /// `trusted_keys` (`name:base64`; the public NixOS cache's key when
+    /// empty).
+    pub fn new(
+        urls: &[String],
+        trusted_keys: &[String],
+        options: FetchOptions,
+    ) -> Result<Substituters, StoreError> {
+        let default_url = [DEFAULT_SUBSTITUTER.to_string()];
+        let default_key = [DEFAULT_PUBLIC_KEY.to_string()];
+        let urls = if urls.is_empty() {
+            &default_url[..]
+        } else {
+            urls
+        };
+        let keys = if trusted_keys.is_empty() {
+            &default_key[..]
+        } else {
+            trusted_keys
+        };
+        Ok(Substituters {
+            caches: urls
+                .iter()
+                .map(|url| Substituter::parse(url))
+                .collect::<Result<_, _>>()?,
+            keys: parse_public_keys(keys)?,
+            agent: agent(&options),
+            options,
+        })
+    }
+
+    /// Uses the netrc text's credentials for the HTTP caches it names.
+    pub fn with_netrc(mut self, netrc: &str) -> Substituters {
+        for cache in &mut self.caches {
+            let credentials = cache.host().and_then(|host| credentials_for(netrc, host));
+            cache.set_credentials(credentials);
+        }
+        self
+    }
+
+    /// The caches' URLs, in the order they are asked.
+    pub fn urls(&self) -> Vec<&str> {
+        self.caches.iter().map(Substituter::url).collect()
+    }
+
+    /// How downloads behave.
+    pub fn options(&self) -> &FetchOptions {
+        &self.options
+    }
+
+    /// The first cache's narinfo for `path`, checked. A cache without it
+    /// passes the question on; no cache having it is an error naming all.
+    pub fn narinfo(&self, path: &StorePath) -> Result<FoundNarInfo, StoreError> {
+        let name = format!("{}.narinfo", hash_part(path));
+        for (index, cache) in self.caches.iter().enumerate() {
+            cache.check_store_dir(&self.agent, &self.options)?;
+            let url = cache.url_of(&name);
+            let Some(reader) = cache.open(&name, &self.agent, &self.options)? else {
+                continue;
+            };
+            let text = read_small(reader, MAX_NARINFO_SIZE as u64, &url)?;
+            let info = parse_narinfo(text.as_bytes(), &url, path)?;
+            if self.options.verify_signatures {
+                check_signature(&info, &self.keys, &url)?;
+            }
+            return Ok(FoundNarInfo { info, cache: index });
+        }
+        Err(StoreError::NotInAnyCache {
+            path: path.to_string(),
+            tried: self.urls().join(", "),
+        })
+    }
+
+    /// Opens the (compressed) NAR `found` points at; returns it with its URL.
+    pub fn open_nar(&self, found: &FoundNarInfo) -> Result<(Download, String), StoreError> {
+        let cache = &self.caches[found.cache];
+        let url = cache.url_of(found.info.url());
+        match cache.open(found.info.url(), &self.agent, &self.options)? {
+            Some(reader) => Ok((reader, url)),
+            None => Err(StoreError::Fetch {
+                url,
+                reason: format!(
+                    "the cache lists {} but does not have its NAR",
+                    found.info.store_path()
+                ),
+            }),
+        }
+    }
+}
+
+enum Transport {
+    File(PathBuf),
+    Http(String),
+}
+
+/// One binary cache.
+pub struct Substituter {
+    url: String,
+    transport: Transport,
+    credentials: Option<Credentials>,
+    store_dir_checked: OnceLock<()>,
+}
+
+/// A readable download: a file, or an HTTP response body.
+pub type Download = Box<dyn Read + Send>;
+
+impl Substituter {
+    /// Parses `file:///path`, `http://host[/prefix]` or `https://...`.
+    pub fn parse(url: &str) -> Result<Substituter, StoreError> {
+        let bad = |reason: &str| StoreError::BadSubstituter {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let trimmed = url.trim_end_matches('/');
+        let transport = if let Some(path) = trimmed.strip_prefix("file://") {
+            // Query options such as `?compression=` only matter to writers.
+            let path = path.split('?').next().unwrap_or_default();
+            if !path.starts_with('/') {
+                return Err(bad("a file:// cache needs an absolute path"));
+            }
+            Transport::File(PathBuf::from(path))
+        } else if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
+            let host = trimmed.split("://").nth(1).unwrap_or_default();
+            if host.is_empty() || host.starts_with('/') {
+                return Err(bad("no host in the URL"));
+            }
+            Transport::Http(trimmed.to_string())
+        } else {
+            return Err(bad("unknown scheme"));
+        };
+        Ok(Substituter {
+            url: trimmed.to_string(),
+            transport,
+            credentials: None,
+            store_dir_checked: OnceLock::new(),
+        })
+    }
+
+    /// The cache's URL as given (without a trailing slash).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn set_credentials(&mut self, credentials: Option<Credentials>) {
+        self.credentials = credentials;
+    }
+
+    /// The host of an HTTP cache, for credential look-up.
+    pub(crate) fn host(&self) -> Option<&str> {
+        match &self.transport {
+            Transport::File(_) => None,
+            Transport::Http(base) => {
+                let rest = base.split("://").nth(1)?;
+                let authority = rest.split('/').next()?;
+                Some(authority.split(':').next().unwrap_or(authority))
+            }
+        }
+    }
+
+    /// The full URL of a file in the cache, for messages.
+    pub fn url_of(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.url)
+    }
+
+    /// Opens `relative` (a narinfo name or a narinfo's `URL`). `Ok(None)`
+    /// when the cache does not have it.
+    pub(crate) fn open(
+        &self,
+        relative: &str,
+        agent: &ureq::Agent,
+        options: &FetchOptions,
+    ) -> Result<Option<Download>, StoreError> {
+        let url = self.url_of(relative);
+        if !is_plain_relative(relative) {
+            return Err(StoreError::Fetch {
+                url,
+                reason: "refusing a location outside the cache (absolute or with `..`)".to_string(),
+            });
+        }
+        match &self.transport {
+            Transport::File(dir) => open_file(&dir.join(relative), &url),
+            Transport::Http(_) => self.http_get(&url, agent, options),
+        }
+    }
+
+    /// Fails when the cache's `nix-cache-info` names a store folder other
+    /// than `/nix/store`. A cache without the file passes, as in Nix.
+    pub(crate) fn check_store_dir(
+        &self,
+        agent: &ureq::Agent,
+        options: &FetchOptions,
+    ) -> Result<(), StoreError> {
+        if self.store_dir_checked.get().is_some() {
+            return Ok(());
+        }
+        if let Some(reader) = self.open("nix-cache-info", agent, options)? {
+            let text = read_small(reader, 64 * 1024, &self.url_of("nix-cache-info"))?;
+            let store_dir = text
+                .lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(key, _)| key.trim() == "StoreDir")
+                .map(|(_, value)| value.trim().to_string());
+            if let Some(found) = store_dir.filter(|dir| dir != STORE_DIR) {
+                return Err(StoreError::WrongStoreDir {
+                    url: self.url.clone(),
+                    found,
+                });
+            }
+        }
+        let _ = self.store_dir_checked.set(());
+        Ok(())
+    }
+
+    fn http_get(
+        &self,
+        url: &str,
+        agent: &ureq::Agent,
+        options: &FetchOptions,
+    ) -> Result<Option<Download>, StoreError> {
+        let mut delay = options.backoff;
+        let mut last_failure = String::new();
+        for attempt in 0..=options.retries {
+            if attempt > 0 {
+                std::thread::sleep(delay);
+                delay = delay.saturating_mul(2);
+            }
+            let mut request = agent.get(url);
+            if let Some(credentials) = &self.credentials {
+                request = request.header("Authorization", credentials.basic_auth_header());
+            }
+            match request.call() {
+                Ok(response) => match response.status().as_u16() {
+                    200..=299 => return Ok(Some(Box::new(response.into_body().into_reader()))),
+                    404 | 410 => return Ok(None),
+                    status @ 500..=599 => last_failure = format!("the server answered {status}"),
+                    status => {
+                        return Err(StoreError::Fetch {
+                            url: url.to_string(),
+                            reason: format!(
+                                "the server answered {status}{}",
+                                if status == 401 || status == 403 {
+                                    " (credentials for private caches go in ~/.netrc or KILN_NETRC)"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        })
+                    }
+                },
+                Err(err) if is_transient(&err) => last_failure = err.to_string(),
+                Err(err) => {
+                    return Err(StoreError::Fetch {
+                        url: url.to_string(),
+                        reason: err.to_string(),
+                    })
+                }
+            }
+            if attempt < options.retries {
+                tracing::warn!(%url, attempt = attempt + 1, failure = %last_failure, "download failed, retrying");
+            }
+        }
+        Err(StoreError::Fetch {
+            url: url.to_string(),
+            reason: format!(
+                "{last_failure} (gave up after {} attempts)",
+                options.retries + 1
+            ),
+        })
+    }
+}
+
+fn is_transient(err: &ureq::Error) -> bool {
+    matches!(
+        err,
+        ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::HostNotFound
+            | ureq::Error::Protocol(_)
+    )
+}
+
+/// A ureq agent with kiln's timeouts; status codes are handled by the caller.
+pub(crate) fn agent(options: &FetchOptions) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(options.connect_timeout))
+        .timeout_recv_response(Some(options.read_timeout))
+        .timeout_per_read(Some(options.read_timeout))
+        .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+fn open_file(path: &Path, url: &str) -> Result<Option<Download>, StoreError> {
+    match File::open(path) {
+        Ok(file) => Ok(Some(Box::new(file))),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(StoreError::Fetch {
+            url: url.to_string(),
+            reason: err.to_string(),
+        }),
+    }
+}
+
+/// Reads at most `limit` bytes of text; more is an error, not a truncation.
+pub(crate) fn read_small(reader: Download, limit: u64, url: &str) -> Result<String, StoreError> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| StoreError::Fetch {
+            url: url.to_string(),
+            reason: err.to_string(),
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(StoreError::Fetch {
+            url: url.to_string(),
+            reason: format!("larger than {limit} bytes"),
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| StoreError::Fetch {
+        url: url.to_string(),
+        reason: "not UTF-8 text".to_string(),
+    })
+}
+
+/// A location inside the cache: relative, no `..`, no empty name.
+fn is_plain_relative(relative: &str) -> bool {
+    !relative.is_empty()
+        && Path::new(relative)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_file_and_http_urls() {
+        let file = Substituter::parse("file:///tmp/cache/?compression=xz").unwrap();
+        assert_eq!(file.url(), "file:///tmp/cache/?compression=xz");
+        assert!(matches!(&file.transport, Transport::File(p) if p == Path::new("/tmp/cache/")));
+        let http = Substituter::parse("https://user@cache.example:8443/prefix/").unwrap();
+        assert_eq!(http.url(), "https://user@cache.example:8443/prefix");
+        assert_eq!(
+            http.url_of("x.narinfo"),
+            "https://user@cache.example:8443/prefix/x.narinfo"
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_schemes_and_relative_files() {
+        for url in [
+            "ftp://x",
+            "file://relative/dir",
+            "http://",
+            "s3://bucket",
+            "/nix/cache",
+        ] {
+            let err = Substituter::parse(url).err().expect(url).to_string();
+            assert!(err.contains(url), "{err}");
+        }
+    }
+
+    #[test]
+    fn only_plain_relative_locations_are_opened() {
+        assert!(is_plain_relative("nar/abc.nar.xz"));
+        for hostile in ["../secret", "nar/../../x", "/etc/passwd", "", "nar/./x/.."] {
+            assert!(!is_plain_relative(hostile), "{hostile}");
+        }
+    }
+
+    #[test]
+    fn file_cache_refuses_locations_outside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "x").unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        let sub = Substituter::parse(&format!("file://{}", cache.display())).unwrap();
+        let options = FetchOptions::default();
+        let err = sub
+            .open("../secret", &agent(&options), &options)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("outside the cache"), "{err}");
+        assert!(sub
+            .open("missing.narinfo", &agent(&options), &options)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn store_dir_other_than_nix_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("nix-cache-info"),
+            "StoreDir: /gnu/store\nWantMassQuery: 1\n",
+        )
+        .unwrap();
+        let sub = Substituter::parse(&format!("file://{}", dir.path().display())).unwrap();
+        let options = FetchOptions::default();
+        let err = sub.check_store_dir(&agent(&options), &options).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::WrongStoreDir { found, .. } if found == "/gnu/store"),
+            "{err}"
+        );
+    }
+}
