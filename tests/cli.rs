@@ -1,23 +1,11 @@
 //! The `kiln` command line as a user meets it: help that documents every
 //! subcommand, honest refusals for what is not built yet, exit codes.
 
-use std::process::{Command, Output};
+mod common;
 
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run kiln")
-}
+use std::process::Command;
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{kiln, stderr, stdout};
 
 #[test]
 fn top_level_help_lists_every_subcommand_and_global_option() {

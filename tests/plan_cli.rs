@@ -2,27 +2,13 @@
 //! warnings on stderr, errors that name the file, line and column, and
 //! exit codes 0 (planned), 1 (cannot plan), 2 (usage).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use kiln_providers::config::{parse, ConfigFormat};
 
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("NIXPACKS_CONFIG_FILE")
-        .output()
-        .expect("run kiln")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{kiln, stderr, stdout};
 
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

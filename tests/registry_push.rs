@@ -71,6 +71,31 @@ fn blob_uploads(registry: &Registry) -> usize {
         .count()
 }
 
+/// Copies `reference` out of the plain registry into the OCI layout
+/// `dir/copy` (tag `c`) with skopeo and returns that copy's layer digests.
+fn layers_copied_by_skopeo(reference: &str, dir: &Path) -> Vec<String> {
+    let copy = dir.join("copy");
+    skopeo_copy(
+        reference,
+        &format!("oci:{}:c", copy.display()),
+        &["--src-tls-verify=false"],
+    );
+    layout_layer_digests(&copy, "c")
+}
+
+/// A configuration for the plain-HTTP registry at `host` that reads auth
+/// files only under `home`.
+fn plain_http_config(host: String, home: &Path) -> RegistryConfig {
+    RegistryConfig {
+        insecure_hosts: vec![host],
+        auth_env: AuthEnv {
+            home: Some(home.to_path_buf()),
+            ..AuthEnv::default()
+        },
+        ..RegistryConfig::default()
+    }
+}
+
 fn layout_manifest_digest(layout: &Path) -> String {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
@@ -113,13 +138,11 @@ fn pushed_image_reads_back_with_skopeo_and_a_second_push_uploads_nothing() {
     let inspected = skopeo_inspect(&remote, &["--tls-verify=false"]);
     assert_eq!(inspected["Layers"], json!(kiln_layers));
     assert_eq!(inspected["Digest"], json!(outcome.digest));
-    let copy = dir.path().join("copy");
-    skopeo_copy(
+    let copied = layers_copied_by_skopeo(
         &format!("docker://{}/kiln/app:v2", registry.host()),
-        &format!("oci:{}:c", copy.display()),
-        &["--src-tls-verify=false"],
+        dir.path(),
     );
-    assert_eq!(layout_layer_digests(&copy, "c"), kiln_layers);
+    assert_eq!(copied, kiln_layers);
 
     let uploads = blob_uploads(&registry);
     assert!(uploads >= 3, "{:?}", registry.requests());
@@ -352,12 +375,7 @@ fn a_push_killed_midway_completes_when_run_again() {
         let host = destination.split('/').next().unwrap().to_string();
         let config = RegistryConfig {
             jobs: 1,
-            insecure_hosts: vec![host],
-            auth_env: AuthEnv {
-                home: Some(home),
-                ..AuthEnv::default()
-            },
-            ..RegistryConfig::default()
+            ..plain_http_config(host, &home)
         };
         push_layout(&config, &request(&layout, &destination)).unwrap();
         return;
@@ -438,14 +456,8 @@ fn a_push_killed_midway_completes_when_run_again() {
         registry.requests().iter().any(|r| r.method == "PATCH"),
         "big blobs went up in chunks"
     );
-    let copy = dir.path().join("copy");
-    skopeo_copy(
-        &format!("docker://{destination}"),
-        &format!("oci:{}:c", copy.display()),
-        &["--src-tls-verify=false"],
-    );
     assert_eq!(
-        layout_layer_digests(&copy, "c"),
+        layers_copied_by_skopeo(&format!("docker://{destination}"), dir.path()),
         layout_layer_digests(&layout, "t")
     );
 }
@@ -478,14 +490,7 @@ fn a_registry_that_hangs_up_is_retried_then_named_in_the_error() {
             drop(stream);
         }
     });
-    let config = RegistryConfig {
-        insecure_hosts: vec![host.clone()],
-        auth_env: AuthEnv {
-            home: Some(dir.path().to_path_buf()),
-            ..AuthEnv::default()
-        },
-        ..RegistryConfig::default()
-    };
+    let config = plain_http_config(host.clone(), dir.path());
     let destination = format!("{host}/nowhere/app:1");
     let err = push_layout(&config, &request(&layout, &destination)).unwrap_err();
     assert!(matches!(err, RegistryError::Unreachable { .. }), "{err}");

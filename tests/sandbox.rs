@@ -36,8 +36,7 @@ fn diff_applied_over_the_lowers_gives_the_expected_tree() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base");
     make_base(&base);
-    let upper = dir.path().join("upper");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper");
     let lines = Lines::default();
     let mut first = phase(fixture, &[], &upper, &DIFF_COMMANDS, &lines);
     first.lowers = vec![base.clone()];
@@ -47,8 +46,7 @@ fn diff_applied_over_the_lowers_gives_the_expected_tree() {
     assert_eq!(tree_applied_by_umoci(&[&base], &upper), expected_tree());
 
     // A second phase over the first one's diff sees the same tree.
-    let second_upper = dir.path().join("upper2");
-    fs::create_dir(&second_upper).unwrap();
+    let second_upper = empty_dir(dir.path(), "upper2");
     let lines = Lines::default();
     let mut second = phase(
         fixture,
@@ -79,8 +77,7 @@ fn commands_cannot_reach_outside_their_root() {
     // SAFETY: a NUL-terminated path; the descriptor is closed below.
     let leaked = unsafe { libc::open(c_secret.as_ptr(), libc::O_RDONLY) };
     assert!(leaked > 2);
-    let upper = dir.path().join("upper");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper");
     let lines = Lines::default();
     let script = escape_script(fixture, &secret);
     let sandbox = phase(fixture, &[], &upper, &[script.as_str()], &lines);
@@ -102,8 +99,7 @@ fn network_none_blocks_host_loopback_and_default_reaches_it() {
     let command = format!("echo hello-from-sandbox > /dev/tcp/127.0.0.1/{port}");
     let dir = tempfile::tempdir().unwrap();
 
-    let upper = dir.path().join("none");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "none");
     let mut isolated = phase(fixture, &[], &upper, &[&command], &Lines::default());
     isolated.network = Network::None;
     let err = isolated.run().expect_err("no network, no connection");
@@ -113,8 +109,7 @@ fn network_none_blocks_host_loopback_and_default_reaches_it() {
     );
     assert!(listener.accept().is_err(), "nothing connected");
 
-    let upper = dir.path().join("host");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "host");
     phase(fixture, &[], &upper, &[&command], &Lines::default())
         .run()
         .expect("the host network reaches loopback");
@@ -129,8 +124,7 @@ fn network_none_blocks_host_loopback_and_default_reaches_it() {
 fn fixture_node_and_python_venv_run_and_the_venv_lands_in_the_diff() {
     let Some(fixture) = fixture() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let upper = dir.path().join("upper");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper");
     let lines = Lines::default();
     let sandbox = phase(
         fixture,
@@ -162,8 +156,7 @@ fn cache_directories_persist_between_phases_and_stay_out_of_the_diff() {
         &["node_modules/.cache".into(), "/root/.npm".into()],
     )
     .unwrap();
-    let first_upper = dir.path().join("upper1");
-    fs::create_dir(&first_upper).unwrap();
+    let first_upper = empty_dir(dir.path(), "upper1");
     let mut first = phase(
         fixture,
         &[],
@@ -182,8 +175,7 @@ fn cache_directories_persist_between_phases_and_stay_out_of_the_diff() {
         "cached\n"
     );
 
-    let second_upper = dir.path().join("upper2");
-    fs::create_dir(&second_upper).unwrap();
+    let second_upper = empty_dir(dir.path(), "upper2");
     let lines = Lines::default();
     let mut second = phase(
         fixture,
@@ -201,8 +193,7 @@ fn cache_directories_persist_between_phases_and_stay_out_of_the_diff() {
 fn failing_command_reports_phase_command_code_and_last_30_lines() {
     let Some(fixture) = fixture() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let upper = dir.path().join("upper");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper");
     let lines = Lines::default();
     let failing = "for i in $(seq 1 40); do echo line $i; done; echo oops >&2; exit 3";
     let mut sandbox = phase(
@@ -244,8 +235,7 @@ fn failing_command_reports_phase_command_code_and_last_30_lines() {
 fn init_reaps_orphans_forwards_signals_and_a_timeout_kills_the_tree() {
     let Some(fixture) = fixture() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let upper = dir.path().join("upper");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper");
     let lines = Lines::default();
     let zombies = "( sleep 0.2 & ); sleep 1; echo zombies $(grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l)";
     phase(fixture, &[], &upper, &[zombies], &lines)
@@ -254,8 +244,7 @@ fn init_reaps_orphans_forwards_signals_and_a_timeout_kills_the_tree() {
     assert!(lines.has("zombies 0"), "{:?}", lines.all());
 
     // init passes signals on to the running command.
-    let upper = dir.path().join("upper-signal");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper-signal");
     let lines = Lines::default();
     let forwarded = "trap 'echo got-term; exit 0' TERM; kill -TERM 1; sleep 30 & wait";
     phase(fixture, &[], &upper, &[forwarded], &lines)
@@ -263,9 +252,7 @@ fn init_reaps_orphans_forwards_signals_and_a_timeout_kills_the_tree() {
         .expect("the command handles the forwarded signal and exits 0");
     assert_eq!(lines.all(), ["got-term"]);
 
-    let marker = format!("KILN_TREE_MARKER={}", std::process::id());
-    let upper = dir.path().join("upper2");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper2");
     let mut slow = phase(
         fixture,
         &[],
@@ -273,20 +260,16 @@ fn init_reaps_orphans_forwards_signals_and_a_timeout_kills_the_tree() {
         &["sleep 300 & (sleep 300 &) ; sleep 300"],
         &Lines::default(),
     );
-    slow.env
-        .push(("KILN_TREE_MARKER".into(), std::process::id().to_string()));
+    let marker = mark(&mut slow, "KILN_TREE_MARKER");
     slow.timeout = Some(Duration::from_secs(2));
     let err = slow.run().expect_err("the phase times out");
     assert!(matches!(err, SandboxError::TimedOut { .. }), "{err}");
     assert!(err.to_string().contains("sleep 300"), "{err}");
     assert!(processes_with(&marker).is_empty(), "processes left");
 
-    let upper = dir.path().join("upper3");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper3");
     let mut cancelled = phase(fixture, &[], &upper, &["sleep 300"], &Lines::default());
-    cancelled
-        .env
-        .push(("KILN_TREE_MARKER".into(), std::process::id().to_string()));
+    mark(&mut cancelled, "KILN_TREE_MARKER");
     let flag = Arc::new(AtomicBool::new(false));
     cancelled.cancel = Some(flag.clone());
     let setter = std::thread::spawn(move || {
@@ -303,16 +286,14 @@ fn init_reaps_orphans_forwards_signals_and_a_timeout_kills_the_tree() {
 fn bad_inputs_are_refused_with_the_fix() {
     let Some(fixture) = fixture() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let upper = dir.path().join("upper");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper");
     fs::write(upper.join("stale"), "x").unwrap();
     let err = phase(fixture, &[], &upper, &["true"], &Lines::default())
         .run()
         .expect_err("a used upper folder is refused");
     assert!(err.to_string().contains("not empty"), "{err}");
 
-    let fresh = dir.path().join("fresh");
-    fs::create_dir(&fresh).unwrap();
+    let fresh = empty_dir(dir.path(), "fresh");
     let mut outside = phase(fixture, &[], &fresh, &["true"], &Lines::default());
     outside.bash = "/bin/bash".into();
     let err = outside
@@ -336,8 +317,7 @@ fn bad_inputs_are_refused_with_the_fix() {
 fn host_resolver_files_are_bound_unless_the_image_links_them() {
     let Some(fixture) = fixture() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let upper = dir.path().join("upper");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper");
     let lines = Lines::default();
     phase(fixture, &[], &upper, &["cat /etc/hosts"], &lines)
         .run()
@@ -352,8 +332,7 @@ fn host_resolver_files_are_bound_unless_the_image_links_them() {
     let base = dir.path().join("base");
     write_file(&base, "etc/resolv.image", "nameserver 192.0.2.1\n", 0o644);
     std::os::unix::fs::symlink("resolv.image", base.join("etc/resolv.conf")).unwrap();
-    let upper = dir.path().join("upper2");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper2");
     let lines = Lines::default();
     let mut linked = phase(fixture, &[], &upper, &["cat /etc/resolv.conf"], &lines);
     linked.lowers = vec![base];

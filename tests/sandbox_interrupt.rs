@@ -4,7 +4,6 @@
 
 mod sandbox_support;
 
-use std::fs;
 use std::time::Duration;
 
 use kiln::sandbox::{cancel_on_interrupt, SandboxError};
@@ -19,10 +18,8 @@ fn sigint_to_the_caller_kills_the_phase_tree() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let upper = dir.path().join("upper");
-    fs::create_dir(&upper).unwrap();
+    let upper = empty_dir(dir.path(), "upper");
     let lines = Lines::default();
-    let marker = format!("KILN_INTERRUPT_MARKER={}", std::process::id());
     let mut sandbox = phase(
         fixture,
         &[],
@@ -30,10 +27,7 @@ fn sigint_to_the_caller_kills_the_phase_tree() {
         &["echo started; sleep 300 & sleep 300"],
         &lines,
     );
-    sandbox.env.push((
-        "KILN_INTERRUPT_MARKER".into(),
-        std::process::id().to_string(),
-    ));
+    let marker = mark(&mut sandbox, "KILN_INTERRUPT_MARKER");
     sandbox.cancel = Some(cancel_on_interrupt().expect("install the handlers"));
     let probe = lines.clone();
     let interrupter = std::thread::spawn(move || {

@@ -67,10 +67,7 @@ fn twenty_phases_leave_no_mount_folder_or_process() {
             }),
         };
         let mut sandbox = phase(fixture, &[], &upper, &[command], &Lines::default());
-        sandbox.env.push((
-            "KILN_LEFTOVER_MARKER".into(),
-            std::process::id().to_string(),
-        ));
+        mark(&mut sandbox, "KILN_LEFTOVER_MARKER");
         sandbox.timeout = Some(Duration::from_millis(700));
         let flag = Arc::new(AtomicBool::new(false));
         sandbox.cancel = Some(flag.clone());

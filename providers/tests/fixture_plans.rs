@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use kiln_providers::{
-    detect_providers, generate_plan, BuildPlan, Environment, GeneratePlanOptions, PlanFlags,
+    detect_providers, generate_plan, BuildPlan, Environment, GeneratePlanOptions, Phase, PlanFlags,
 };
 use serde_json::Value;
 
@@ -32,6 +32,41 @@ fn plan(name: &str, env: &[&str]) -> BuildPlan {
 
 fn strings(list: &Option<Vec<String>>) -> Vec<&str> {
     list.iter().flatten().map(String::as_str).collect()
+}
+
+/// The Nix packages of phase `phase`.
+fn nix_pkgs<'a>(plan: &'a BuildPlan, phase: &str) -> Vec<&'a str> {
+    strings(&expect_phase(plan, phase).nix_pkgs)
+}
+
+/// The apt packages of phase `phase`.
+fn apt_pkgs<'a>(plan: &'a BuildPlan, phase: &str) -> Vec<&'a str> {
+    strings(&expect_phase(plan, phase).apt_pkgs)
+}
+
+/// The commands of phase `phase`.
+fn cmds<'a>(plan: &'a BuildPlan, phase: &str) -> Vec<&'a str> {
+    strings(&expect_phase(plan, phase).cmds)
+}
+
+/// Phase `phase` of `plan`; a missing one fails the test, naming it.
+fn expect_phase<'a>(plan: &'a BuildPlan, phase: &str) -> &'a Phase {
+    plan.phase(phase)
+        .unwrap_or_else(|| panic!("the plan has no {phase} phase"))
+}
+
+/// The start command.
+fn start_cmd(plan: &BuildPlan) -> Option<&str> {
+    plan.start_phase.as_ref().unwrap().cmd.as_deref()
+}
+
+/// The phase names in the order they run.
+fn phase_order(plan: &BuildPlan) -> Vec<&str> {
+    plan.phases_in_order()
+        .unwrap()
+        .iter()
+        .map(|p| p.name())
+        .collect()
 }
 
 fn normalized(plan: &BuildPlan) -> Value {
@@ -93,30 +128,21 @@ fn node_pnpm_next_uses_nvmrc_corepack_and_next_caches() {
         strings(&build.cache_directories),
         [".cache/custom", ".next/cache", "node_modules/.cache"]
     );
-    assert_eq!(
-        plan.start_phase.unwrap().cmd.as_deref(),
-        Some("pnpm run start")
-    );
+    assert_eq!(start_cmd(&plan), Some("pnpm run start"));
     assert_eq!(plan.variables.unwrap()["NODE_ENV"], "production");
 }
 
 #[test]
 fn node_version_env_wins_over_version_files() {
     let plan = plan("plan-node-pnpm-next", &["NIXPACKS_NODE_VERSION=22"]);
-    assert_eq!(
-        strings(&plan.phase("setup").unwrap().nix_pkgs)[0],
-        "nodejs_22"
-    );
+    assert_eq!(nix_pkgs(&plan, "setup")[0], "nodejs_22");
 }
 
 #[test]
 fn vite_spa_is_served_by_caddy_from_its_out_dir() {
     let plan = plan("plan-node-vite-spa", &[]);
-    assert_eq!(
-        strings(&plan.phase("setup").unwrap().nix_pkgs),
-        ["nodejs_20", "yarn-1_x"]
-    );
-    assert_eq!(strings(&plan.phase("caddy").unwrap().nix_pkgs), ["caddy"]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["nodejs_20", "yarn-1_x"]);
+    assert_eq!(nix_pkgs(&plan, "caddy"), ["caddy"]);
     assert_eq!(
         plan.variables.as_ref().unwrap()["NIXPACKS_SPA_OUTPUT_DIR"],
         "build"
@@ -125,7 +151,7 @@ fn vite_spa_is_served_by_caddy_from_its_out_dir() {
         plan.static_assets.as_ref().unwrap()["Caddyfile"].contains("{$NIXPACKS_SPA_OUTPUT_DIR}")
     );
     assert_eq!(
-        plan.start_phase.unwrap().cmd.as_deref(),
+        start_cmd(&plan),
         Some("exec caddy run --config /assets/Caddyfile --adapter caddyfile 2>&1")
     );
     let without_caddy = self::plan("plan-node-vite-spa", &["NIXPACKS_SPA_CADDY=false"]);
@@ -135,19 +161,10 @@ fn vite_spa_is_served_by_caddy_from_its_out_dir() {
 #[test]
 fn turbo_builds_with_turbo_and_starts_the_named_workspace() {
     let plan = plan("plan-node-turbo", &[]);
-    assert_eq!(
-        strings(&plan.phase("build").unwrap().cmds),
-        ["npx turbo run build"]
-    );
-    assert_eq!(
-        strings(&plan.phase("setup").unwrap().nix_pkgs)[1],
-        "npm-8_x"
-    );
+    assert_eq!(cmds(&plan, "build"), ["npx turbo run build"]);
+    assert_eq!(nix_pkgs(&plan, "setup")[1], "npm-8_x");
     let named = self::plan("plan-node-turbo", &["NIXPACKS_TURBO_APP_NAME=web"]);
-    assert_eq!(
-        named.start_phase.unwrap().cmd.as_deref(),
-        Some("npm --workspace web run start")
-    );
+    assert_eq!(start_cmd(&named), Some("npm --workspace web run start"));
 }
 
 #[test]
@@ -160,7 +177,7 @@ fn django_with_postgres_migrates_and_runs_gunicorn() {
     );
     assert_eq!(strings(&setup.nix_libs), ["zlib", "stdenv.cc.cc.lib"]);
     assert_eq!(
-        plan.start_phase.as_ref().unwrap().cmd.as_deref(),
+        start_cmd(&plan),
         Some("python manage.py migrate && gunicorn shop.wsgi")
     );
     assert_eq!(
@@ -172,26 +189,17 @@ fn django_with_postgres_migrates_and_runs_gunicorn() {
 #[test]
 fn poetry_takes_versions_from_tool_versions() {
     let plan = plan("plan-python-poetry", &[]);
-    assert_eq!(
-        strings(&plan.phase("setup").unwrap().nix_pkgs)[0],
-        "python312"
-    );
-    assert!(strings(&plan.phase("install").unwrap().cmds)[0].contains("poetry install --no-dev"));
-    assert_eq!(
-        plan.start_phase.unwrap().cmd.as_deref(),
-        Some("python -m inventory")
-    );
+    assert_eq!(nix_pkgs(&plan, "setup")[0], "python312");
+    assert!(cmds(&plan, "install")[0].contains("poetry install --no-dev"));
+    assert_eq!(start_cmd(&plan), Some("python -m inventory"));
     assert_eq!(plan.variables.unwrap()["NIXPACKS_POETRY_VERSION"], "1.8.2");
 }
 
 #[test]
 fn go_builds_the_cmd_folder_into_a_slim_image() {
     let plan = plan("plan-go-cmd", &[]);
-    assert_eq!(strings(&plan.phase("setup").unwrap().nix_pkgs), ["go_1_21"]);
-    assert_eq!(
-        strings(&plan.phase("build").unwrap().cmds),
-        ["go build -o out ./cmd/server"]
-    );
+    assert_eq!(nix_pkgs(&plan, "setup"), ["go_1_21"]);
+    assert_eq!(cmds(&plan, "build"), ["go build -o out ./cmd/server"]);
     let start = plan.start_phase.unwrap();
     assert_eq!(
         (start.cmd.as_deref(), start.run_image.as_deref()),
@@ -212,11 +220,11 @@ fn rust_musl_by_default_and_glibc_with_no_musl() {
         &["NIXPACKS_NO_MUSL=1", "NIXPACKS_RUST_BIN=worker"],
     );
     assert_eq!(
-        strings(&glibc.phase("setup").unwrap().nix_pkgs),
+        nix_pkgs(&glibc, "setup"),
         ["binutils", "gcc", "rust-bin.stable.latest.default"]
     );
     assert_eq!(
-        strings(&glibc.phase("build").unwrap().cmds),
+        cmds(&glibc, "build"),
         [
             "mkdir -p bin",
             "cargo build --release",
@@ -253,12 +261,9 @@ fn rails_app_precompiles_assets_and_installs_ruby_with_rbenv() {
         strings(&setup.cmds)[0].contains("rbenv install 3.2.2")
             && strings(&setup.cmds)[0].ends_with("gem install bundler:2.5.3")
     );
+    assert_eq!(cmds(&plan, "build"), ["bundle exec rake assets:precompile"]);
     assert_eq!(
-        strings(&plan.phase("build").unwrap().cmds),
-        ["bundle exec rake assets:precompile"]
-    );
-    assert_eq!(
-        plan.start_phase.unwrap().cmd.as_deref(),
+        start_cmd(&plan),
         Some("bundle exec bin/rails server -b 0.0.0.0 -p ${PORT:-3000} -e $RAILS_ENV")
     );
     assert_eq!(plan.variables.unwrap()["RAILS_LOG_TO_STDOUT"], "enabled");
@@ -284,12 +289,9 @@ fn laravel_gets_php_with_extensions_and_public_root() {
 #[test]
 fn gradle_wrapper_version_picks_gradle_and_spring_port() {
     let plan = plan("plan-java-gradle", &[]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["jdk17", "gradle_7"]);
     assert_eq!(
-        strings(&plan.phase("setup").unwrap().nix_pkgs),
-        ["jdk17", "gradle_7"]
-    );
-    assert_eq!(
-        strings(&plan.phase("build").unwrap().cmds),
+        cmds(&plan, "build"),
         ["./gradlew clean build -x check -x test"]
     );
     assert!(plan
@@ -303,15 +305,10 @@ fn gradle_wrapper_version_picks_gradle_and_spring_port() {
 #[test]
 fn maven_wrapper_and_spring_boot() {
     let plan = plan("plan-java-maven", &["NIXPACKS_JDK_VERSION=21"]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["jdk21", "maven"]);
+    assert!(cmds(&plan, "build")[0].starts_with("chmod +x ./mvnw && ./mvnw "));
     assert_eq!(
-        strings(&plan.phase("setup").unwrap().nix_pkgs),
-        ["jdk21", "maven"]
-    );
-    assert!(
-        strings(&plan.phase("build").unwrap().cmds)[0].starts_with("chmod +x ./mvnw && ./mvnw ")
-    );
-    assert_eq!(
-        plan.start_phase.unwrap().cmd.as_deref(),
+        start_cmd(&plan),
         Some("java -Dserver.port=$PORT $JAVA_OPTS -jar target/*jar")
     );
 }
@@ -319,34 +316,19 @@ fn maven_wrapper_and_spring_boot() {
 #[test]
 fn deno_start_task_from_jsonc_wins() {
     let plan = plan("plan-deno", &[]);
-    assert_eq!(
-        strings(&plan.phase("build").unwrap().cmds),
-        ["deno cache src/index.ts"]
-    );
-    assert_eq!(
-        plan.start_phase.unwrap().cmd.as_deref(),
-        Some("deno run --allow-net src/index.ts")
-    );
+    assert_eq!(cmds(&plan, "build"), ["deno cache src/index.ts"]);
+    assert_eq!(start_cmd(&plan), Some("deno run --allow-net src/index.ts"));
 }
 
 #[test]
 fn procfile_web_starts_and_release_runs_after_build() {
     let plan = plan("plan-procfile", &[]);
-    assert_eq!(
-        plan.start_phase.as_ref().unwrap().cmd.as_deref(),
-        Some("gunicorn app:app")
-    );
+    assert_eq!(start_cmd(&plan), Some("gunicorn app:app"));
     let release = plan.phase("release").unwrap();
     assert_eq!(strings(&release.cmds), ["python migrate.py"]);
     assert_eq!(strings(&release.depends_on), ["setup", "install", "build"]);
     // The app has no build phase; the release still runs last.
-    let order: Vec<&str> = plan
-        .phases_in_order()
-        .unwrap()
-        .iter()
-        .map(|p| p.name())
-        .collect();
-    assert_eq!(order, ["setup", "install", "release"]);
+    assert_eq!(phase_order(&plan), ["setup", "install", "release"]);
 }
 
 #[test]
@@ -355,21 +337,9 @@ fn config_holes_extend_the_provider_plan() {
     let setup = plan.phase("setup").unwrap();
     assert_eq!(strings(&setup.nix_pkgs), ["nodejs_18", "npm-9_x", "ffmpeg"]);
     assert_eq!(strings(&setup.apt_pkgs), ["curl"]);
-    assert_eq!(
-        strings(&plan.phase("build").unwrap().cmds),
-        ["echo before", "echo after"]
-    );
-    let order: Vec<&str> = plan
-        .phases_in_order()
-        .unwrap()
-        .iter()
-        .map(|p| p.name())
-        .collect();
-    assert_eq!(order, ["setup", "install", "build", "assets"]);
-    assert_eq!(
-        plan.start_phase.unwrap().cmd.as_deref(),
-        Some("node server.js")
-    );
+    assert_eq!(cmds(&plan, "build"), ["echo before", "echo after"]);
+    assert_eq!(phase_order(&plan), ["setup", "install", "build", "assets"]);
+    assert_eq!(start_cmd(&plan), Some("node server.js"));
 }
 
 #[test]
@@ -386,14 +356,8 @@ fn cli_flags_win_over_config_file_and_environment() {
         .unwrap(),
     };
     let plan = generate_plan(&app("plan-config-holes"), &options).unwrap();
-    assert_eq!(
-        plan.start_phase.as_ref().unwrap().cmd.as_deref(),
-        Some("from-flag")
-    );
-    assert_eq!(
-        strings(&plan.phase("setup").unwrap().apt_pkgs),
-        ["git", "curl"]
-    );
+    assert_eq!(start_cmd(&plan), Some("from-flag"));
+    assert_eq!(apt_pkgs(&plan, "setup"), ["git", "curl"]);
 }
 
 #[test]
@@ -411,44 +375,26 @@ fn static_site_settings_reach_nginx_conf() {
 #[test]
 fn end_to_end_fixture_apps_plan_as_the_build_expects() {
     let node = plan("node-server", &[]);
-    assert_eq!(strings(&node.phase("install").unwrap().cmds), ["npm ci"]);
-    assert!(strings(&node.phase("setup").unwrap().nix_pkgs)[0].starts_with("nodejs_"));
-    assert_eq!(
-        node.start_phase.unwrap().cmd.as_deref(),
-        Some("npm run start")
-    );
+    assert_eq!(cmds(&node, "install"), ["npm ci"]);
+    assert!(nix_pkgs(&node, "setup")[0].starts_with("nodejs_"));
+    assert_eq!(start_cmd(&node), Some("npm run start"));
 
     let python = plan("python-server", &[]);
-    assert_eq!(
-        python.start_phase.unwrap().cmd.as_deref(),
-        Some("python main.py")
-    );
+    assert_eq!(start_cmd(&python), Some("python main.py"));
 
     let site = plan("static-site", &[]);
     assert!(site.static_assets.unwrap()["nginx.conf"].contains("root\t  /app/site;"));
 
     let shell = plan("shell-app", &[]);
-    assert_eq!(
-        strings(&shell.phase("setup").unwrap().nix_pkgs),
-        ["busybox"]
-    );
-    assert_eq!(
-        shell.start_phase.unwrap().cmd.as_deref(),
-        Some("bash start.sh")
-    );
+    assert_eq!(nix_pkgs(&shell, "setup"), ["busybox"]);
+    assert_eq!(start_cmd(&shell), Some("bash start.sh"));
 
     let configured = plan("configured-app", &[]);
     assert_eq!(
         configured.variables.as_ref().unwrap()["GREETING"],
         "hello from kiln fixture configured-app"
     );
-    let order: Vec<&str> = configured
-        .phases_in_order()
-        .unwrap()
-        .iter()
-        .map(|p| p.name())
-        .collect();
-    assert_eq!(order, ["setup", "build"]);
+    assert_eq!(phase_order(&configured), ["setup", "build"]);
 }
 
 #[test]

@@ -9,7 +9,6 @@ use std::path::Path;
 use tar::{Builder, EntryType, Header};
 
 use super::ImageError;
-use crate::layer::LayerError;
 
 /// Entries of an archive being written.
 pub struct ArchiveWriter<W: Write> {
@@ -94,18 +93,28 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
+/// Writes the tar archive at `path` through `fill`, every entry with mtime
+/// `mtime`, atomically as [`write_file_atomically`] does.
+pub fn write_archive_atomically(
+    path: &Path,
+    mtime: u64,
+    fill: impl FnOnce(&mut ArchiveWriter<&mut BufWriter<&File>>) -> Result<(), ImageError>,
+) -> Result<(), ImageError> {
+    write_file_atomically(path, |out| {
+        let mut archive = ArchiveWriter::new(out, mtime);
+        fill(&mut archive)?;
+        archive.finish().map_err(|e| ImageError::io(path, e))?;
+        Ok(())
+    })
+}
+
 /// Writes the file at `path` through `fill`: to a temporary name in the
 /// same folder, fsynced, then renamed, so `path` is never half written.
-pub fn write_file_atomically(
+fn write_file_atomically(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<&File>) -> Result<(), ImageError>,
 ) -> Result<(), ImageError> {
-    let io_err = |e: io::Error| {
-        ImageError::Layer(LayerError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })
-    };
+    let io_err = |e: io::Error| ImageError::io(path, e);
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

@@ -8,10 +8,9 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::archive::{write_file_atomically, ArchiveWriter};
+use super::archive::write_archive_atomically;
 use super::{canonical_json, Image, ImageError};
 use crate::layer::digest::sha256_hex;
-use crate::layer::LayerError;
 
 /// Writes `image` as a docker archive at `file`, named `reference`
 /// (`NAME:TAG`) when given.
@@ -32,14 +31,8 @@ pub fn write(image: &Image, file: &Path, reference: Option<&str>) -> Result<(), 
         "Layers": layer_names,
     }]));
 
-    write_file_atomically(file, |out| {
-        let io_err = |e| {
-            ImageError::Layer(LayerError::Io {
-                path: file.to_path_buf(),
-                source: e,
-            })
-        };
-        let mut archive = ArchiveWriter::new(out, image.source_date_epoch);
+    write_archive_atomically(file, image.source_date_epoch, |archive| {
+        let io_err = |e| ImageError::io(file, e);
         archive.bytes(&config_name, &image.config).map_err(io_err)?;
         let mut written = BTreeSet::new();
         for (layer, name) in image.layers.iter().zip(&layer_names) {
@@ -49,15 +42,8 @@ pub fn write(image: &Image, file: &Path, reference: Option<&str>) -> Result<(), 
             let tar = layer.open_uncompressed()?;
             archive
                 .stream(name, layer.uncompressed_size, tar)
-                .map_err(|e| {
-                    ImageError::Layer(LayerError::Io {
-                        path: layer.blob.clone(),
-                        source: e,
-                    })
-                })?;
+                .map_err(|e| ImageError::io(&layer.blob, e))?;
         }
-        archive.bytes("manifest.json", &manifest).map_err(io_err)?;
-        archive.finish().map_err(io_err)?;
-        Ok(())
+        archive.bytes("manifest.json", &manifest).map_err(io_err)
     })
 }

@@ -96,6 +96,16 @@ pub enum ImageError {
     },
 }
 
+impl ImageError {
+    /// Reading or writing `path` failed.
+    fn io(path: &std::path::Path, source: std::io::Error) -> ImageError {
+        ImageError::Layer(LayerError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
 impl ImageBuilder {
     /// An empty image created at `source_date_epoch`, working in `/app`.
     pub fn new(source_date_epoch: u64) -> ImageBuilder {

@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 
-use super::archive::{write_file_atomically, ArchiveWriter};
+use super::archive::write_archive_atomically;
 use super::oci_layout::{index, OCI_LAYOUT};
 use super::{Image, ImageError};
 use crate::layer::digest::sha256_hex;
-use crate::layer::LayerError;
 
 enum Blob<'a> {
     Bytes(&'a [u8]),
@@ -26,14 +25,8 @@ pub fn write(image: &Image, file: &Path, tags: &[String]) -> Result<(), ImageErr
     blobs.insert(image.manifest_digest.clone(), Blob::Bytes(&image.manifest));
     let index = index(image, tags);
 
-    write_file_atomically(file, |out| {
-        let io_err = |e| {
-            ImageError::Layer(LayerError::Io {
-                path: file.to_path_buf(),
-                source: e,
-            })
-        };
-        let mut archive = ArchiveWriter::new(out, image.source_date_epoch);
+    write_archive_atomically(file, image.source_date_epoch, |archive| {
+        let io_err = |e| ImageError::io(file, e);
         archive.dir("blobs/").map_err(io_err)?;
         archive.dir("blobs/sha256/").map_err(io_err)?;
         for (digest, blob) in &blobs {
@@ -44,19 +37,12 @@ pub fn write(image: &Image, file: &Path, tags: &[String]) -> Result<(), ImageErr
             match blob {
                 Blob::Bytes(bytes) => archive.bytes(&name, bytes).map_err(io_err)?,
                 Blob::File(path, size) => {
-                    let reader = File::open(path).map_err(|e| {
-                        ImageError::Layer(LayerError::Io {
-                            path: path.to_path_buf(),
-                            source: e,
-                        })
-                    })?;
+                    let reader = File::open(path).map_err(|e| ImageError::io(path, e))?;
                     archive.stream(&name, *size, reader).map_err(io_err)?;
                 }
             }
         }
         archive.bytes("index.json", &index).map_err(io_err)?;
-        archive.bytes("oci-layout", OCI_LAYOUT).map_err(io_err)?;
-        archive.finish().map_err(io_err)?;
-        Ok(())
+        archive.bytes("oci-layout", OCI_LAYOUT).map_err(io_err)
     })
 }

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 use super::{canonical_json, Image, ImageError};
 use crate::layer::digest::sha256_hex;
-use crate::layer::LayerError;
 
 /// Content of the `oci-layout` file.
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -25,7 +24,7 @@ const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub fn write(image: &Image, dir: &Path, tags: &[String]) -> Result<(), ImageError> {
     let existing = existing_index(dir)?;
     let blobs = dir.join("blobs").join("sha256");
-    fs::create_dir_all(&blobs).map_err(|e| io_error(&blobs, e))?;
+    fs::create_dir_all(&blobs).map_err(|e| ImageError::io(&blobs, e))?;
     crate::layer::write_atomically(&dir.join("oci-layout"), OCI_LAYOUT)?;
 
     for layer in &image.layers {
@@ -92,7 +91,7 @@ fn existing_index(dir: &Path) -> Result<Option<Value>, ImageError> {
             }
             Ok(None)
         }
-        Err(e) => Err(io_error(&index_path, e)),
+        Err(e) => Err(ImageError::io(&index_path, e)),
     }
 }
 
@@ -104,11 +103,13 @@ fn copy_blob(from: &Path, to: &Path, size: u64) -> Result<(), ImageError> {
     let temp = tempfile::Builder::new()
         .prefix(".tmp-blob-")
         .tempfile_in(dir)
-        .map_err(|e| io_error(dir, e))?;
+        .map_err(|e| ImageError::io(dir, e))?;
     // fs::copy streams in the kernel (copy_file_range), never in memory.
-    fs::copy(from, temp.path()).map_err(|e| io_error(from, e))?;
-    temp.as_file().sync_all().map_err(|e| io_error(to, e))?;
-    temp.persist(to).map_err(|e| io_error(to, e.error))?;
+    fs::copy(from, temp.path()).map_err(|e| ImageError::io(from, e))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| ImageError::io(to, e))?;
+    temp.persist(to).map_err(|e| ImageError::io(to, e.error))?;
     Ok(())
 }
 
@@ -118,11 +119,4 @@ fn same_size(path: &Path, size: u64) -> bool {
 
 fn hex(digest: &str) -> PathBuf {
     PathBuf::from(sha256_hex(digest).expect("kiln makes sha256 digests"))
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> ImageError {
-    ImageError::Layer(LayerError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
 }

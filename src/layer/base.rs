@@ -83,18 +83,8 @@ fn exists(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::test_support::package;
     use crate::layer::Kind;
-    use std::fs;
-
-    fn package(root: &Path, name: &str, files: &[&str]) -> StorePathSource {
-        let store_path = format!("/nix/store/{:0<32}-{name}", name.len());
-        let local = root.join(&store_path[11..]);
-        for file in files {
-            fs::create_dir_all(local.join(file).parent().unwrap()).unwrap();
-            fs::write(local.join(file), "x").unwrap();
-        }
-        StorePathSource { store_path, local }
-    }
 
     fn link(tree: &Tree, name: &str) -> Option<String> {
         tree.entries()

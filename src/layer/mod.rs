@@ -20,6 +20,8 @@ pub mod digest;
 mod grouping;
 mod profile;
 mod tar;
+#[cfg(test)]
+mod test_support;
 mod tree;
 
 use std::fs::File;

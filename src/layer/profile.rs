@@ -121,18 +121,8 @@ fn emit(tree: &mut Tree, at: &[u8], dir: &BTreeMap<Vec<u8>, Node>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::test_support::package;
     use crate::layer::Kind;
-    use std::path::Path;
-
-    fn package(root: &Path, name: &str, files: &[&str]) -> StorePathSource {
-        let store_path = format!("/nix/store/{:0<32}-{name}", name.len());
-        let local = root.join(&store_path[11..]);
-        for file in files {
-            fs::create_dir_all(local.join(file).parent().unwrap()).unwrap();
-            fs::write(local.join(file), name).unwrap();
-        }
-        StorePathSource { store_path, local }
-    }
 
     fn listing(tree: &Tree) -> Vec<String> {
         tree.entries()

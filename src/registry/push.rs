@@ -136,42 +136,36 @@ async fn push(
                 ),
             }
         })?;
-    for tag in &outcome.tags {
-        let target = Reference::with_tag(
-            session.reference.registry().to_string(),
-            session.reference.repository().to_string(),
-            tag.clone(),
-        );
-        with_retry(
-            session.backoff,
-            &session.site,
-            &format!("putting the manifest under tag {tag}"),
-            || {
-                session.client.push_manifest_raw(
-                    &target,
-                    image.manifest_bytes.clone(),
-                    content_type.clone(),
-                )
-            },
-        )
-        .await?;
-    }
-    if outcome.tags.is_empty() {
-        let target = session
-            .reference
-            .clone_with_digest(image.manifest_digest.clone());
-        with_retry(
-            session.backoff,
-            &session.site,
-            "putting the manifest",
-            || {
-                session.client.push_manifest_raw(
-                    &target,
-                    image.manifest_bytes.clone(),
-                    content_type.clone(),
-                )
-            },
-        )
+    // Without a tag the manifest is put under its digest alone.
+    let targets: Vec<(Reference, String)> = if outcome.tags.is_empty() {
+        vec![(
+            session
+                .reference
+                .clone_with_digest(image.manifest_digest.clone()),
+            "putting the manifest".to_string(),
+        )]
+    } else {
+        outcome
+            .tags
+            .iter()
+            .map(|tag| {
+                let target = Reference::with_tag(
+                    session.reference.registry().to_string(),
+                    session.reference.repository().to_string(),
+                    tag.clone(),
+                );
+                (target, format!("putting the manifest under tag {tag}"))
+            })
+            .collect()
+    };
+    for (target, operation) in &targets {
+        with_retry(session.backoff, &session.site, operation, || {
+            session.client.push_manifest_raw(
+                target,
+                image.manifest_bytes.clone(),
+                content_type.clone(),
+            )
+        })
         .await?;
     }
     tracing::info!(image = %outcome, uploaded = outcome.uploaded.len(), mounted = outcome.mounted.len(), present = outcome.present.len(), "pushed");

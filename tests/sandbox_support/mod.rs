@@ -96,6 +96,23 @@ pub fn phase(
     sandbox
 }
 
+/// A new empty folder `name` under `parent`, as a phase's upper folder.
+pub fn empty_dir(parent: &Path, name: &str) -> PathBuf {
+    let dir = parent.join(name);
+    fs::create_dir(&dir).unwrap();
+    dir
+}
+
+/// Puts `name`=this test process's id in the environment of `sandbox`'s
+/// commands and returns that `NAME=value`, for [`processes_with`] to find
+/// any of them left running.
+pub fn mark(sandbox: &mut Sandbox, name: &str) -> String {
+    let id = std::process::id().to_string();
+    let marker = format!("{name}={id}");
+    sandbox.env.push((name.to_string(), id));
+    marker
+}
+
 /// Writes `content` to `root/rel` with `mode`, creating parents.
 pub fn write_file(root: &Path, rel: &str, content: &str, mode: u32) {
     let path = root.join(rel);
