@@ -27,6 +27,11 @@ pub fn busybox_image(layout: &Path, tag: &str) {
     std::os::unix::fs::symlink("busybox", bin.join("sh")).expect("link sh");
     std::fs::write(staging.path().join("hello.txt"), b"hello from the base\n")
         .expect("write hello");
+    // Fixed mtimes: two images made a second apart must share this layer's
+    // digest, or tests of blob reuse fail at random.
+    run(Command::new("find")
+        .arg(staging.path())
+        .args(["-exec", "touch", "-h", "-d", "@1", "{}", "+"]));
     insert(layout, tag, staging.path(), "/");
 }
 
