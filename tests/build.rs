@@ -1,0 +1,288 @@
+//! `kiln build` end to end: each fixture app built offline with the fixture
+//! nixpkgs, unpacked by umoci, run by runc and asked for its page over
+//! loopback; the same build twice gives the same digest; failures exit 1
+//! and write nothing.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use kiln_harness::apps::FixtureApp;
+use kiln_harness::process::free_port;
+use kiln_harness::validators::Bundle;
+use kiln_harness::{http, require, AsUser, FixtureNixpkgs, Registry, RegistryKind};
+
+const IMAGE_TOOLS: [&str; 3] = ["umoci", "runc", "curl"];
+
+/// `kiln build` arguments for `app_dir` with the fixture's nixpkgs and cache.
+fn build_args(fixture: &FixtureNixpkgs, app_dir: &Path, cache: &Path) -> Vec<String> {
+    vec![
+        "--cache-dir".into(),
+        cache.display().to_string(),
+        "build".into(),
+        app_dir.display().to_string(),
+        "--nixpkgs".into(),
+        fixture.nixpkgs_dir().display().to_string(),
+        "--substituter".into(),
+        fixture.xz_cache_url(),
+        "--trusted-public-key".into(),
+        fixture.public_key().to_string(),
+    ]
+}
+
+fn kiln(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("run kiln")
+}
+
+fn succeed(output: Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}): {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// Runs the image `tag` of `layout` with runc and checks that it answers
+/// the app's body on `$PORT` over loopback.
+fn answers(layout: &Path, tag: &str, app: FixtureApp) {
+    let bundle = Bundle::unpack(layout, tag);
+    let port = free_port();
+    bundle.prepare(|config| {
+        let env = config["process"]["env"]
+            .as_array_mut()
+            .expect("config has process.env");
+        env.push(format!("PORT={port}").into());
+    });
+    let mut container = bundle.start(&format!("kiln-build-{}-{port}", app.name()));
+    let url = format!("http://127.0.0.1:{port}/");
+    container.wait_ready(Duration::from_secs(30), || http::get(&url).is_some());
+    assert_eq!(http::get(&url), Some(app.body()), "{}", container.log());
+}
+
+/// Builds `app` as root into `oci:<tmp>:latest`, runs it and fetches its
+/// page; returns the printed digest.
+fn builds_and_answers(app: FixtureApp) -> Option<String> {
+    let fixture = FixtureNixpkgs::get()?;
+    if !require(&IMAGE_TOOLS) {
+        return None;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
+    args.extend([
+        "--output".into(),
+        format!("oci:{}:latest", layout.display()),
+    ]);
+    let digest = succeed(kiln(&args), &format!("kiln build {}", app.name()));
+    answers(&layout, "latest", app);
+    Some(digest.trim().to_string())
+}
+
+#[test]
+fn node_app_builds_and_answers() {
+    builds_and_answers(FixtureApp::Node);
+}
+
+#[test]
+fn shell_app_builds_and_answers() {
+    builds_and_answers(FixtureApp::Shell);
+}
+
+#[test]
+fn configured_app_builds_and_answers() {
+    builds_and_answers(FixtureApp::Configured);
+}
+
+#[test]
+fn same_build_twice_gives_the_same_digest() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let digests: Vec<String> = (0..2)
+        .map(|_| {
+            // A fresh cache each time: nothing is reused between the builds.
+            let work = tempfile::tempdir().unwrap();
+            let mut args = build_args(fixture, &FixtureApp::Node.dir(), &work.path().join("cache"));
+            let archive = work.path().join("node.oci.tar");
+            args.extend([
+                "--output".into(),
+                format!("oci-archive:{}", archive.display()),
+            ]);
+            succeed(kiln(&args), "kiln build").trim().to_string()
+        })
+        .collect();
+    assert!(digests[0].starts_with("sha256:"), "{digests:?}");
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn node_app_builds_as_an_unprivileged_user() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let Some(user) = AsUser::get() else {
+        return;
+    };
+    if !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let work = user.tempdir();
+    let layout = work.path().join("layout");
+    let mut args = build_args(fixture, &FixtureApp::Node.dir(), &work.path().join("cache"));
+    args.extend([
+        "--output".into(),
+        format!("oci:{}:latest", layout.display()),
+    ]);
+    let output = user
+        .command(env!("CARGO_BIN_EXE_kiln"))
+        .args(&args)
+        .current_dir(work.path())
+        .output()
+        .expect("run kiln as the test user");
+    let digest = succeed(output, "kiln build as the test user");
+    assert!(digest.trim().starts_with("sha256:"), "{digest}");
+    let owner =
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(layout.join("index.json")).unwrap());
+    assert_eq!(owner, user.uid(), "the image is the user's");
+    answers(&layout, "latest", FixtureApp::Node);
+}
+
+#[test]
+fn a_failing_build_command_exits_1_and_writes_no_image() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("broken.oci.tar");
+    let mut args = build_args(fixture, &FixtureApp::Node.dir(), &work.path().join("cache"));
+    args.extend([
+        "--build-cmd".into(),
+        "echo about to fail; exit 7".into(),
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("phase build"), "{stderr}");
+    assert!(stderr.contains("exit 7"), "names the command: {stderr}");
+    assert!(!archive.exists(), "no image after a failed build");
+}
+
+#[test]
+fn a_missing_package_names_it_and_exits_1() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("missing.oci.tar");
+    let mut args = build_args(
+        fixture,
+        &FixtureApp::Shell.dir(),
+        &work.path().join("cache"),
+    );
+    args.extend([
+        "--pkgs".into(),
+        "no-such-package-anywhere".into(),
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no-such-package-anywhere"), "{stderr}");
+    assert!(!archive.exists());
+}
+
+#[test]
+fn a_bad_config_names_the_file_and_exits_1() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(
+        app.join("nixpacks.toml"),
+        "[phases.build\ncmds = [\"true\"]\n",
+    )
+    .unwrap();
+    let archive = work.path().join("bad.oci.tar");
+    let mut args = build_args(fixture, &app, &work.path().join("cache"));
+    args.extend([
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nixpacks.toml"), "{stderr}");
+    assert!(!archive.exists());
+}
+
+#[test]
+fn pushed_image_pulled_back_runs_the_same() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&["docker-registry", "skopeo"]) || !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let registry = Registry::start(RegistryKind::Plain);
+    let work = tempfile::tempdir().unwrap();
+    let reference = format!("{}/fixtures/node-server:v1", registry.host());
+    let mut args = build_args(fixture, &FixtureApp::Node.dir(), &work.path().join("cache"));
+    args.extend([
+        "--push".into(),
+        reference.clone(),
+        "--insecure-registry".into(),
+        registry.host(),
+    ]);
+    let printed = succeed(kiln(&args), "kiln build --push");
+    let digest = printed.trim();
+    let pulled = work.path().join("pulled");
+    kiln_harness::validators::skopeo_copy(
+        &format!("docker://{reference}"),
+        &format!("oci:{}:v1", pulled.display()),
+        &["--src-tls-verify=false"],
+    );
+    let inspect = kiln_harness::validators::skopeo_inspect(
+        &format!("docker://{reference}"),
+        &["--tls-verify=false"],
+    );
+    assert_eq!(inspect["Digest"], digest);
+    answers(&pulled, "v1", FixtureApp::Node);
+}
+
+#[test]
+fn unreachable_registry_exits_1() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let reference = format!("127.0.0.1:{port}/nowhere/app:v1");
+    let mut args = build_args(
+        fixture,
+        &FixtureApp::Shell.dir(),
+        &work.path().join("cache"),
+    );
+    args.extend([
+        "--push".into(),
+        reference,
+        "--insecure-registry".into(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+}
