@@ -286,3 +286,87 @@ fn unreachable_registry_exits_1() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
 }
+
+/// The static site builds with its assets, site and the profile where
+/// upstream's nginx config looks for it. Running it needs `sed`, which
+/// neither kiln's minimal base nor the fixture nixpkgs has yet.
+#[test]
+fn static_site_builds_with_assets_and_profile() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let app = FixtureApp::StaticSite;
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
+    args.extend([
+        "--output".into(),
+        format!("oci:{}:latest", layout.display()),
+    ]);
+    succeed(kiln(&args), "kiln build static-site");
+    let bundle = Bundle::unpack(&layout, "latest");
+    let rootfs = bundle.rootfs();
+    let read = |path: &str| std::fs::read_to_string(rootfs.join(path)).unwrap_or_default();
+    assert_eq!(read("app/site/index.html"), app.body());
+    assert!(read("assets/nginx.conf").contains("root\t  /app/site;"));
+    let environments: Vec<_> = std::fs::read_dir(rootfs.join("nix/store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with("-user-environment"))
+        .collect();
+    assert_eq!(environments.len(), 1, "{environments:?}");
+    let mime = format!("/nix/store/{}/conf/mime.types", environments[0]);
+    let resolved = resolve_in(&rootfs, Path::new(&mime));
+    assert!(
+        std::fs::read_to_string(&resolved)
+            .unwrap()
+            .contains("text/html"),
+        "{mime} -> {}",
+        resolved.display()
+    );
+    for dir in ["etc/nginx", "var/log/nginx", "var/cache/nginx"] {
+        assert!(rootfs.join(dir).is_dir(), "the setup phase made /{dir}");
+    }
+}
+
+/// `path` inside `rootfs`, following symlinks as the container would see
+/// them (absolute targets are relative to `rootfs`).
+fn resolve_in(rootfs: &Path, path: &Path) -> std::path::PathBuf {
+    let mut resolved = rootfs.to_path_buf();
+    let mut pending: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(part) => Some(part.to_os_string()),
+            _ => None,
+        })
+        .collect();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        let next = resolved.join(&part);
+        match std::fs::read_link(&next) {
+            Ok(target) => {
+                hops += 1;
+                assert!(hops < 40, "symlink loop at {}", next.display());
+                if target.is_absolute() {
+                    resolved = rootfs.to_path_buf();
+                }
+                for component in target.components().rev() {
+                    match component {
+                        std::path::Component::Normal(p) => pending.push(p.to_os_string()),
+                        std::path::Component::ParentDir => pending.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Err(_) if part == ".." => {
+                resolved.pop();
+            }
+            Err(_) => resolved = next,
+        }
+    }
+    resolved
+}

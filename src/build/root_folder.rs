@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::packages::Packages;
-use crate::layer::{base_files, BaseFiles, Content, Kind, StorePathSource, Tree};
+use crate::layer::{base_files, BaseFiles, Content, Kind, StorePathSource, Tree, PROFILE_DIR};
 
 /// The base of a build.
 pub struct Base {
@@ -44,7 +44,8 @@ pub fn base(packages: &Packages, dir: &Path) -> anyhow::Result<Base> {
             local: p.location.clone(),
         })
         .collect();
-    let files = base_files(&roots, &closure);
+    let mut files = base_files(&roots, &closure);
+    add_upstream_layout(&mut files.tree);
     write_tree(&files.tree, dir)
         .with_context(|| format!("could not write the base files into {}", dir.display()))?;
     Ok(Base {
@@ -54,6 +55,22 @@ pub fn base(packages: &Packages, dir: &Path) -> anyhow::Result<Base> {
         closure,
     })
 }
+
+/// Folders upstream's Ubuntu base has and plans rely on (`mkdir
+/// /var/log/nginx`), and the name upstream plans find the profile by: in
+/// upstream images it is the Nix store path `*-user-environment`, so a
+/// link of that form points at kiln's profile.
+fn add_upstream_layout(tree: &mut Tree) {
+    for dir in ["var/cache", "var/lib", "var/log", "run"] {
+        tree.add_dir(dir, 0o755);
+    }
+    tree.add_dir("var/tmp", 0o1777);
+    tree.add_symlink(USER_ENVIRONMENT, PROFILE_DIR);
+}
+
+/// Where upstream plans look for the profile (`/nix/store/*-user-environment`);
+/// the hash part is all zeros so it can never be a real store path's.
+pub const USER_ENVIRONMENT: &str = "nix/store/00000000000000000000000000000000-user-environment";
 
 /// Writes the entries of `tree` under `dir`. Tree names are relative and
 /// free of `..` by construction, so every entry lands inside `dir`.
