@@ -370,3 +370,104 @@ fn resolve_in(rootfs: &Path, path: &Path) -> std::path::PathBuf {
     }
     resolved
 }
+
+fn build_json(args: &[String]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.insert(0, "--json".into());
+    let stdout = succeed(kiln(&args), "kiln build --json");
+    serde_json::from_str(&stdout).expect("--json prints one JSON object")
+}
+
+fn phase_cached(summary: &serde_json::Value, name: &str) -> bool {
+    let phase = summary["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no phase {name} in {summary}"));
+    phase["cached"].as_bool().expect("cached is a boolean")
+}
+
+fn layer_digests(summary: &serde_json::Value) -> Vec<(String, String)> {
+    summary["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["holds"].as_str().unwrap().to_string(),
+                l["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn node_rebuild_after_a_source_edit_reuses_the_install_phase() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("node-server");
+    std::fs::create_dir(&app).unwrap();
+    for file in ["package.json", "package-lock.json", "server.js"] {
+        std::fs::copy(FixtureApp::Node.dir().join(file), app.join(file)).unwrap();
+    }
+    let layout = work.path().join("layout");
+    let build = |tag: &str| {
+        let mut args = build_args(fixture, &app, &work.path().join("cache"));
+        args.extend([
+            "--build-cmd".into(),
+            "cp server.js server.copy.js".into(),
+            "--output".into(),
+            format!("oci:{}:{tag}", layout.display()),
+        ]);
+        build_json(&args)
+    };
+    let first = build("first");
+    assert!(!phase_cached(&first, "install"));
+    assert!(!phase_cached(&first, "build"));
+
+    let mut source = std::fs::read_to_string(app.join("server.js")).unwrap();
+    source.push_str("\n// an edit that changes no behaviour\n");
+    std::fs::write(app.join("server.js"), source).unwrap();
+    let second = build("second");
+    assert!(
+        phase_cached(&second, "install"),
+        "npm ci ran again: {second}"
+    );
+    assert!(
+        !phase_cached(&second, "build"),
+        "the build phase must see the edit"
+    );
+    assert_ne!(first["digest"], second["digest"]);
+
+    let (before, after) = (layer_digests(&first), layer_digests(&second));
+    assert_eq!(before.len(), after.len());
+    let app_layer = before
+        .iter()
+        .position(|(holds, _)| holds == "app files")
+        .expect("an app files layer");
+    assert_eq!(
+        before[..app_layer],
+        after[..app_layer],
+        "layers below the app are unchanged"
+    );
+    assert_ne!(before[app_layer], after[app_layer]);
+    let install = |layers: &[(String, String)]| {
+        layers
+            .iter()
+            .find(|(holds, _)| holds == "phase install")
+            .cloned()
+            .expect("a phase install layer")
+    };
+    assert_eq!(
+        install(&before),
+        install(&after),
+        "the install layer is the same"
+    );
+    answers(&layout, "second", FixtureApp::Node);
+}

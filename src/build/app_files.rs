@@ -33,6 +33,57 @@ pub fn stage(app_dir: &Path, root: &Path, assets: Option<&StaticAssets>) -> anyh
     Ok(copied)
 }
 
+/// Copies only `files` (paths relative to the staged app `app`, files or
+/// folders) to `<root>/app`, and `assets` when the staged app has them.
+pub fn stage_selected(staged: &Path, root: &Path, files: &[String]) -> anyhow::Result<()> {
+    let app = staged.join("app");
+    let target = root.join("app");
+    fs::create_dir_all(&target)
+        .with_context(|| format!("could not create {}", target.display()))?;
+    for file in files {
+        let relative = Path::new(file.trim_start_matches("./"));
+        if relative.is_absolute()
+            || relative
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            anyhow::bail!(
+                "onlyIncludeFiles entry {file:?} must be a path inside the app, without `..`"
+            );
+        }
+        let source = app.join(relative);
+        let dest = target.join(relative);
+        let meta = match fs::symlink_metadata(&source) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("could not read {}", source.display()))
+            }
+        };
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("could not create {}", parent.display()))?;
+        }
+        let failed = || format!("could not copy {} to {}", source.display(), dest.display());
+        if meta.file_type().is_symlink() {
+            symlink(fs::read_link(&source).with_context(failed)?, &dest).with_context(failed)?;
+        } else if meta.is_dir() {
+            fs::create_dir_all(&dest).with_context(failed)?;
+            copy_dir(&source, &dest, file, &Ignore::default(), &mut 0)?;
+        } else {
+            fs::copy(&source, &dest).with_context(failed)?;
+        }
+    }
+    let assets = staged.join("assets");
+    if assets.is_dir() {
+        let dest = root.join("assets");
+        fs::create_dir_all(&dest)
+            .with_context(|| format!("could not create {}", dest.display()))?;
+        copy_dir(&assets, &dest, "", &Ignore::default(), &mut 0)?;
+    }
+    Ok(())
+}
+
 fn copy_dir(
     from: &Path,
     to: &Path,

@@ -4,8 +4,10 @@
 //! Each stage is a module with one job; this one wires them and reports.
 
 mod app_files;
+mod app_view;
 mod assemble;
 mod packages;
+mod phase_cache;
 mod phases;
 mod progress;
 mod root_folder;
@@ -89,14 +91,19 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         plan: &plan,
         phases: &ordered,
         packages: &packages,
-        lowers: vec![base.dir.clone(), app_root.clone()],
+        base: &base.dir,
+        app_root: &app_root,
         work: scratch.path(),
         cache_root: &cache_root,
         command,
         progress: &progress,
     })?;
 
-    progress.stage("phases", format!("{} ran", ran.len()));
+    let cached = ran.iter().filter(|p| p.cached).count();
+    progress.stage(
+        "phases",
+        format!("{} ran, {cached} from the phase cache", ran.len() - cached),
+    );
 
     let built = assemble::image(&assemble::ImageInputs {
         plan: &plan,
@@ -133,7 +140,7 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
     if global.json {
         let phases: Vec<_> = ran
             .iter()
-            .map(|p| json!({"name": p.name, "cached": false, "seconds": p.seconds}))
+            .map(|p| json!({"name": p.name, "cached": p.cached, "seconds": p.seconds}))
             .collect();
         println!(
             "{}",
@@ -142,7 +149,12 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
                 "digest": built.image.manifest_digest,
                 "output": destination.as_ref().map(describe),
                 "pushed": pushed,
-                "layers": built.image.layers.len(),
+                "layers": built
+                    .image
+                    .layers
+                    .iter()
+                    .map(|l| json!({"digest": l.digest, "size": l.size, "holds": l.description}))
+                    .collect::<Vec<_>>(),
                 "compressedSize": built.compressed_size(),
                 "uncompressedSize": built.uncompressed_size(),
                 "phases": phases,

@@ -8,7 +8,9 @@ use anyhow::{bail, Context};
 use kiln_providers::{BuildPlan, Phase};
 
 use super::packages::Packages;
+use super::phase_cache::{self, PhaseCache, PhaseKey};
 use super::progress::Progress;
+use super::{app_files, app_view};
 use crate::cli::{BuildCommand, Network as NetworkArg};
 use crate::sandbox::{self, Network, PhaseEnvironment, Sandbox};
 
@@ -20,8 +22,10 @@ pub struct PhaseInputs<'a> {
     pub plan: &'a BuildPlan,
     pub phases: &'a [&'a Phase],
     pub packages: &'a Packages,
-    /// Root folders under every phase, lowest first.
-    pub lowers: Vec<PathBuf>,
+    /// The base files folder, the lowest layer.
+    pub base: &'a Path,
+    /// The staged app: `app/` and `assets/`.
+    pub app_root: &'a Path,
     /// Folder for the phases' upper folders.
     pub work: &'a Path,
     pub cache_root: &'a Path,
@@ -35,8 +39,10 @@ pub struct RanPhase {
     pub name: String,
     /// Its diff, in overlay format.
     pub upper: PathBuf,
-    /// How long it took.
+    /// How long it took (looking it up, when cached).
     pub seconds: f64,
+    /// Whether its diff came from the phase cache.
+    pub cached: bool,
 }
 
 /// Runs every phase that has commands, in order; returns their diffs.
@@ -62,7 +68,16 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
         .unwrap_or_else(|| DEFAULT_CACHE_KEY.to_string());
     let cancel = sandbox::cancel_on_interrupt().context("could not watch for Ctrl-C")?;
 
-    let mut lowers = inputs.lowers.clone();
+    let phase_cache = if inputs.command.no_cache {
+        None
+    } else {
+        Some(PhaseCache::open(inputs.cache_root)?)
+    };
+    let mut closure_paths: Vec<String> = store_paths.iter().map(|s| s.name.clone()).collect();
+    closure_paths.sort();
+
+    let mut uppers: Vec<PathBuf> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
     let mut ran = Vec::new();
     for (index, phase) in inputs.phases.iter().enumerate() {
         let paths = image_paths(&inputs.phases[..=index]);
@@ -71,9 +86,20 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
             continue;
         }
         let started = Instant::now();
-        let upper = inputs.work.join(format!("phase-{}", ran.len()));
-        std::fs::create_dir(&upper)
-            .with_context(|| format!("could not create {}", upper.display()))?;
+        let name = phase.name();
+        let view = match app_view::phase_files(phase, &inputs.app_root.join("app")) {
+            Some(files) => {
+                let view = inputs.work.join(format!("view-{index}"));
+                app_files::stage_selected(inputs.app_root, &view, &files)
+                    .with_context(|| format!("phase {name}: could not stage its files"))?;
+                inputs.progress.note(format!(
+                    "phase {name}: sees only {} of the app",
+                    files.join(", ")
+                ));
+                view
+            }
+            None => inputs.app_root.to_path_buf(),
+        };
         let env = sandbox::phase_environment(&PhaseEnvironment {
             variables: &variables,
             overrides: &overrides,
@@ -82,8 +108,41 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
             libraries: &packages.library_dirs,
             metadata: None,
         });
-        let mut sandbox = Sandbox::new(phase.name(), bash.clone(), upper.clone(), commands);
-        sandbox.lowers = lowers.clone();
+        let directories = phase.cache_directories.clone().unwrap_or_default();
+        let key = PhaseKey {
+            name,
+            commands: &commands,
+            env: &env,
+            store_paths: &closure_paths,
+            cache_directories: &directories,
+            app_files: &phase_cache::hash_folder(&view)?,
+            earlier: &keys,
+        }
+        .digest();
+        let mut lowers = vec![inputs.base.to_path_buf(), view];
+        lowers.extend(uppers.iter().cloned());
+
+        if let Some(upper) = phase_cache.as_ref().and_then(|c| c.lookup(&key)) {
+            let seconds = started.elapsed().as_secs_f64();
+            inputs
+                .progress
+                .note(format!("phase {name}: cached (phase cache {})", &key[..12]));
+            uppers.push(upper.clone());
+            keys.push(key);
+            ran.push(RanPhase {
+                name: name.to_string(),
+                upper,
+                seconds,
+                cached: true,
+            });
+            continue;
+        }
+
+        let upper = inputs.work.join(format!("phase-{index}"));
+        std::fs::create_dir(&upper)
+            .with_context(|| format!("could not create {}", upper.display()))?;
+        let mut sandbox = Sandbox::new(name, bash.clone(), upper.clone(), commands);
+        sandbox.lowers = lowers;
         sandbox.store_paths = store_paths.clone();
         sandbox.env = env;
         sandbox.cancel = Some(cancel.clone());
@@ -91,32 +150,34 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
             NetworkArg::Host => Network::Host,
             NetworkArg::None => Network::None,
         };
-        let directories = phase.cache_directories.clone().unwrap_or_default();
         if !inputs.command.no_cache && !directories.is_empty() {
             let build_cache = inputs.cache_root.join("build-cache");
             sandbox.caches = sandbox::cache_binds(&build_cache, &cache_key, &directories)
                 .with_context(|| {
-                    format!(
-                        "phase {}: could not prepare its cache directories",
-                        phase.name()
-                    )
+                    format!("phase {name}: could not prepare its cache directories")
                 })?;
         }
         let diff = sandbox
             .run()
-            .with_context(|| format!("phase {} failed", phase.name()))?;
+            .with_context(|| format!("phase {name} failed"))?;
         if cancel.load(std::sync::atomic::Ordering::SeqCst) {
-            bail!("interrupted during phase {}", phase.name());
+            bail!("interrupted during phase {name}");
         }
+        let upper = match &phase_cache {
+            Some(cache) => cache.record(&key, name, &diff.upper)?,
+            None => diff.upper,
+        };
         let seconds = started.elapsed().as_secs_f64();
         inputs
             .progress
-            .note(format!("phase {}: ran in {seconds:.1}s", phase.name()));
-        lowers.push(diff.upper.clone());
+            .note(format!("phase {name}: ran in {seconds:.1}s"));
+        uppers.push(upper.clone());
+        keys.push(key);
         ran.push(RanPhase {
-            name: phase.name().to_string(),
-            upper: diff.upper,
+            name: name.to_string(),
+            upper,
             seconds,
+            cached: false,
         });
     }
     Ok(ran)

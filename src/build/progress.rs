@@ -70,7 +70,10 @@ impl Progress {
             .collect();
         let phases: Vec<String> = phases
             .iter()
-            .map(|p| format!("{} ran ({:.1}s)", p.name, p.seconds))
+            .map(|p| match p.cached {
+                true => format!("{} cached", p.name),
+                false => format!("{} ran ({:.1}s)", p.name, p.seconds),
+            })
             .collect();
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
