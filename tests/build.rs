@@ -70,6 +70,11 @@ fn answers(layout: &Path, tag: &str, app: FixtureApp) {
 /// Builds `app` as root into `oci:<tmp>:latest`, runs it and fetches its
 /// page; returns the printed digest.
 fn builds_and_answers(app: FixtureApp) -> Option<String> {
+    builds_with_and_answers(app, &[])
+}
+
+/// [`builds_and_answers`] with extra `kiln build` arguments.
+fn builds_with_and_answers(app: FixtureApp, extra: &[&str]) -> Option<String> {
     let fixture = FixtureNixpkgs::get()?;
     if !require(&IMAGE_TOOLS) {
         return None;
@@ -81,6 +86,7 @@ fn builds_and_answers(app: FixtureApp) -> Option<String> {
         "--output".into(),
         format!("oci:{}:latest", layout.display()),
     ]);
+    args.extend(extra.iter().map(|a| a.to_string()));
     let digest = succeed(kiln(&args), &format!("kiln build {}", app.name()));
     answers(&layout, "latest", app);
     Some(digest.trim().to_string())
@@ -89,6 +95,20 @@ fn builds_and_answers(app: FixtureApp) -> Option<String> {
 #[test]
 fn node_app_builds_and_answers() {
     builds_and_answers(FixtureApp::Node);
+}
+
+/// The Python plan also names `gcc`, which the fixture nixpkgs does not
+/// have; `--json-plan` replaces the setup packages with just python3, as a
+/// user would for an app that compiles nothing.
+#[test]
+fn python_app_builds_and_answers() {
+    builds_with_and_answers(
+        FixtureApp::Python,
+        &[
+            "--json-plan",
+            r#"{"phases":{"setup":{"nixPkgs":["python3"]}}}"#,
+        ],
+    );
 }
 
 #[test]
