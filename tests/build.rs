@@ -491,3 +491,33 @@ fn node_rebuild_after_a_source_edit_reuses_the_install_phase() {
     );
     answers(&layout, "second", FixtureApp::Node);
 }
+
+/// The Node image holds its packages' closure, the app and little else:
+/// compressed, under 1.5 times the closure's and the app's own layers.
+#[test]
+fn node_image_is_its_closure_and_app_with_no_base_bloat() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let mut args = build_args(fixture, &FixtureApp::Node.dir(), &work.path().join("cache"));
+    let archive = work.path().join("node.oci.tar");
+    args.extend([
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let summary = build_json(&args);
+    let layers = summary["layers"].as_array().unwrap();
+    let size_of = |keep: &dyn Fn(&str) -> bool| -> u64 {
+        layers
+            .iter()
+            .filter(|l| keep(l["holds"].as_str().unwrap()))
+            .map(|l| l["size"].as_u64().unwrap())
+            .sum()
+    };
+    let total = size_of(&|_| true);
+    let own = size_of(&|holds| holds.starts_with("store paths:") || holds == "app files");
+    eprintln!("node image: {total} bytes compressed; closure and app files: {own} bytes");
+    assert!(own > 0);
+    assert!(total * 2 < own * 3, "{total} >= 1.5 x {own}");
+}
