@@ -77,9 +77,16 @@ pub fn realize(
             ..PackageGroup::default()
         }),
     }
+    let nixpkgs = match &store_args.nixpkgs {
+        Some(dir) => Some(
+            dir.canonicalize()
+                .with_context(|| format!("--nixpkgs {}: no such folder", dir.display()))?,
+        ),
+        None => None,
+    };
     let options = ResolveOptions {
         lock_file: app_dir.join(LOCK_FILE),
-        nixpkgs: store_args.nixpkgs.clone(),
+        nixpkgs,
         refresh: false,
         // A build reads the app folder, never writes it; `kiln lock` does.
         write_lock: false,
