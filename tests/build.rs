@@ -143,8 +143,9 @@ fn same_build_twice_gives_the_same_digest() {
     assert_eq!(digests[0], digests[1]);
 }
 
-#[test]
-fn node_app_builds_as_an_unprivileged_user() {
+/// Builds `app` as the unprivileged test user (with `extra` arguments),
+/// checks the image is the user's, runs it and fetches its page.
+fn builds_as_the_test_user(app: FixtureApp, extra: &[&str]) {
     let Some(fixture) = FixtureNixpkgs::get() else {
         return;
     };
@@ -156,23 +157,78 @@ fn node_app_builds_as_an_unprivileged_user() {
     }
     let work = user.tempdir();
     let layout = work.path().join("layout");
-    let mut args = build_args(fixture, &FixtureApp::Node.dir(), &work.path().join("cache"));
+    let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
     args.extend([
         "--output".into(),
         format!("oci:{}:latest", layout.display()),
     ]);
+    args.extend(extra.iter().map(|a| a.to_string()));
     let output = user
         .command(env!("CARGO_BIN_EXE_kiln"))
         .args(&args)
         .current_dir(work.path())
         .output()
         .expect("run kiln as the test user");
-    let digest = succeed(output, "kiln build as the test user");
+    let digest = succeed(
+        output,
+        &format!("kiln build {} as the test user", app.name()),
+    );
     assert!(digest.trim().starts_with("sha256:"), "{digest}");
-    let owner =
-        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(layout.join("index.json")).unwrap());
-    assert_eq!(owner, user.uid(), "the image is the user's");
-    answers(&layout, "latest", FixtureApp::Node);
+    let index = std::fs::metadata(layout.join("index.json")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&index),
+        user.uid(),
+        "the image is the user's"
+    );
+    answers(&layout, "latest", app);
+}
+
+#[test]
+fn node_app_builds_as_an_unprivileged_user() {
+    builds_as_the_test_user(FixtureApp::Node, &[]);
+}
+
+#[test]
+fn python_app_builds_as_an_unprivileged_user() {
+    builds_as_the_test_user(
+        FixtureApp::Python,
+        &[
+            "--json-plan",
+            r#"{"phases":{"setup":{"nixPkgs":["python3"]}}}"#,
+        ],
+    );
+}
+
+#[test]
+fn shell_and_configured_apps_build_as_an_unprivileged_user() {
+    builds_as_the_test_user(FixtureApp::Shell, &[]);
+    builds_as_the_test_user(FixtureApp::Configured, &[]);
+}
+
+#[test]
+fn apt_packages_without_a_debian_base_are_refused() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("apt.oci.tar");
+    let mut args = build_args(
+        fixture,
+        &FixtureApp::Shell.dir(),
+        &work.path().join("cache"),
+    );
+    args.extend([
+        "--apt".into(),
+        "curl".into(),
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("apt packages"), "{stderr}");
+    assert!(stderr.contains("Debian or Ubuntu base image"), "{stderr}");
+    assert!(!archive.exists());
 }
 
 #[test]

@@ -16,14 +16,21 @@ use crate::pack::{package_layer_jobs, with_base_env};
 
 /// What the pack stage needs.
 pub struct ImageInputs<'a> {
+    /// The plan (variables, start).
     pub plan: &'a BuildPlan,
+    /// The realized packages.
     pub packages: &'a Packages,
+    /// The base files.
     pub base: &'a Base,
     /// The folder holding `app/` (and `assets/`), as the phases saw it.
     pub app_root: &'a Path,
+    /// The phases' diffs, in order.
     pub phases: &'a [RanPhase],
+    /// Where layers are packed.
     pub cache: &'a LayerCache,
+    /// Compression and mtime.
     pub settings: &'a PackSettings,
+    /// The command line (`--max-layers`, `--label`).
     pub command: &'a BuildCommand,
 }
 

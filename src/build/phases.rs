@@ -19,8 +19,11 @@ const DEFAULT_CACHE_KEY: &str = "default";
 
 /// What the phases need.
 pub struct PhaseInputs<'a> {
+    /// The plan (its `variables`).
     pub plan: &'a BuildPlan,
+    /// Its phases in order.
     pub phases: &'a [&'a Phase],
+    /// The realized packages.
     pub packages: &'a Packages,
     /// The base files folder, the lowest layer.
     pub base: &'a Path,
@@ -28,8 +31,11 @@ pub struct PhaseInputs<'a> {
     pub app_root: &'a Path,
     /// Folder for the phases' upper folders.
     pub work: &'a Path,
+    /// kiln's cache folder (phase cache, `cacheDirectories`).
     pub cache_root: &'a Path,
+    /// The command line (`--env`, `--network`, `--cache-key`, `--no-cache`).
     pub command: &'a BuildCommand,
+    /// Where progress lines go.
     pub progress: &'a Progress,
 }
 
