@@ -305,7 +305,7 @@ fn a_bad_config_names_the_file_and_exits_1() {
 }
 
 #[test]
-fn pushed_image_pulled_back_runs_the_same() {
+fn pushed_images_pulled_back_run_the_same() {
     let Some(fixture) = FixtureNixpkgs::get() else {
         return;
     };
@@ -313,29 +313,38 @@ fn pushed_image_pulled_back_runs_the_same() {
         return;
     }
     let registry = Registry::start(RegistryKind::Plain);
+    let python_plan = r#"{"phases":{"setup":{"nixPkgs":["python3"]}}}"#;
+    let apps: [(FixtureApp, &[&str]); 4] = [
+        (FixtureApp::Node, &[]),
+        (FixtureApp::Python, &["--json-plan", python_plan]),
+        (FixtureApp::Shell, &[]),
+        (FixtureApp::Configured, &[]),
+    ];
     let work = tempfile::tempdir().unwrap();
-    let reference = format!("{}/fixtures/node-server:v1", registry.host());
-    let mut args = build_args(fixture, &FixtureApp::Node.dir(), &work.path().join("cache"));
-    args.extend([
-        "--push".into(),
-        reference.clone(),
-        "--insecure-registry".into(),
-        registry.host(),
-    ]);
-    let printed = succeed(kiln(&args), "kiln build --push");
-    let digest = printed.trim();
-    let pulled = work.path().join("pulled");
-    kiln_harness::validators::skopeo_copy(
-        &format!("docker://{reference}"),
-        &format!("oci:{}:v1", pulled.display()),
-        &["--src-tls-verify=false"],
-    );
-    let inspect = kiln_harness::validators::skopeo_inspect(
-        &format!("docker://{reference}"),
-        &["--tls-verify=false"],
-    );
-    assert_eq!(inspect["Digest"], digest);
-    answers(&pulled, "v1", FixtureApp::Node);
+    for (app, extra) in apps {
+        let reference = format!("{}/fixtures/{}:v1", registry.host(), app.name());
+        let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
+        args.extend([
+            "--push".into(),
+            reference.clone(),
+            "--insecure-registry".into(),
+            registry.host(),
+        ]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let printed = succeed(kiln(&args), &format!("kiln build --push {}", app.name()));
+        let inspect = kiln_harness::validators::skopeo_inspect(
+            &format!("docker://{reference}"),
+            &["--tls-verify=false"],
+        );
+        assert_eq!(inspect["Digest"], printed.trim(), "{}", app.name());
+        let pulled = work.path().join(format!("pulled-{}", app.name()));
+        kiln_harness::validators::skopeo_copy(
+            &format!("docker://{reference}"),
+            &format!("oci:{}:v1", pulled.display()),
+            &["--src-tls-verify=false"],
+        );
+        answers(&pulled, "v1", app);
+    }
 }
 
 #[test]
