@@ -145,15 +145,11 @@ fn same_build_twice_gives_the_same_digest() {
 
 /// Builds `app` as the unprivileged test user (with `extra` arguments),
 /// checks the image is the user's, runs it and fetches its page.
-fn builds_as_the_test_user(app: FixtureApp, extra: &[&str]) {
-    let Some(fixture) = FixtureNixpkgs::get() else {
-        return;
-    };
-    let Some(user) = AsUser::get() else {
-        return;
-    };
+fn builds_as_the_test_user(app: FixtureApp, extra: &[&str]) -> Option<String> {
+    let fixture = FixtureNixpkgs::get()?;
+    let user = AsUser::get()?;
     if !require(&IMAGE_TOOLS) {
-        return;
+        return None;
     }
     let work = user.tempdir();
     let layout = work.path().join("layout");
@@ -181,11 +177,19 @@ fn builds_as_the_test_user(app: FixtureApp, extra: &[&str]) {
         "the image is the user's"
     );
     answers(&layout, "latest", app);
+    Some(digest.trim().to_string())
 }
 
 #[test]
-fn node_app_builds_as_an_unprivileged_user() {
-    builds_as_the_test_user(FixtureApp::Node, &[]);
+fn node_app_builds_as_an_unprivileged_user_into_the_same_image_as_root() {
+    let Some(as_user) = builds_as_the_test_user(FixtureApp::Node, &[]) else {
+        return;
+    };
+    let as_root = builds_and_answers(FixtureApp::Node).expect("root can build what the user can");
+    assert_eq!(
+        as_user, as_root,
+        "the same input gives the same digest for any user"
+    );
 }
 
 #[test]
