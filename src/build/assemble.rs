@@ -66,13 +66,18 @@ pub fn image(inputs: &ImageInputs<'_>) -> anyhow::Result<Built> {
             nar_size: path.nar_size,
         })
         .collect();
-    let mut jobs = package_layer_jobs(
+    let (mut jobs, collisions) = package_layer_jobs(
         &inputs.base.files,
         &inputs.base.packages,
         &closure,
         inputs.command.layers.max_layers,
         1 + inputs.phases.len(),
     )?;
+    // kiln's base packages (coreutils, bash) often share names with the
+    // plan's; the plan's packages come first and win, as intended.
+    for collision in collisions {
+        tracing::debug!("{collision}: more than one package has it; the plan's wins");
+    }
     jobs.push(LayerJob::Folder {
         prefix: String::new(),
         dir: inputs.app_root.to_path_buf(),

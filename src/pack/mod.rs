@@ -29,17 +29,16 @@ pub fn image_path() -> String {
 /// The layers of an image of `packages` (closure `closure`): the base
 /// files, the closure's store paths grouped so that with the profile and
 /// `other_layers` more the image has at most `max_layers`, and the profile.
+/// Also returns the profile paths more than one package has (the package
+/// named first wins them).
 pub fn package_layer_jobs(
     base: &BaseFiles,
     packages: &[StorePathSource],
     closure: &[ClosurePath],
     max_layers: usize,
     other_layers: usize,
-) -> anyhow::Result<Vec<LayerJob>> {
+) -> anyhow::Result<(Vec<LayerJob>, Vec<String>)> {
     let (profile_tree, collisions) = profile(packages)?;
-    for collision in collisions {
-        tracing::warn!("{collision}: more than one package has it; the one named first wins");
-    }
     let groups = group_by_popularity(
         closure,
         max_layers.saturating_sub(OTHER_LAYERS + other_layers),
@@ -50,7 +49,7 @@ pub fn package_layer_jobs(
         profile_tree,
         format!("profile {PROFILE_DIR}"),
     ));
-    Ok(jobs)
+    Ok((jobs, collisions))
 }
 
 /// `PATH` (`first_paths`, then the profile and the usual folders) and the
@@ -122,7 +121,11 @@ pub fn run(
     let everything: Vec<StorePathSource> = closure.iter().map(|p| p.source.clone()).collect();
 
     let base = base_files(&packages, &everything);
-    let jobs = package_layer_jobs(&base, &packages, &closure, command.layers.max_layers, 0)?;
+    let (jobs, collisions) =
+        package_layer_jobs(&base, &packages, &closure, command.layers.max_layers, 0)?;
+    for collision in collisions {
+        tracing::warn!("{collision}: more than one package has it; the one named first wins");
+    }
     let layers = pack_all(&cache, &jobs, &settings)?;
 
     let builder = ImageBuilder::new(settings.source_date_epoch).layers(layers.clone());
