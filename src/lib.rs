@@ -6,6 +6,7 @@
 //! work (`kiln-store`): the cache layout, the sandbox, layers, images and
 //! registries. The `kiln` binary only parses arguments and calls [`run`].
 
+pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod image;
@@ -45,17 +46,10 @@ pub fn exit_code(result: &anyhow::Result<()>) -> i32 {
 
 /// Carries out one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let unavailable = |command, arrives_with| {
-        Err(NotYetAvailable {
-            command,
-            arrives_with,
-        }
-        .into())
-    };
     match cli.command {
         Command::Plan(command) => plan::plan(&command),
         Command::Detect(command) => plan::detect(&command),
-        Command::Build(_) => unavailable("build", "the end-to-end build"),
+        Command::Build(build) => build::run(&cli.global, &build),
         Command::Pack(pack) => pack::run(&pack, cli.global.cache_dir.as_deref(), cli.global.json),
         Command::Shell(shell) => shell::run(&shell),
         Command::Realize(realize) => store_commands::realize(&cli.global, &realize),

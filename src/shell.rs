@@ -154,7 +154,7 @@ fn store_binds(paths: &[PathBuf]) -> anyhow::Result<Vec<StoreBind>> {
 }
 
 /// `--env` values: `KEY=VALUE`, or `KEY` to pass kiln's own value on.
-fn env_overrides(values: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn env_overrides(values: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     values
         .iter()
         .map(|item| match item.split_once('=') {

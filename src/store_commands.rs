@@ -139,7 +139,8 @@ pub fn prune(global: &GlobalArgs, older_than_days: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn substituters(args: &StoreArgs, verify: bool) -> anyhow::Result<Substituters> {
+/// The substituters and keys `args` name, with `KILN_NETRC` credentials.
+pub(crate) fn substituters(args: &StoreArgs, verify: bool) -> anyhow::Result<Substituters> {
     let non_empty = |list: &[String]| -> Vec<String> {
         list.iter()
             .map(|s| s.trim().to_string())
@@ -227,20 +228,7 @@ fn closure_json(closure: &Closure) -> serde_json::Value {
     })
 }
 
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+use crate::build::human_size;
 
 #[cfg(test)]
 mod tests {

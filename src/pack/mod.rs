@@ -12,8 +12,8 @@ use serde_json::json;
 use crate::cli::{self, PackCommand};
 use crate::image::{self, Destination, ImageBuilder};
 use crate::layer::{
-    base_files, group_by_popularity, pack_all, profile, Compression, Format, LayerCache, LayerJob,
-    PackSettings, StorePathSource, PROFILE_DIR,
+    base_files, group_by_popularity, pack_all, profile, BaseFiles, ClosurePath, Compression,
+    Format, LayerCache, LayerJob, PackSettings, StorePathSource, PROFILE_DIR,
 };
 
 pub use host_nix::{host_closure, parse_dump_db, resolve_packages};
@@ -24,6 +24,50 @@ const OTHER_LAYERS: usize = 2;
 /// `PATH` of every packed image: the profile first.
 pub fn image_path() -> String {
     format!("{PROFILE_DIR}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+}
+
+/// The layers of an image of `packages` (closure `closure`): the base
+/// files, the closure's store paths grouped so that with the profile and
+/// `other_layers` more the image has at most `max_layers`, and the profile.
+/// Also returns the profile paths more than one package has (the package
+/// named first wins them).
+pub fn package_layer_jobs(
+    base: &BaseFiles,
+    packages: &[StorePathSource],
+    closure: &[ClosurePath],
+    max_layers: usize,
+    other_layers: usize,
+) -> anyhow::Result<(Vec<LayerJob>, Vec<String>)> {
+    let (profile_tree, collisions) = profile(packages)?;
+    let groups = group_by_popularity(
+        closure,
+        max_layers.saturating_sub(OTHER_LAYERS + other_layers),
+    );
+    let mut jobs = vec![LayerJob::Tree(base.tree.clone(), "base files".into())];
+    jobs.extend(groups.into_iter().map(LayerJob::StorePaths));
+    jobs.push(LayerJob::Tree(
+        profile_tree,
+        format!("profile {PROFILE_DIR}"),
+    ));
+    Ok((jobs, collisions))
+}
+
+/// `PATH` (`first_paths`, then the profile and the usual folders) and the
+/// CA bundle variables of an image on `base`.
+pub fn with_base_env(
+    builder: ImageBuilder,
+    base: &BaseFiles,
+    first_paths: &[String],
+) -> ImageBuilder {
+    let mut path: Vec<String> = first_paths.to_vec();
+    path.push(image_path());
+    let mut builder = builder.env("PATH", &path.join(":"));
+    if let Some(cert_file) = base.cert_file {
+        builder = builder
+            .env("SSL_CERT_FILE", cert_file)
+            .env("NIX_SSL_CERT_FILE", cert_file);
+    }
+    builder
 }
 
 /// Carries out `kiln pack`.
@@ -77,30 +121,15 @@ pub fn run(
     let everything: Vec<StorePathSource> = closure.iter().map(|p| p.source.clone()).collect();
 
     let base = base_files(&packages, &everything);
-    let (profile_tree, collisions) = profile(&packages)?;
+    let (jobs, collisions) =
+        package_layer_jobs(&base, &packages, &closure, command.layers.max_layers, 0)?;
     for collision in collisions {
         tracing::warn!("{collision}: more than one package has it; the one named first wins");
     }
-    let groups = group_by_popularity(
-        &closure,
-        command.layers.max_layers.saturating_sub(OTHER_LAYERS),
-    );
-    let mut jobs = vec![LayerJob::Tree(base.tree.clone(), "base files".into())];
-    jobs.extend(groups.into_iter().map(LayerJob::StorePaths));
-    jobs.push(LayerJob::Tree(
-        profile_tree,
-        format!("profile {PROFILE_DIR}"),
-    ));
     let layers = pack_all(&cache, &jobs, &settings)?;
 
-    let mut builder = ImageBuilder::new(settings.source_date_epoch)
-        .layers(layers.clone())
-        .env("PATH", &image_path());
-    if let Some(cert_file) = base.cert_file {
-        builder = builder
-            .env("SSL_CERT_FILE", cert_file)
-            .env("NIX_SSL_CERT_FILE", cert_file);
-    }
+    let builder = ImageBuilder::new(settings.source_date_epoch).layers(layers.clone());
+    let mut builder = with_base_env(builder, &base, &[]);
     for pair in &command.env {
         let (key, value) = pair
             .split_once('=')

@@ -47,13 +47,22 @@ pub fn evaluate(
 ) -> Result<LockEntry, ResolveError> {
     let expression = expression(source, overlays, attributes)?;
     tracing::debug!(%expression, "evaluating");
-    let output = Command::new(nix_instantiate)
-        .args(["--eval", "--strict", "--json", "-E", &expression])
-        .output()
-        .map_err(|err| ResolveError::Evaluation {
-            source_name: describe(source),
-            message: format!("could not run {}: {err}", nix_instantiate.display()),
-        })?;
+    let mut command = Command::new(nix_instantiate);
+    command.args(["--eval", "--strict", "--json"]);
+    if needs_no_store(source, overlays) && !can_write_nix_store() {
+        // Computing store paths writes nothing, so a user who may not open
+        // the machine's Nix store (or its daemon) can still evaluate a
+        // local nixpkgs: Nix's in-memory store is enough.
+        command.args(["--readonly-mode", "--store", "dummy://"]);
+    }
+    let output =
+        command
+            .args(["-E", &expression])
+            .output()
+            .map_err(|err| ResolveError::Evaluation {
+                source_name: describe(source),
+                message: format!("could not run {}: {err}", nix_instantiate.display()),
+            })?;
     if !output.status.success() {
         return Err(ResolveError::Evaluation {
             source_name: describe(source),
@@ -90,6 +99,15 @@ pub fn evaluate(
         system: evaluated.system,
         packages,
     })
+}
+
+/// Whether the evaluation fetches nothing: a local nixpkgs, local overlays.
+fn needs_no_store(source: &NixpkgsSource, overlays: &[String]) -> bool {
+    matches!(source, NixpkgsSource::Folder(_)) && overlays.iter().all(|o| o.starts_with('/'))
+}
+
+fn can_write_nix_store() -> bool {
+    nix::unistd::access("/nix/var/nix/db", nix::unistd::AccessFlags::W_OK).is_ok()
 }
 
 fn describe(source: &NixpkgsSource) -> String {

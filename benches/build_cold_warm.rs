@@ -1,0 +1,109 @@
+//! `kiln build` of the Node fixture app cold (empty kiln cache) and warm
+//! (same cache, one source file edited), stage by stage from `--json`, with
+//! the warm/cold ratio of the whole build.
+//!
+//! Run: `cargo bench --bench build_cold_warm` (as root, with nix; tests/run
+//! installs it). Target: warm under 10% of cold. The build phase copies a
+//! file so the edit has a phase to re-run, as a real app's build would.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kiln_harness::apps::FixtureApp;
+use kiln_harness::FixtureNixpkgs;
+
+const ROUNDS: usize = 3;
+
+/// Wall time of one build and its `--json` summary.
+struct Build {
+    wall: Duration,
+    summary: serde_json::Value,
+}
+
+fn build(fixture: &FixtureNixpkgs, app: &Path, cache: &Path, output: &Path) -> Build {
+    let started = Instant::now();
+    let result = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("--json")
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("build")
+        .arg(app)
+        .arg("--nixpkgs")
+        .arg(fixture.nixpkgs_dir())
+        .args(["--substituter", &fixture.xz_cache_url()])
+        .args(["--trusted-public-key", fixture.public_key()])
+        .args(["--build-cmd", "cp server.js server.copy.js"])
+        .arg("--output")
+        .arg(format!("oci-archive:{}", output.display()))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run kiln build");
+    let wall = started.elapsed();
+    assert!(
+        result.status.success(),
+        "kiln build failed:\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    Build {
+        wall,
+        summary: serde_json::from_slice(&result.stdout).expect("--json summary"),
+    }
+}
+
+fn stages(summary: &serde_json::Value) -> String {
+    summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {:.2}s",
+                s["name"].as_str().unwrap(),
+                s["seconds"].as_f64().unwrap()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn main() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        eprintln!("skipped: the fixture nixpkgs needs nix and root");
+        return;
+    };
+    let mut ratios = Vec::new();
+    for round in 1..=ROUNDS {
+        let work = tempfile::tempdir().unwrap();
+        let app = work.path().join("node-server");
+        std::fs::create_dir(&app).unwrap();
+        for file in ["package.json", "package-lock.json", "server.js"] {
+            std::fs::copy(FixtureApp::Node.dir().join(file), app.join(file)).unwrap();
+        }
+        let cache = work.path().join("cache");
+        let cold = build(fixture, &app, &cache, &work.path().join("cold.oci.tar"));
+        let mut source = std::fs::read_to_string(app.join("server.js")).unwrap();
+        source.push_str(&format!("\n// edit {round}\n"));
+        std::fs::write(app.join("server.js"), source).unwrap();
+        let warm = build(fixture, &app, &cache, &work.path().join("warm.oci.tar"));
+        let ratio = warm.wall.as_secs_f64() / cold.wall.as_secs_f64();
+        println!("round {round}");
+        println!(
+            "  cold {:>7.2}s  {}",
+            cold.wall.as_secs_f64(),
+            stages(&cold.summary)
+        );
+        println!(
+            "  warm {:>7.2}s  {}",
+            warm.wall.as_secs_f64(),
+            stages(&warm.summary)
+        );
+        println!("  warm/cold {ratio:.3}");
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "median warm/cold {:.3} (target under 0.100)",
+        ratios[ratios.len() / 2]
+    );
+}

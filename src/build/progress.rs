@@ -1,0 +1,106 @@
+//! Progress of a build: one line per stage on stderr, with the time since
+//! the build began, and the closing summary.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::assemble::Built;
+use super::phases::RanPhase;
+
+/// Records and prints the stages of one build.
+pub struct Progress {
+    quiet: bool,
+    began: Instant,
+    stages: RefCell<Vec<(String, f64)>>,
+}
+
+impl Progress {
+    /// Starts the clock; `quiet` prints nothing.
+    pub fn new(quiet: bool) -> Progress {
+        Progress {
+            quiet,
+            began: Instant::now(),
+            stages: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Marks the end of stage `name`, printing `detail`.
+    pub fn stage(&self, name: &str, detail: String) {
+        let now = self.began.elapsed().as_secs_f64();
+        let mut stages = self.stages.borrow_mut();
+        let before: f64 = stages.iter().map(|(_, seconds)| seconds).sum();
+        stages.push((name.to_string(), now - before));
+        self.line(&format!("{name}: {detail}"));
+    }
+
+    /// Prints a line within a stage.
+    pub fn note(&self, text: String) {
+        self.line(&text);
+    }
+
+    fn line(&self, text: &str) {
+        if !self.quiet {
+            let seconds = self.began.elapsed().as_secs_f64();
+            let _ = writeln!(std::io::stderr(), "[{seconds:7.1}s] {text}");
+        }
+    }
+
+    /// Seconds per stage, in order, as JSON.
+    pub fn stages_json(&self) -> serde_json::Value {
+        self.stages
+            .borrow()
+            .iter()
+            .map(|(name, seconds)| json!({"name": name, "seconds": seconds}))
+            .collect()
+    }
+
+    /// The closing summary on stderr.
+    pub fn summary(&self, name: &str, built: &Built, phases: &[RanPhase]) {
+        if self.quiet {
+            return;
+        }
+        let stages: Vec<String> = self
+            .stages
+            .borrow()
+            .iter()
+            .map(|(stage, seconds)| format!("{stage} {seconds:.1}s"))
+            .collect();
+        let phases: Vec<String> = phases
+            .iter()
+            .map(|p| match p.cached {
+                true => format!("{} cached", p.name),
+                false => format!("{} ran ({:.1}s)", p.name, p.seconds),
+            })
+            .collect();
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "built {name} {}\n  {} layers, {} compressed, {} uncompressed\n  stages: {}\n  phases: {}",
+            built.image.manifest_digest,
+            built.image.layers.len(),
+            human_size(built.compressed_size()),
+            human_size(built.uncompressed_size()),
+            stages.join(", "),
+            if phases.is_empty() { "none".to_string() } else { phases.join(", ") },
+        );
+    }
+}
+
+/// `bytes` the way people write sizes.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

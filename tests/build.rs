@@ -1,0 +1,592 @@
+//! `kiln build` end to end: each fixture app built offline with the fixture
+//! nixpkgs, unpacked by umoci, run by runc and asked for its page over
+//! loopback; the same build twice gives the same digest; failures exit 1
+//! and write nothing.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use kiln_harness::apps::FixtureApp;
+use kiln_harness::process::free_port;
+use kiln_harness::validators::Bundle;
+use kiln_harness::{http, require, AsUser, FixtureNixpkgs, Registry, RegistryKind};
+
+const IMAGE_TOOLS: [&str; 3] = ["umoci", "runc", "curl"];
+
+/// `kiln build` arguments for `app_dir` with the fixture's nixpkgs and cache.
+fn build_args(fixture: &FixtureNixpkgs, app_dir: &Path, cache: &Path) -> Vec<String> {
+    vec![
+        "--cache-dir".into(),
+        cache.display().to_string(),
+        "build".into(),
+        app_dir.display().to_string(),
+        "--nixpkgs".into(),
+        fixture.nixpkgs_dir().display().to_string(),
+        "--substituter".into(),
+        fixture.xz_cache_url(),
+        "--trusted-public-key".into(),
+        fixture.public_key().to_string(),
+    ]
+}
+
+fn kiln(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("run kiln")
+}
+
+fn succeed(output: Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}): {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// Runs the image `tag` of `layout` with runc and checks that it answers
+/// the app's body on `$PORT` over loopback.
+fn answers(layout: &Path, tag: &str, app: FixtureApp) {
+    let bundle = Bundle::unpack(layout, tag);
+    let port = free_port();
+    bundle.prepare(|config| {
+        let env = config["process"]["env"]
+            .as_array_mut()
+            .expect("config has process.env");
+        env.push(format!("PORT={port}").into());
+    });
+    let mut container = bundle.start(&format!("kiln-build-{}-{port}", app.name()));
+    let url = format!("http://127.0.0.1:{port}/");
+    container.wait_ready(Duration::from_secs(30), || http::get(&url).is_some());
+    assert_eq!(http::get(&url), Some(app.body()), "{}", container.log());
+}
+
+/// Builds `app` as root into `oci:<tmp>:latest`, runs it and fetches its
+/// page; returns the printed digest.
+fn builds_and_answers(app: FixtureApp) -> Option<String> {
+    builds_with_and_answers(app, &[])
+}
+
+/// [`builds_and_answers`] with extra `kiln build` arguments.
+fn builds_with_and_answers(app: FixtureApp, extra: &[&str]) -> Option<String> {
+    let fixture = FixtureNixpkgs::get()?;
+    if !require(&IMAGE_TOOLS) {
+        return None;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
+    args.extend([
+        "--output".into(),
+        format!("oci:{}:latest", layout.display()),
+    ]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let digest = succeed(kiln(&args), &format!("kiln build {}", app.name()));
+    answers(&layout, "latest", app);
+    Some(digest.trim().to_string())
+}
+
+#[test]
+fn node_app_builds_and_answers() {
+    builds_and_answers(FixtureApp::Node);
+}
+
+/// The Python plan also names `gcc`, which the fixture nixpkgs does not
+/// have; `--json-plan` replaces the setup packages with just python3, as a
+/// user would for an app that compiles nothing.
+#[test]
+fn python_app_builds_and_answers() {
+    builds_with_and_answers(
+        FixtureApp::Python,
+        &[
+            "--json-plan",
+            r#"{"phases":{"setup":{"nixPkgs":["python3"]}}}"#,
+        ],
+    );
+}
+
+#[test]
+fn shell_app_builds_and_answers() {
+    builds_and_answers(FixtureApp::Shell);
+}
+
+#[test]
+fn configured_app_builds_and_answers() {
+    builds_and_answers(FixtureApp::Configured);
+}
+
+#[test]
+fn same_build_twice_gives_the_same_digest() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let digests: Vec<String> = (0..2)
+        .map(|_| {
+            // A fresh cache each time: nothing is reused between the builds.
+            let work = tempfile::tempdir().unwrap();
+            let mut args = build_args(fixture, &FixtureApp::Node.dir(), &work.path().join("cache"));
+            let archive = work.path().join("node.oci.tar");
+            args.extend([
+                "--output".into(),
+                format!("oci-archive:{}", archive.display()),
+            ]);
+            succeed(kiln(&args), "kiln build").trim().to_string()
+        })
+        .collect();
+    assert!(digests[0].starts_with("sha256:"), "{digests:?}");
+    assert_eq!(digests[0], digests[1]);
+}
+
+/// Builds `app` as the unprivileged test user (with `extra` arguments),
+/// checks the image is the user's, runs it and fetches its page.
+fn builds_as_the_test_user(app: FixtureApp, extra: &[&str]) -> Option<String> {
+    let fixture = FixtureNixpkgs::get()?;
+    let user = AsUser::get()?;
+    if !require(&IMAGE_TOOLS) {
+        return None;
+    }
+    let work = user.tempdir();
+    let layout = work.path().join("layout");
+    let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
+    args.extend([
+        "--output".into(),
+        format!("oci:{}:latest", layout.display()),
+    ]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let output = user
+        .command(env!("CARGO_BIN_EXE_kiln"))
+        .args(&args)
+        .current_dir(work.path())
+        .output()
+        .expect("run kiln as the test user");
+    let digest = succeed(
+        output,
+        &format!("kiln build {} as the test user", app.name()),
+    );
+    assert!(digest.trim().starts_with("sha256:"), "{digest}");
+    let index = std::fs::metadata(layout.join("index.json")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&index),
+        user.uid(),
+        "the image is the user's"
+    );
+    answers(&layout, "latest", app);
+    Some(digest.trim().to_string())
+}
+
+#[test]
+fn node_app_builds_as_an_unprivileged_user_into_the_same_image_as_root() {
+    let Some(as_user) = builds_as_the_test_user(FixtureApp::Node, &[]) else {
+        return;
+    };
+    let as_root = builds_and_answers(FixtureApp::Node).expect("root can build what the user can");
+    assert_eq!(
+        as_user, as_root,
+        "the same input gives the same digest for any user"
+    );
+}
+
+#[test]
+fn python_app_builds_as_an_unprivileged_user() {
+    builds_as_the_test_user(
+        FixtureApp::Python,
+        &[
+            "--json-plan",
+            r#"{"phases":{"setup":{"nixPkgs":["python3"]}}}"#,
+        ],
+    );
+}
+
+#[test]
+fn shell_and_configured_apps_build_as_an_unprivileged_user() {
+    builds_as_the_test_user(FixtureApp::Shell, &[]);
+    builds_as_the_test_user(FixtureApp::Configured, &[]);
+}
+
+#[test]
+fn apt_packages_without_a_debian_base_are_refused() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("apt.oci.tar");
+    let mut args = build_args(
+        fixture,
+        &FixtureApp::Shell.dir(),
+        &work.path().join("cache"),
+    );
+    args.extend([
+        "--apt".into(),
+        "curl".into(),
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("apt packages"), "{stderr}");
+    assert!(stderr.contains("Debian or Ubuntu base image"), "{stderr}");
+    assert!(!archive.exists());
+}
+
+#[test]
+fn a_failing_build_command_exits_1_and_writes_no_image() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("broken.oci.tar");
+    let mut args = build_args(fixture, &FixtureApp::Node.dir(), &work.path().join("cache"));
+    args.extend([
+        "--build-cmd".into(),
+        "echo about to fail; exit 7".into(),
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("phase build"), "{stderr}");
+    assert!(stderr.contains("exit 7"), "names the command: {stderr}");
+    assert!(!archive.exists(), "no image after a failed build");
+}
+
+#[test]
+fn a_missing_package_names_it_and_exits_1() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("missing.oci.tar");
+    let mut args = build_args(
+        fixture,
+        &FixtureApp::Shell.dir(),
+        &work.path().join("cache"),
+    );
+    args.extend([
+        "--pkgs".into(),
+        "no-such-package-anywhere".into(),
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no-such-package-anywhere"), "{stderr}");
+    assert!(!archive.exists());
+}
+
+#[test]
+fn a_bad_config_names_the_file_and_exits_1() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(
+        app.join("nixpacks.toml"),
+        "[phases.build\ncmds = [\"true\"]\n",
+    )
+    .unwrap();
+    let archive = work.path().join("bad.oci.tar");
+    let mut args = build_args(fixture, &app, &work.path().join("cache"));
+    args.extend([
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nixpacks.toml"), "{stderr}");
+    assert!(!archive.exists());
+}
+
+#[test]
+fn pushed_images_pulled_back_run_the_same() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&["docker-registry", "skopeo"]) || !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let registry = Registry::start(RegistryKind::Plain);
+    let python_plan = r#"{"phases":{"setup":{"nixPkgs":["python3"]}}}"#;
+    let apps: [(FixtureApp, &[&str]); 4] = [
+        (FixtureApp::Node, &[]),
+        (FixtureApp::Python, &["--json-plan", python_plan]),
+        (FixtureApp::Shell, &[]),
+        (FixtureApp::Configured, &[]),
+    ];
+    let work = tempfile::tempdir().unwrap();
+    for (app, extra) in apps {
+        let reference = format!("{}/fixtures/{}:v1", registry.host(), app.name());
+        let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
+        args.extend([
+            "--push".into(),
+            reference.clone(),
+            "--insecure-registry".into(),
+            registry.host(),
+        ]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let printed = succeed(kiln(&args), &format!("kiln build --push {}", app.name()));
+        let inspect = kiln_harness::validators::skopeo_inspect(
+            &format!("docker://{reference}"),
+            &["--tls-verify=false"],
+        );
+        assert_eq!(inspect["Digest"], printed.trim(), "{}", app.name());
+        let pulled = work.path().join(format!("pulled-{}", app.name()));
+        kiln_harness::validators::skopeo_copy(
+            &format!("docker://{reference}"),
+            &format!("oci:{}:v1", pulled.display()),
+            &["--src-tls-verify=false"],
+        );
+        answers(&pulled, "v1", app);
+    }
+}
+
+#[test]
+fn unreachable_registry_exits_1() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let reference = format!("127.0.0.1:{port}/nowhere/app:v1");
+    let mut args = build_args(
+        fixture,
+        &FixtureApp::Shell.dir(),
+        &work.path().join("cache"),
+    );
+    args.extend([
+        "--push".into(),
+        reference,
+        "--insecure-registry".into(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+}
+
+/// The static site builds with its assets, site and the profile where
+/// upstream's nginx config looks for it. Running it needs `sed`, which
+/// neither kiln's minimal base nor the fixture nixpkgs has yet.
+#[test]
+fn static_site_builds_with_assets_and_profile() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let app = FixtureApp::StaticSite;
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
+    args.extend([
+        "--output".into(),
+        format!("oci:{}:latest", layout.display()),
+    ]);
+    succeed(kiln(&args), "kiln build static-site");
+    let bundle = Bundle::unpack(&layout, "latest");
+    let rootfs = bundle.rootfs();
+    let read = |path: &str| std::fs::read_to_string(rootfs.join(path)).unwrap_or_default();
+    assert_eq!(read("app/site/index.html"), app.body());
+    assert!(read("assets/nginx.conf").contains("root\t  /app/site;"));
+    let environments: Vec<_> = std::fs::read_dir(rootfs.join("nix/store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with("-user-environment"))
+        .collect();
+    assert_eq!(environments.len(), 1, "{environments:?}");
+    let mime = format!("/nix/store/{}/conf/mime.types", environments[0]);
+    let resolved = resolve_in(&rootfs, Path::new(&mime));
+    assert!(
+        std::fs::read_to_string(&resolved)
+            .unwrap()
+            .contains("text/html"),
+        "{mime} -> {}",
+        resolved.display()
+    );
+    for dir in ["etc/nginx", "var/log/nginx", "var/cache/nginx"] {
+        assert!(rootfs.join(dir).is_dir(), "the setup phase made /{dir}");
+    }
+}
+
+/// `path` inside `rootfs`, following symlinks as the container would see
+/// them (absolute targets are relative to `rootfs`).
+fn resolve_in(rootfs: &Path, path: &Path) -> std::path::PathBuf {
+    let mut resolved = rootfs.to_path_buf();
+    let mut pending: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(part) => Some(part.to_os_string()),
+            _ => None,
+        })
+        .collect();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        let next = resolved.join(&part);
+        match std::fs::read_link(&next) {
+            Ok(target) => {
+                hops += 1;
+                assert!(hops < 40, "symlink loop at {}", next.display());
+                if target.is_absolute() {
+                    resolved = rootfs.to_path_buf();
+                }
+                for component in target.components().rev() {
+                    match component {
+                        std::path::Component::Normal(p) => pending.push(p.to_os_string()),
+                        std::path::Component::ParentDir => pending.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Err(_) if part == ".." => {
+                resolved.pop();
+            }
+            Err(_) => resolved = next,
+        }
+    }
+    resolved
+}
+
+fn build_json(args: &[String]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.insert(0, "--json".into());
+    let stdout = succeed(kiln(&args), "kiln build --json");
+    serde_json::from_str(&stdout).expect("--json prints one JSON object")
+}
+
+fn phase_cached(summary: &serde_json::Value, name: &str) -> bool {
+    let phase = summary["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no phase {name} in {summary}"));
+    phase["cached"].as_bool().expect("cached is a boolean")
+}
+
+fn layer_digests(summary: &serde_json::Value) -> Vec<(String, String)> {
+    summary["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["holds"].as_str().unwrap().to_string(),
+                l["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn node_rebuild_after_a_source_edit_reuses_the_install_phase() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("node-server");
+    std::fs::create_dir(&app).unwrap();
+    for file in ["package.json", "package-lock.json", "server.js"] {
+        std::fs::copy(FixtureApp::Node.dir().join(file), app.join(file)).unwrap();
+    }
+    let layout = work.path().join("layout");
+    let build = |tag: &str| {
+        let mut args = build_args(fixture, &app, &work.path().join("cache"));
+        args.extend([
+            "--build-cmd".into(),
+            "cp server.js server.copy.js".into(),
+            "--output".into(),
+            format!("oci:{}:{tag}", layout.display()),
+        ]);
+        build_json(&args)
+    };
+    let first = build("first");
+    assert!(!phase_cached(&first, "install"));
+    assert!(!phase_cached(&first, "build"));
+
+    let mut source = std::fs::read_to_string(app.join("server.js")).unwrap();
+    source.push_str("\n// an edit that changes no behaviour\n");
+    std::fs::write(app.join("server.js"), source).unwrap();
+    let second = build("second");
+    assert!(
+        phase_cached(&second, "install"),
+        "npm ci ran again: {second}"
+    );
+    assert!(
+        !phase_cached(&second, "build"),
+        "the build phase must see the edit"
+    );
+    assert_ne!(first["digest"], second["digest"]);
+
+    let (before, after) = (layer_digests(&first), layer_digests(&second));
+    assert_eq!(before.len(), after.len());
+    let app_layer = before
+        .iter()
+        .position(|(holds, _)| holds == "app files")
+        .expect("an app files layer");
+    assert_eq!(
+        before[..app_layer],
+        after[..app_layer],
+        "layers below the app are unchanged"
+    );
+    assert_ne!(before[app_layer], after[app_layer]);
+    let install = |layers: &[(String, String)]| {
+        layers
+            .iter()
+            .find(|(holds, _)| holds == "phase install")
+            .cloned()
+            .expect("a phase install layer")
+    };
+    assert_eq!(
+        install(&before),
+        install(&after),
+        "the install layer is the same"
+    );
+    answers(&layout, "second", FixtureApp::Node);
+}
+
+/// The Node image holds its packages' closure, the app and little else:
+/// compressed, under 1.5 times the closure's and the app's own layers.
+#[test]
+fn node_image_is_its_closure_and_app_with_no_base_bloat() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let mut args = build_args(fixture, &FixtureApp::Node.dir(), &work.path().join("cache"));
+    let archive = work.path().join("node.oci.tar");
+    args.extend([
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let summary = build_json(&args);
+    let layers = summary["layers"].as_array().unwrap();
+    let size_of = |keep: &dyn Fn(&str) -> bool| -> u64 {
+        layers
+            .iter()
+            .filter(|l| keep(l["holds"].as_str().unwrap()))
+            .map(|l| l["size"].as_u64().unwrap())
+            .sum()
+    };
+    let total = size_of(&|_| true);
+    let own = size_of(&|holds| holds.starts_with("store paths:") || holds == "app files");
+    eprintln!("node image: {total} bytes compressed; closure and app files: {own} bytes");
+    assert!(own > 0);
+    assert!(total * 2 < own * 3, "{total} >= 1.5 x {own}");
+}
