@@ -13,8 +13,10 @@ use crate::resolve::{self, Evaluator, PackageGroup, ResolveOptions, LOCK_FILE};
 use crate::sandbox::StoreBind;
 
 /// What every image holds besides the plan's packages: a shell, the core
-/// tools and CA certificates, as upstream's base image has them.
-pub const BASE_PACKAGES: [&str; 3] = ["bash", "coreutils", "cacert"];
+/// tools, sed and grep (start commands such as the static-site provider's
+/// edit files with sed) and CA certificates, as upstream's base image has
+/// them.
+pub const BASE_PACKAGES: [&str; 5] = ["bash", "coreutils", "gnused", "gnugrep", "cacert"];
 
 /// The realized packages of a build.
 pub struct Packages {

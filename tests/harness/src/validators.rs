@@ -42,6 +42,24 @@ pub fn oci_image_tool_validate(layout: &Path, tag: &str) {
         .arg(layout));
 }
 
+/// The capabilities container engines grant a container by default.
+const CONTAINER_CAPABILITIES: [&str; 14] = [
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
+];
+
 /// An image unpacked by umoci into a runtime bundle (`rootfs/` and
 /// `config.json`), ready for runc. Removed on drop.
 pub struct Bundle {
@@ -83,8 +101,9 @@ impl Bundle {
 
     /// Makes the config runnable on this machine and reachable from the test:
     /// drops `linux.resources` and `cgroupsPath` (cgroups here are hybrid),
-    /// shares the host network so the app answers on loopback, turns the
-    /// terminal off, and applies `edit` for test-specific changes.
+    /// shares the host network so the app answers on loopback, grants the
+    /// capabilities container engines grant, turns the terminal off, and
+    /// applies `edit` for test-specific changes.
     pub fn prepare(&self, edit: impl FnOnce(&mut Value)) {
         let mut config = self.config();
         let linux = config["linux"].as_object_mut().expect("config has linux");
@@ -94,6 +113,13 @@ impl Bundle {
             namespaces.retain(|ns| ns["type"] != "network");
         }
         config["process"]["terminal"] = Value::Bool(false);
+        // runc's default spec grants three capabilities; Docker, Podman and
+        // Kubernetes grant these, and images (nginx chowning its temp
+        // folders) expect them.
+        let capabilities = Value::from(CONTAINER_CAPABILITIES.to_vec());
+        for set in ["bounding", "effective", "permitted"] {
+            config["process"]["capabilities"][set] = capabilities.clone();
+        }
         edit(&mut config);
         std::fs::write(
             self.path().join("config.json"),
