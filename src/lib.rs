@@ -12,6 +12,7 @@ pub mod cli;
 pub mod image;
 pub mod layer;
 pub mod logging;
+pub mod output;
 pub mod pack;
 pub mod plan;
 pub mod registry;
@@ -21,6 +22,8 @@ pub mod shell;
 mod store_commands;
 
 use anyhow::Context;
+
+use output::outln;
 
 use cli::{CacheAction, Cli, Command};
 
@@ -67,14 +70,17 @@ fn cache_info(explicit: Option<&std::path::Path>, json: bool) -> anyhow::Result<
     let parts = cache::usage(&root)
         .with_context(|| format!("could not measure the cache at {}", root.display()))?;
     if json {
-        println!("{}", cache::usage_json(&root, &parts));
+        outln!("{}", cache::usage_json(&root, &parts));
         return Ok(());
     }
-    println!("cache: {}", root.display());
+    outln!("cache: {}", root.display());
     for part in &parts {
-        println!(
+        outln!(
             "  {:<12} {:>12} bytes {:>8} files  {}",
-            part.name, part.bytes, part.files, part.about
+            part.name,
+            part.bytes,
+            part.files,
+            part.about
         );
     }
     Ok(())

@@ -7,8 +7,10 @@ fn main() {
     let cli = kiln::cli::Cli::parse();
     kiln::logging::init(cli.global.verbose, cli.global.quiet);
     let result = kiln::run(cli);
-    if let Err(err) = &result {
-        eprintln!("error: {err:#}");
+    match &result {
+        Err(err) if kiln::output::is_closed_stdout(err) => std::process::exit(0),
+        Err(err) => eprintln!("error: {err:#}"),
+        Ok(()) => {}
     }
     std::process::exit(kiln::exit_code(&result));
 }

@@ -1,5 +1,6 @@
 //! `kiln plan` and `kiln detect`: plan an app folder and print it.
 
+use crate::output::outln;
 use anyhow::Context;
 use kiln_providers::{Environment, GeneratePlanOptions, PlanFlags};
 
@@ -42,7 +43,7 @@ pub fn plan(command: &PlanCommand) -> anyhow::Result<()> {
         PlanFormat::Json => generated.plan.to_json(),
         PlanFormat::Toml => generated.plan.to_toml(),
     };
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -54,6 +55,6 @@ pub fn detect(command: &DetectCommand) -> anyhow::Result<()> {
     };
     let providers = kiln_providers::detect_providers(&command.dir, &options)
         .with_context(|| format!("could not detect providers in {}", command.dir.display()))?;
-    println!("{}", providers.join(", "));
+    outln!("{}", providers.join(", "));
     Ok(())
 }

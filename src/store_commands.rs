@@ -1,6 +1,7 @@
 //! `kiln realize`, `kiln lock` and `kiln cache prune`: the command-line face
 //! of package resolution (`crate::resolve`) and the store (`kiln-store`).
 
+use crate::output::outln;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,9 +54,9 @@ pub fn realize(global: &GlobalArgs, command: &RealizeCommand) -> anyhow::Result<
     let store = Store::open(&cache_dir)?.with_host_store(host_store);
     let closure = store.realize_with_derivations(&substituters, &roots, &derivations)?;
     if global.json {
-        println!("{}", closure_json(&closure));
+        outln!("{}", closure_json(&closure));
     } else if !global.quiet {
-        print_closure(&closure);
+        print_closure(&closure)?;
     }
     Ok(())
 }
@@ -96,17 +97,17 @@ pub fn lock(global: &GlobalArgs, command: &LockCommand) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({ "lockFile": options.lock_file, "groups": groups })
         );
     } else if !global.quiet {
         for group in &resolved.groups {
             for (attribute, path) in group.pkgs.iter().chain(&group.libs) {
-                println!("{attribute:<24} {path}");
+                outln!("{attribute:<24} {path}");
             }
         }
-        println!("wrote {}", options.lock_file.display());
+        outln!("wrote {}", options.lock_file.display());
     }
     Ok(())
 }
@@ -120,7 +121,7 @@ pub fn prune(global: &GlobalArgs, older_than_days: u32) -> anyhow::Result<()> {
         .prune(age)
         .with_context(|| format!("could not prune {}", store.dir().display()))?;
     if global.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "removed": report.removed,
@@ -129,7 +130,7 @@ pub fn prune(global: &GlobalArgs, older_than_days: u32) -> anyhow::Result<()> {
             })
         );
     } else if !global.quiet {
-        println!(
+        outln!(
             "removed {} store paths ({}); kept {} in use by running builds",
             report.removed.len(),
             human_size(report.bytes),
@@ -185,21 +186,22 @@ fn origin_word(origin: &Origin) -> &'static str {
     }
 }
 
-fn print_closure(closure: &Closure) {
+fn print_closure(closure: &Closure) -> std::io::Result<()> {
     for path in &closure.paths {
-        println!(
+        outln!(
             "{}  {:>10}  {}",
             path.path,
             human_size(path.nar_size),
             origin_word(&path.origin)
         );
     }
-    println!(
+    outln!(
         "{} paths, {} ({} downloaded)",
         closure.paths.len(),
         human_size(closure.total_nar_size()),
         closure.downloaded()
     );
+    Ok(())
 }
 
 fn closure_json(closure: &Closure) -> serde_json::Value {

@@ -151,3 +151,18 @@ fn phase_cycle_is_printed_with_a_warning_naming_the_phases() {
         stderr(&output)
     );
 }
+
+/// `kiln plan . | head -1`: the reader leaving early is no error of kiln's.
+#[test]
+fn plan_into_a_closed_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["plan", &fixture("node-server")])
+        .env_remove("RUST_LOG")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}

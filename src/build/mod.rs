@@ -12,6 +12,7 @@ mod phases;
 mod progress;
 mod root_folder;
 
+use crate::output::outln;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -142,7 +143,7 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
             .iter()
             .map(|p| json!({"name": p.name, "cached": p.cached, "seconds": p.seconds}))
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({
                 "name": name,
@@ -163,7 +164,7 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         );
     } else {
         progress.summary(&name, &built, &ran);
-        println!("{}", built.image.manifest_digest);
+        outln!("{}", built.image.manifest_digest);
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod host_nix;
 
+use crate::output::outln;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -175,12 +176,12 @@ pub fn run(
             .iter()
             .map(|l| json!({"digest": l.digest, "diffId": l.diff_id, "size": l.size, "mediaType": l.media_type(), "holds": l.description}))
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({"digest": image.manifest_digest, "config": image.config_digest, "layers": layers})
         );
     } else {
-        println!("{}", image.manifest_digest);
+        outln!("{}", image.manifest_digest);
     }
     Ok(())
 }
