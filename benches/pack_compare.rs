@@ -5,6 +5,12 @@
 //! of uncompressed tar, the ratios, warm re-pack vs cold, and kiln's peak
 //! memory. `cargo bench --bench pack_compare`.
 //!
+//! The three run in turn for `KILN_BENCH_ROUNDS` rounds (default 3) after
+//! one read of every file into the page cache, and the median of each
+//! round's ratios is reported: on a machine shared with other work, load
+//! changes between one tool's run and the next, and a ratio of runs made
+//! seconds apart is far steadier than one of runs made minutes apart.
+//!
 //! Targets (issue 5): kiln >= 1.0x pigz and >= 1.8x gzip on 2 cores, warm
 //! re-pack >= 20x faster than cold, peak memory < 150 MB.
 
@@ -104,13 +110,13 @@ fn kiln_pack(paths: &[StorePathSource], cache: &Path) -> Run {
     }
 }
 
-fn shell_pipeline(paths: &[StorePathSource], compressor: &str) -> Duration {
+fn shell_pipeline(paths: &[StorePathSource], filter: &str) -> Duration {
     let start = Instant::now();
     for path in paths {
         let parent = path.local.parent().unwrap();
         let name = path.local.file_name().unwrap();
         let script = format!(
-            "tar --sort=name -c -C '{}' '{}' | {compressor} -6 > /dev/null",
+            "tar --sort=name -c -C '{}' '{}' | {filter} > /dev/null",
             parent.display(),
             name.to_string_lossy()
         );
@@ -125,44 +131,77 @@ fn shell_pipeline(paths: &[StorePathSource], compressor: &str) -> Duration {
 }
 
 fn compare(label: &str, paths: &[StorePathSource], work: &Path) {
-    let cache = work.join(format!("cache-{}", label.replace(' ', "-")));
-    let cold = kiln_pack(paths, &cache);
-    let warm = kiln_pack(paths, &cache);
-    let gzip = shell_pipeline(paths, "gzip");
-    let pigz = which("pigz").then(|| shell_pipeline(paths, "pigz"));
+    let rounds: usize = std::env::var("KILN_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(3);
+    let has_pigz = which("pigz");
+    // Whoever reads first would otherwise also pay for the disk.
+    shell_pipeline(paths, "cat");
 
-    let mb = cold.tar_bytes as f64 / 1e6;
-    let rate = |d: Duration| mb / d.as_secs_f64();
-    println!("\n{label}: {mb:.1} MB of tar");
-    println!(
-        "  kiln cold     {:8.2} s  {:8.1} MB/s",
-        cold.elapsed.as_secs_f64(),
-        rate(cold.elapsed)
-    );
-    println!(
-        "  kiln warm     {:8.3} s  ({:.1}x faster than cold)",
-        warm.elapsed.as_secs_f64(),
-        cold.elapsed.as_secs_f64() / warm.elapsed.as_secs_f64()
-    );
-    println!(
-        "  tar | gzip -6 {:8.2} s  {:8.1} MB/s  kiln/gzip = {:.2}x",
-        gzip.as_secs_f64(),
-        rate(gzip),
-        gzip.as_secs_f64() / cold.elapsed.as_secs_f64()
-    );
-    match pigz {
-        Some(pigz) => println!(
-            "  tar | pigz -6 {:8.2} s  {:8.1} MB/s  kiln/pigz = {:.2}x",
-            pigz.as_secs_f64(),
-            rate(pigz),
-            pigz.as_secs_f64() / cold.elapsed.as_secs_f64()
-        ),
-        None => println!("  tar | pigz -6 skipped (pigz not installed)"),
+    println!("\n{label}:");
+    let mut gzip_ratios = Vec::new();
+    let mut pigz_ratios = Vec::new();
+    let mut warm_speedups = Vec::new();
+    let mut peak_rss_kb = 0;
+    let mut mb = 0.0;
+    for round in 1..=rounds {
+        let cache = work.join(format!("cache-{}-{round}", label.replace(' ', "-")));
+        let cold = kiln_pack(paths, &cache);
+        let warm = kiln_pack(paths, &cache);
+        fs::remove_dir_all(&cache).unwrap();
+        let gzip = shell_pipeline(paths, "gzip -6");
+        let pigz = has_pigz.then(|| shell_pipeline(paths, "pigz -6"));
+
+        mb = cold.tar_bytes as f64 / 1e6;
+        peak_rss_kb = peak_rss_kb.max(cold.peak_rss_kb).max(warm.peak_rss_kb);
+        let rate = |d: Duration| mb / d.as_secs_f64();
+        let kiln = cold.elapsed.as_secs_f64();
+        gzip_ratios.push(gzip.as_secs_f64() / kiln);
+        warm_speedups.push(kiln / warm.elapsed.as_secs_f64());
+        let pigz_part = match pigz {
+            Some(pigz) => {
+                pigz_ratios.push(pigz.as_secs_f64() / kiln);
+                format!(
+                    "pigz -6 {:6.1} MB/s ({:.2}x)",
+                    rate(pigz),
+                    pigz.as_secs_f64() / kiln
+                )
+            }
+            None => "pigz not installed".to_string(),
+        };
+        println!(
+            "  round {round}: kiln {:6.1} MB/s | gzip -6 {:6.1} MB/s ({:.2}x) | {pigz_part} | warm {:.3} s",
+            rate(cold.elapsed),
+            rate(gzip),
+            gzip.as_secs_f64() / kiln,
+            warm.elapsed.as_secs_f64()
+        );
+    }
+    println!("  {mb:.1} MB of tar, medians of {rounds} rounds:");
+    println!("    kiln/gzip -6 = {:.2}x", median(&mut gzip_ratios));
+    if has_pigz {
+        println!("    kiln/pigz -6 = {:.2}x", median(&mut pigz_ratios));
     }
     println!(
-        "  kiln peak memory (max RSS of pack children so far): {:.1} MB",
-        cold.peak_rss_kb.max(warm.peak_rss_kb) as f64 / 1024.0
+        "    warm re-pack {:.0}x faster than cold",
+        median(&mut warm_speedups)
     );
+    println!(
+        "    kiln peak memory (max RSS of pack children so far): {:.1} MB",
+        peak_rss_kb as f64 / 1024.0
+    );
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
 }
 
 fn which(program: &str) -> bool {
