@@ -70,11 +70,6 @@ fn answers(layout: &Path, tag: &str, app: FixtureApp) {
 /// Builds `app` as root into `oci:<tmp>:latest`, runs it and fetches its
 /// page; returns the printed digest.
 fn builds_and_answers(app: FixtureApp) -> Option<String> {
-    builds_with_and_answers(app, &[])
-}
-
-/// [`builds_and_answers`] with extra `kiln build` arguments.
-fn builds_with_and_answers(app: FixtureApp, extra: &[&str]) -> Option<String> {
     let fixture = FixtureNixpkgs::get()?;
     if !require(&IMAGE_TOOLS) {
         return None;
@@ -86,7 +81,6 @@ fn builds_with_and_answers(app: FixtureApp, extra: &[&str]) -> Option<String> {
         "--output".into(),
         format!("oci:{}:latest", layout.display()),
     ]);
-    args.extend(extra.iter().map(|a| a.to_string()));
     let digest = succeed(kiln(&args), &format!("kiln build {}", app.name()));
     answers(&layout, "latest", app);
     Some(digest.trim().to_string())
@@ -134,9 +128,9 @@ fn same_build_twice_gives_the_same_digest() {
     assert_eq!(digests[0], digests[1]);
 }
 
-/// Builds `app` as the unprivileged test user (with `extra` arguments),
-/// checks the image is the user's, runs it and fetches its page.
-fn builds_as_the_test_user(app: FixtureApp, extra: &[&str]) -> Option<String> {
+/// Builds `app` as the unprivileged test user, checks the image is the
+/// user's, runs it and fetches its page.
+fn builds_as_the_test_user(app: FixtureApp) -> Option<String> {
     let fixture = FixtureNixpkgs::get()?;
     let user = AsUser::get()?;
     if !require(&IMAGE_TOOLS) {
@@ -149,7 +143,6 @@ fn builds_as_the_test_user(app: FixtureApp, extra: &[&str]) -> Option<String> {
         "--output".into(),
         format!("oci:{}:latest", layout.display()),
     ]);
-    args.extend(extra.iter().map(|a| a.to_string()));
     let output = user
         .command(env!("CARGO_BIN_EXE_kiln"))
         .args(&args)
@@ -173,7 +166,7 @@ fn builds_as_the_test_user(app: FixtureApp, extra: &[&str]) -> Option<String> {
 
 #[test]
 fn node_app_builds_as_an_unprivileged_user_into_the_same_image_as_root() {
-    let Some(as_user) = builds_as_the_test_user(FixtureApp::Node, &[]) else {
+    let Some(as_user) = builds_as_the_test_user(FixtureApp::Node) else {
         return;
     };
     let as_root = builds_and_answers(FixtureApp::Node).expect("root can build what the user can");
@@ -185,118 +178,79 @@ fn node_app_builds_as_an_unprivileged_user_into_the_same_image_as_root() {
 
 #[test]
 fn python_app_builds_as_an_unprivileged_user() {
-    builds_as_the_test_user(
-        FixtureApp::Python,
-        &[
-            "--json-plan",
-            r#"{"phases":{"setup":{"nixPkgs":["python3"]}}}"#,
-        ],
-    );
+    builds_as_the_test_user(FixtureApp::Python);
 }
 
 #[test]
 fn shell_and_configured_apps_build_as_an_unprivileged_user() {
-    builds_as_the_test_user(FixtureApp::Shell, &[]);
-    builds_as_the_test_user(FixtureApp::Configured, &[]);
+    builds_as_the_test_user(FixtureApp::Shell);
+    builds_as_the_test_user(FixtureApp::Configured);
+}
+
+/// Builds `app` with `extra` flags into an OCI archive, expecting failure:
+/// exit code 1 and no archive left behind. Returns what kiln printed on
+/// stderr, or None when the fixture is unavailable.
+fn fails_with(app: &Path, extra: &[&str]) -> Option<String> {
+    let fixture = FixtureNixpkgs::get()?;
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("image.oci.tar");
+    let mut args = build_args(fixture, app, &work.path().join("cache"));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend([
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!archive.exists(), "no image after a failed build: {stderr}");
+    Some(stderr)
 }
 
 #[test]
 fn apt_packages_without_a_debian_base_are_refused() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(stderr) = fails_with(&FixtureApp::Shell.dir(), &["--apt", "curl"]) else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("apt.oci.tar");
-    let mut args = build_args(
-        fixture,
-        &FixtureApp::Shell.dir(),
-        &work.path().join("cache"),
-    );
-    args.extend([
-        "--apt".into(),
-        "curl".into(),
-        "--output".into(),
-        format!("oci-archive:{}", archive.display()),
-    ]);
-    let output = kiln(&args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("apt packages"), "{stderr}");
     assert!(stderr.contains("Debian or Ubuntu base image"), "{stderr}");
-    assert!(!archive.exists());
 }
 
 #[test]
 fn a_failing_build_command_exits_1_and_writes_no_image() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(stderr) = fails_with(
+        &FixtureApp::Node.dir(),
+        &["--build-cmd", "echo about to fail; exit 7"],
+    ) else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("broken.oci.tar");
-    let mut args = build_args(fixture, &FixtureApp::Node.dir(), &work.path().join("cache"));
-    args.extend([
-        "--build-cmd".into(),
-        "echo about to fail; exit 7".into(),
-        "--output".into(),
-        format!("oci-archive:{}", archive.display()),
-    ]);
-    let output = kiln(&args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("phase build"), "{stderr}");
     assert!(stderr.contains("exit 7"), "names the command: {stderr}");
-    assert!(!archive.exists(), "no image after a failed build");
 }
 
 #[test]
 fn a_missing_package_names_it_and_exits_1() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(stderr) = fails_with(
+        &FixtureApp::Shell.dir(),
+        &["--pkgs", "no-such-package-anywhere"],
+    ) else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let archive = work.path().join("missing.oci.tar");
-    let mut args = build_args(
-        fixture,
-        &FixtureApp::Shell.dir(),
-        &work.path().join("cache"),
-    );
-    args.extend([
-        "--pkgs".into(),
-        "no-such-package-anywhere".into(),
-        "--output".into(),
-        format!("oci-archive:{}", archive.display()),
-    ]);
-    let output = kiln(&args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no-such-package-anywhere"), "{stderr}");
-    assert!(!archive.exists());
 }
 
 #[test]
 fn a_bad_config_names_the_file_and_exits_1() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let app = work.path().join("app");
-    std::fs::create_dir(&app).unwrap();
+    let app = tempfile::tempdir().unwrap();
     std::fs::write(
-        app.join("nixpacks.toml"),
+        app.path().join("nixpacks.toml"),
         "[phases.build\ncmds = [\"true\"]\n",
     )
     .unwrap();
-    let archive = work.path().join("bad.oci.tar");
-    let mut args = build_args(fixture, &app, &work.path().join("cache"));
-    args.extend([
-        "--output".into(),
-        format!("oci-archive:{}", archive.display()),
-    ]);
-    let output = kiln(&args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let Some(stderr) = fails_with(app.path(), &[]) else {
+        return;
+    };
     assert!(stderr.contains("nixpacks.toml"), "{stderr}");
-    assert!(!archive.exists());
 }
 
 #[test]
@@ -308,15 +262,15 @@ fn pushed_images_pulled_back_run_the_same() {
         return;
     }
     let registry = Registry::start(RegistryKind::Plain);
-    let python_plan = r#"{"phases":{"setup":{"nixPkgs":["python3"]}}}"#;
-    let apps: [(FixtureApp, &[&str]); 4] = [
-        (FixtureApp::Node, &[]),
-        (FixtureApp::Python, &["--json-plan", python_plan]),
-        (FixtureApp::Shell, &[]),
-        (FixtureApp::Configured, &[]),
+    let apps = [
+        FixtureApp::Node,
+        FixtureApp::Python,
+        FixtureApp::StaticSite,
+        FixtureApp::Shell,
+        FixtureApp::Configured,
     ];
     let work = tempfile::tempdir().unwrap();
-    for (app, extra) in apps {
+    for app in apps {
         let reference = format!("{}/fixtures/{}:v1", registry.host(), app.name());
         let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
         args.extend([
@@ -325,7 +279,6 @@ fn pushed_images_pulled_back_run_the_same() {
             "--insecure-registry".into(),
             registry.host(),
         ]);
-        args.extend(extra.iter().map(|a| a.to_string()));
         let printed = succeed(kiln(&args), &format!("kiln build --push {}", app.name()));
         let inspect = kiln_harness::validators::skopeo_inspect(
             &format!("docker://{reference}"),
