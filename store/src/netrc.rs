@@ -1,7 +1,7 @@
 //! Credentials for private HTTP caches from a netrc file, as Nix's
 //! `netrc-file` setting reads them.
 //!
-//! Written by hand: the netrc crates on crates.io are unmaintained, and the
+//! Written by hand: the published Rust netrc crates are unmaintained, and the
 //! part Nix uses (`machine`/`default`, `login`, `password`) is a few lines.
 
 use base64::Engine as _;
