@@ -1,10 +1,10 @@
 //! `kiln plan` and `kiln detect`: plan an app folder and print it.
 
-use crate::output::outln;
 use anyhow::Context;
 use kiln_providers::{Environment, GeneratePlanOptions, PlanFlags};
 
 use crate::cli::{DetectCommand, PlanArgs, PlanCommand, PlanFormat};
+use crate::output::outln;
 
 /// The plan options the CLI flags describe; `--env KEY` takes the value
 /// from kiln's own environment.

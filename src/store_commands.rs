@@ -1,7 +1,6 @@
 //! `kiln realize`, `kiln lock` and `kiln cache prune`: the command-line face
 //! of package resolution (`crate::resolve`) and the store (`kiln-store`).
 
-use crate::output::outln;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,8 +9,10 @@ use anyhow::{bail, Context};
 use kiln_store::{parse_store_path, Closure, FetchOptions, Origin, Store, StorePath, Substituters};
 use serde_json::json;
 
+use crate::build::human_size;
 use crate::cache;
 use crate::cli::{GlobalArgs, LockCommand, RealizeCommand, StoreArgs};
+use crate::output::outln;
 use crate::resolve::{self, Evaluator, PackageGroup, ResolveOptions, LOCK_FILE};
 
 /// `kiln realize PATH_OR_ATTRIBUTE...`.
@@ -229,8 +230,6 @@ fn closure_json(closure: &Closure) -> serde_json::Value {
         "downloaded": closure.downloaded(),
     })
 }
-
-use crate::build::human_size;
 
 #[cfg(test)]
 mod tests {

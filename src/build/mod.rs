@@ -12,7 +12,6 @@ mod phases;
 mod progress;
 mod root_folder;
 
-use crate::output::outln;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -22,6 +21,7 @@ use serde_json::json;
 use crate::cli::{self, BuildCommand, GlobalArgs};
 use crate::image::{self, Destination};
 use crate::layer::{Compression, Format, LayerCache, PackSettings};
+use crate::output::outln;
 use crate::registry::{self, PushRequest, RegistryConfig};
 pub use progress::human_size;
 use progress::Progress;

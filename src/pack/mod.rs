@@ -4,7 +4,6 @@
 
 mod host_nix;
 
-use crate::output::outln;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -16,6 +15,7 @@ use crate::layer::{
     base_files, group_by_popularity, pack_all, profile, BaseFiles, ClosurePath, Compression,
     Format, LayerCache, LayerJob, PackSettings, StorePathSource, PROFILE_DIR,
 };
+use crate::output::outln;
 
 pub use host_nix::{host_closure, parse_dump_db, resolve_packages};
 
