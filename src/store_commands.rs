@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use kiln_store::{parse_store_path, Closure, FetchOptions, Origin, Store, StorePath, Substituters};
 use serde_json::json;
 
-use crate::build::human_size;
+use crate::build::{human_size, packages};
 use crate::cache;
 use crate::cli::{GlobalArgs, LockCommand, RealizeCommand, StoreArgs};
 use crate::output::outln;
@@ -62,28 +62,25 @@ pub fn realize(global: &GlobalArgs, command: &RealizeCommand) -> anyhow::Result<
     Ok(())
 }
 
-/// `kiln lock DIR`: evaluates the packages and writes `DIR/kiln.lock`.
+/// `kiln lock DIR`: plans the app, evaluates the packages a build of it
+/// needs and writes `DIR/kiln.lock`.
 pub fn lock(global: &GlobalArgs, command: &LockCommand) -> anyhow::Result<()> {
-    let plan = &command.plan;
-    if plan.pkgs.is_empty() && plan.libs.is_empty() {
-        bail!(
-            "kiln lock has no packages to lock: name them with --pkgs and --libs \
-             (reading them from the app's plan arrives with the plan engine)"
-        );
-    }
+    let args = &command.plan;
+    let generated = kiln_providers::generate(&args.dir, &crate::plan::options(args)?)
+        .with_context(|| format!("could not plan {}", args.dir.display()))?;
+    let phases = generated
+        .plan
+        .phases_in_order()
+        .with_context(|| format!("the plan of {} cannot be built", args.dir.display()))?;
+    let groups = packages::build_groups(&phases, command.store.nixpkgs.is_some());
     let options = ResolveOptions {
-        lock_file: plan.dir.join(LOCK_FILE),
-        nixpkgs: command.store.nixpkgs.clone(),
+        lock_file: generated.app_dir.join(LOCK_FILE),
+        nixpkgs: packages::local_nixpkgs(&command.store)?,
         refresh: true,
         write_lock: true,
         evaluator: Evaluator::FromPath,
     };
-    let group = PackageGroup {
-        pkgs: plan.pkgs.clone(),
-        libs: plan.libs.clone(),
-        ..PackageGroup::default()
-    };
-    let resolved = resolve::resolve(&[group], &options)?;
+    let resolved = resolve::resolve(&groups, &options)?;
     if global.json {
         let groups: Vec<_> = resolved
             .groups

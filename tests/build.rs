@@ -534,3 +534,47 @@ fn node_image_is_its_closure_and_app_with_no_base_bloat() {
     assert!(own > 0);
     assert!(total * 2 < own * 3, "{total} >= 1.5 x {own}");
 }
+
+/// `kiln lock` records what a build of the app resolves; with that lock
+/// committed, a machine without Nix builds the app.
+#[test]
+fn a_locked_app_builds_without_nix() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let app = FixtureApp::Node;
+    let work = tempfile::tempdir().unwrap();
+    let copy = work.path().join("app");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(app.dir())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success(), "copy the app");
+    let lock = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("lock")
+        .arg(&copy)
+        .arg("--nixpkgs")
+        .arg(fixture.nixpkgs_dir())
+        .output()
+        .unwrap();
+    succeed(lock, "kiln lock");
+    let layout = work.path().join("layout");
+    let mut args = build_args(fixture, &copy, &work.path().join("cache"));
+    args.extend([
+        "--output".into(),
+        format!("oci:{}:latest", layout.display()),
+    ]);
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    succeed(output, "kiln build from kiln.lock with no nix on PATH");
+    answers(&layout, "latest", app);
+}

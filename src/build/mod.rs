@@ -6,7 +6,7 @@
 mod app_files;
 mod app_view;
 mod assemble;
-mod packages;
+pub mod packages;
 mod phase_cache;
 mod phases;
 mod progress;

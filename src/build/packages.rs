@@ -71,21 +71,8 @@ pub fn realize(
     cache_root: &Path,
     app_dir: &Path,
 ) -> anyhow::Result<Packages> {
-    let mut groups = package_groups(phases, store_args.nixpkgs.is_some());
-    match groups.first_mut() {
-        Some(first) => first.pkgs.extend(BASE_PACKAGES.map(String::from)),
-        None => groups.push(PackageGroup {
-            pkgs: BASE_PACKAGES.map(String::from).to_vec(),
-            ..PackageGroup::default()
-        }),
-    }
-    let nixpkgs = match &store_args.nixpkgs {
-        Some(dir) => Some(
-            dir.canonicalize()
-                .with_context(|| format!("--nixpkgs {}: no such folder", dir.display()))?,
-        ),
-        None => None,
-    };
+    let groups = build_groups(phases, store_args.nixpkgs.is_some());
+    let nixpkgs = local_nixpkgs(store_args)?;
     let options = ResolveOptions {
         lock_file: app_dir.join(LOCK_FILE),
         nixpkgs,
@@ -141,6 +128,33 @@ pub fn realize(
 /// One group per phase that names Nix packages. With a local nixpkgs
 /// folder, overlays given as URLs are not fetched: that folder stands in
 /// for the plan's nixpkgs and its overlays, and builds stay offline.
+/// The package groups a build resolves: each Nix phase's packages, with
+/// [`BASE_PACKAGES`] added to the first group. `kiln lock` locks exactly
+/// these, so a build from the lock needs no evaluator.
+pub fn build_groups(phases: &[&Phase], local_nixpkgs: bool) -> Vec<PackageGroup> {
+    let mut groups = package_groups(phases, local_nixpkgs);
+    match groups.first_mut() {
+        Some(first) => first.pkgs.extend(BASE_PACKAGES.map(String::from)),
+        None => groups.push(PackageGroup {
+            pkgs: BASE_PACKAGES.map(String::from).to_vec(),
+            ..PackageGroup::default()
+        }),
+    }
+    groups
+}
+
+/// `--nixpkgs` as an absolute folder (evaluation runs elsewhere), if given.
+pub fn local_nixpkgs(store_args: &StoreArgs) -> anyhow::Result<Option<PathBuf>> {
+    store_args
+        .nixpkgs
+        .as_ref()
+        .map(|dir| {
+            dir.canonicalize()
+                .with_context(|| format!("--nixpkgs {}: no such folder", dir.display()))
+        })
+        .transpose()
+}
+
 fn package_groups(phases: &[&Phase], local_nixpkgs: bool) -> Vec<PackageGroup> {
     phases
         .iter()
