@@ -342,6 +342,15 @@ pub enum Network {
     None,
 }
 
+impl From<Network> for crate::sandbox::Network {
+    fn from(network: Network) -> Self {
+        match network {
+            Network::Host => Self::Host,
+            Network::None => Self::None,
+        }
+    }
+}
+
 /// `kiln pack`.
 #[derive(Debug, Args)]
 pub struct PackCommand {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use nix::sys::signal::{signal, SigHandler, Signal};
 
-use crate::cli::{Network as NetworkArg, ShellCommand};
-use crate::sandbox::{self, Network, Output, PhaseEnvironment, Sandbox, StoreBind};
+use crate::cli::ShellCommand;
+use crate::sandbox::{self, Output, PhaseEnvironment, Sandbox, StoreBind};
 use crate::NotYetAvailable;
 
 /// A command line `kiln shell` cannot act on; ends kiln with exit code 2.
@@ -106,10 +106,7 @@ pub fn run(args: &ShellCommand) -> anyhow::Result<()> {
     shell.store_paths = store_paths;
     shell.app_source = Some(app);
     shell.env = env;
-    shell.network = match args.network {
-        NetworkArg::Host => Network::Host,
-        NetworkArg::None => Network::None,
-    };
+    shell.network = args.network.into();
     shell.timeout = args.phase_timeout.map(std::time::Duration::from_secs);
     shell.output = Output::Inherit;
     // The terminal's Ctrl-C goes to the command in the sandbox, which

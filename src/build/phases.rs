@@ -11,8 +11,8 @@ use super::packages::Packages;
 use super::phase_cache::{self, PhaseCache, PhaseKey};
 use super::progress::Progress;
 use super::{app_files, app_view};
-use crate::cli::{BuildCommand, Network as NetworkArg};
-use crate::sandbox::{self, Network, PhaseEnvironment, Sandbox};
+use crate::cli::BuildCommand;
+use crate::sandbox::{self, PhaseEnvironment, Sandbox};
 
 /// Cache key of `cacheDirectories` when `--cache-key` is not given.
 const DEFAULT_CACHE_KEY: &str = "default";
@@ -152,10 +152,7 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
         sandbox.store_paths = store_paths.clone();
         sandbox.env = env;
         sandbox.cancel = Some(cancel.clone());
-        sandbox.network = match inputs.command.network {
-            NetworkArg::Host => Network::Host,
-            NetworkArg::None => Network::None,
-        };
+        sandbox.network = inputs.command.network.into();
         if !inputs.command.no_cache && !directories.is_empty() {
             let build_cache = inputs.cache_root.join("build-cache");
             sandbox.caches = sandbox::cache_binds(&build_cache, &cache_key, &directories)
