@@ -77,6 +77,14 @@ mod tests {
     }
 
     #[test]
+    fn sha256_digest_of_known_bytes() {
+        assert_eq!(
+            sha256_digest(b"foo"),
+            "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+        );
+    }
+
+    #[test]
     fn sha256_hex_refuses_other_strings() {
         assert!(sha256_hex("sha256:../../etc/passwd").is_none());
         assert!(sha256_hex("md5:abc").is_none());

@@ -62,7 +62,7 @@ impl LayoutImage {
         let manifest_path = blob_path(dir, descriptor).map_err(bad)?;
         let manifest_bytes = read_small(&manifest_path, descriptor.size())
             .map_err(|e| bad(format!("manifest {}: {e}", descriptor.digest())))?;
-        let actual = super::manifest::sha256_digest(&manifest_bytes);
+        let actual = crate::layer::digest::sha256_digest(&manifest_bytes);
         if actual != descriptor.digest().to_string() {
             return Err(bad(format!(
                 "manifest {} has digest {actual}; the layout is corrupt",
@@ -191,7 +191,7 @@ mod tests {
         let blobs = dir.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).unwrap();
         let put = |data: &[u8]| {
-            let digest = super::super::manifest::sha256_digest(data);
+            let digest = crate::layer::digest::sha256_digest(data);
             std::fs::write(blobs.join(&digest[7..]), data).unwrap();
             digest
         };
@@ -240,7 +240,7 @@ mod tests {
     fn a_truncated_blob_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         layout(dir.path());
-        let layer = super::super::manifest::sha256_digest(b"layer bytes");
+        let layer = crate::layer::digest::sha256_digest(b"layer bytes");
         std::fs::write(dir.path().join("blobs/sha256").join(&layer[7..]), b"layer").unwrap();
         let err = LayoutImage::open(dir.path(), Some("t"))
             .unwrap_err()

@@ -2,7 +2,6 @@
 //! Both Docker schema 2 and OCI media types are accepted.
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
-use sha2::{Digest as _, Sha256};
 
 /// OCI image manifest.
 pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -178,11 +177,6 @@ fn check_image(manifest: &ImageManifest) -> Result<(), String> {
     Ok(())
 }
 
-/// `sha256:<hex>` of `bytes`.
-pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,10 +290,5 @@ mod tests {
             let err = parse(text.as_bytes()).unwrap_err();
             assert!(err.contains(expected), "{text}: {err}");
         }
-    }
-
-    #[test]
-    fn sha256_digest_of_known_bytes() {
-        assert_eq!(sha256_digest(b"foo"), D);
     }
 }
