@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 /// The cache's top-level folders, with what each holds.
-pub const PARTS: [(&str, &str); 6] = [
+pub const PARTS: [(&str, &str); 7] = [
     ("store", "realized Nix store paths"),
     ("narinfo", "verified narinfo copies"),
+    ("resolutions", "package names evaluated to store paths"),
     ("blobs", "compressed layer blobs"),
     ("layers", "layer index entries"),
     ("phases", "cached build phase results"),

@@ -170,7 +170,7 @@ pub(crate) fn env_overrides(values: &[String]) -> anyhow::Result<Vec<(String, St
 }
 
 /// `arg` quoted for bash, so `kiln shell -- CMD ARGS` runs exactly CMD ARGS.
-fn shell_quote(arg: &str) -> String {
+pub(crate) fn shell_quote(arg: &str) -> String {
     let plain = !arg.is_empty()
         && arg
             .bytes()

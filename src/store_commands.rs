@@ -13,7 +13,7 @@ use crate::build::{human_size, packages};
 use crate::cache;
 use crate::cli::{GlobalArgs, LockCommand, RealizeCommand, StoreArgs};
 use crate::output::outln;
-use crate::resolve::{self, Evaluator, PackageGroup, ResolveOptions, LOCK_FILE};
+use crate::resolve::{self, EvalCache, Evaluator, PackageGroup, ResolveOptions, LOCK_FILE};
 
 /// `kiln realize PATH_OR_ATTRIBUTE...`.
 pub fn realize(global: &GlobalArgs, command: &RealizeCommand) -> anyhow::Result<()> {
@@ -24,6 +24,7 @@ pub fn realize(global: &GlobalArgs, command: &RealizeCommand) -> anyhow::Result<
         .map(|p| parse_store_path(p))
         .collect::<Result<_, _>>()?;
     let mut derivations = BTreeMap::new();
+    let cache_dir = cache::cache_dir(global.cache_dir.as_deref())?;
     if !attributes.is_empty() {
         let options = ResolveOptions {
             lock_file: command.lock.clone(),
@@ -31,6 +32,7 @@ pub fn realize(global: &GlobalArgs, command: &RealizeCommand) -> anyhow::Result<
             refresh: false,
             write_lock: false,
             evaluator: Evaluator::FromPath,
+            eval_cache: Some(EvalCache::open(&cache_dir)),
         };
         let group = PackageGroup {
             pkgs: attributes.into_iter().cloned().collect(),
@@ -50,7 +52,6 @@ pub fn realize(global: &GlobalArgs, command: &RealizeCommand) -> anyhow::Result<
         );
     }
     let substituters = substituters(&command.store, !command.no_verify)?;
-    let cache_dir = cache::cache_dir(global.cache_dir.as_deref())?;
     let host_store = (!command.ignore_host_store).then(|| PathBuf::from(kiln_store::HOST_STORE));
     let store = Store::open(&cache_dir)?.with_host_store(host_store);
     let closure = store.realize_with_derivations(&substituters, &roots, &derivations)?;
@@ -79,6 +80,7 @@ pub fn lock(global: &GlobalArgs, command: &LockCommand) -> anyhow::Result<()> {
         refresh: true,
         write_lock: true,
         evaluator: Evaluator::FromPath,
+        eval_cache: None,
     };
     let resolved = resolve::resolve(&groups, &options)?;
     if global.json {

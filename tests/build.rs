@@ -295,6 +295,155 @@ fn pushed_images_pulled_back_run_the_same() {
     }
 }
 
+/// A Debian base image pushed to the test registry, as a `--base-image`
+/// reference; with the registry (kept alive by the caller) and the base's
+/// layer digests. `None` when the test should be skipped.
+fn debian_base(work: &Path) -> Option<(Registry, String, Vec<String>)> {
+    if !require(&["docker-registry", "skopeo"]) {
+        return None;
+    }
+    let layout = work.join("debian");
+    kiln_harness::debian::debian_image(&layout, "t")?;
+    let registry = Registry::start(RegistryKind::Plain);
+    let reference = format!("{}/library/debian:bookworm", registry.host());
+    kiln_harness::validators::skopeo_copy(
+        &format!("oci:{}:t", layout.display()),
+        &format!("docker://{reference}"),
+        &["--dest-tls-verify=false"],
+    );
+    let layers = kiln_harness::images::layout_layer_digests(&layout, "t");
+    Some((registry, reference, layers))
+}
+
+/// On a Debian base pulled from a registry, `aptPkgs` are installed by apt
+/// in the sandbox and a later phase runs what they installed; the base's
+/// layers are the image's first, unchanged, and its own users stay; a
+/// second build reuses the apt step and gives the same digest.
+#[test]
+fn apt_app_builds_on_a_debian_base_image_and_answers() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let Some((registry, base, base_layers)) = debian_base(work.path()) else {
+        return;
+    };
+    let app = FixtureApp::Apt;
+    let build = |output: &str| {
+        let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
+        args.extend([
+            "--base-image".into(),
+            base.clone(),
+            "--insecure-registry".into(),
+            registry.host(),
+            "--output".into(),
+            output.to_string(),
+        ]);
+        build_json(&args)
+    };
+    let layout = work.path().join("layout");
+    let first = build(&format!("oci:{}:latest", layout.display()));
+    assert!(!phase_cached(&first, "apt"), "{first}");
+    let layers: Vec<String> = layer_digests(&first).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(layers[..base_layers.len()], base_layers[..], "{first}");
+    answers(&layout, "latest", app);
+
+    let bundle = Bundle::unpack(&layout, "latest");
+    let passwd = std::fs::read_to_string(bundle.rootfs().join("etc/passwd")).unwrap();
+    assert!(passwd.contains("_apt:"), "Debian's users stay: {passwd}");
+    assert!(bundle.rootfs().join("usr/bin/hello").is_file());
+    assert!(
+        bundle.rootfs().join("bin").is_symlink(),
+        "merged /usr kept: /bin is still a link"
+    );
+
+    let again = build(&format!(
+        "oci-archive:{}",
+        work.path().join("again.tar").display()
+    ));
+    assert!(phase_cached(&again, "apt"), "{again}");
+    assert_eq!(first["digest"], again["digest"]);
+}
+
+/// A base image without apt cannot take `aptPkgs`: the error names the
+/// image.
+#[test]
+fn apt_packages_on_a_base_without_apt_are_refused() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(RegistryKind::Plain);
+    let reference = format!("{}/library/busybox:1", registry.host());
+    let layout = work.path().join("busybox");
+    kiln_harness::images::busybox_image(&layout, "t");
+    kiln_harness::validators::skopeo_copy(
+        &format!("oci:{}:t", layout.display()),
+        &format!("docker://{reference}"),
+        &["--dest-tls-verify=false"],
+    );
+    let archive = work.path().join("image.oci.tar");
+    let mut args = build_args(fixture, &FixtureApp::Apt.dir(), &work.path().join("cache"));
+    args.extend([
+        "--base-image".into(),
+        reference.clone(),
+        "--insecure-registry".into(),
+        registry.host(),
+        "--output".into(),
+        format!("oci-archive:{}", archive.display()),
+    ]);
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no apt-get") && stderr.contains(&reference),
+        "{stderr}"
+    );
+    assert!(!archive.exists());
+}
+
+/// `start.runImage` with upstream's slim image: the image holds kiln's
+/// base packages and `start.onlyIncludeFiles` only, not the build's tools
+/// or other app files, and it answers.
+#[test]
+fn run_image_keeps_only_the_included_files_and_answers() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let app = FixtureApp::RunImage;
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
+    args.extend([
+        "--output".into(),
+        format!("oci:{}:latest", layout.display()),
+    ]);
+    succeed(kiln(&args), "kiln build run-image-app");
+    answers(&layout, "latest", app);
+    let bundle = Bundle::unpack(&layout, "latest");
+    let root = bundle.rootfs();
+    assert!(root.join("app/out/busybox").is_file());
+    assert!(root.join("app/out/www/index.html").is_file());
+    for left_out in ["app/build-notes.txt", "app/nixpacks.toml"] {
+        assert!(!root.join(left_out).exists(), "{left_out} is in the image");
+    }
+    let store: Vec<String> = std::fs::read_dir(root.join("nix/store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(store.iter().any(|p| p.contains("-bash-")), "{store:?}");
+    assert!(!store.iter().any(|p| p.contains("python")), "{store:?}");
+}
+
 #[test]
 fn unreachable_registry_exits_1() {
     let Some(fixture) = FixtureNixpkgs::get() else {
@@ -533,6 +682,36 @@ fn node_image_is_its_closure_and_app_with_no_base_bloat() {
     eprintln!("node image: {total} bytes compressed; closure and app files: {own} bytes");
     assert!(own > 0);
     assert!(total * 2 < own * 3, "{total} >= 1.5 x {own}");
+}
+
+/// A rebuild reuses the first build's evaluation from kiln's cache: it
+/// needs no evaluator, so with no nix on PATH it still builds.
+#[test]
+fn a_rebuild_evaluates_nothing() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let app = FixtureApp::Node;
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let layout = work.path().join("layout");
+    let mut args = build_args(fixture, &app.dir(), &cache);
+    args.extend([
+        "--output".into(),
+        format!("oci:{}:latest", layout.display()),
+    ]);
+    succeed(kiln(&args), "first kiln build");
+    let again = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    succeed(again, "kiln build again with no nix on PATH");
+    answers(&layout, "latest", app);
 }
 
 /// `kiln lock` records what a build of the app resolves; with that lock

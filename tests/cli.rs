@@ -129,6 +129,7 @@ fn cache_info_reports_each_part_as_json() {
         [
             "store",
             "narinfo",
+            "resolutions",
             "blobs",
             "layers",
             "phases",

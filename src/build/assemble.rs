@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use kiln_providers::BuildPlan;
 
-use super::packages::Packages;
+use super::base_image::BaseImage;
+use super::packages::ImagePackages;
 use super::phases::{image_paths, RanPhase};
 use super::root_folder::Base;
 use crate::cli::BuildCommand;
@@ -18,11 +19,16 @@ use crate::pack::{package_layer_jobs, with_base_env};
 pub struct ImageInputs<'a> {
     /// The plan (variables, start).
     pub plan: &'a BuildPlan,
-    /// The realized packages.
-    pub packages: &'a Packages,
+    /// The packages the image holds.
+    pub packages: &'a ImagePackages,
+    /// Library folders for `LD_LIBRARY_PATH`.
+    pub library_dirs: &'a [String],
+    /// The pulled base image beneath everything, if any.
+    pub base_image: Option<&'a BaseImage>,
     /// The base files.
     pub base: &'a Base,
-    /// The folder holding `app/` (and `assets/`), as the phases saw it.
+    /// The folder holding `app/` (and `assets/`): the app as the phases saw
+    /// it, or only the files a run image keeps.
     pub app_root: &'a Path,
     /// The phases' diffs, in order.
     pub phases: &'a [RanPhase],
@@ -56,7 +62,6 @@ impl Built {
 pub fn image(inputs: &ImageInputs<'_>) -> anyhow::Result<Built> {
     let closure: Vec<ClosurePath> = inputs
         .packages
-        .closure
         .paths
         .iter()
         .zip(&inputs.base.closure)
@@ -71,7 +76,7 @@ pub fn image(inputs: &ImageInputs<'_>) -> anyhow::Result<Built> {
         &inputs.base.packages,
         &closure,
         inputs.command.layers.max_layers,
-        1 + inputs.phases.len(),
+        1 + inputs.phases.len() + inputs.base_image.map_or(0, |image| image.layers.len()),
     )?;
     // kiln's base packages (coreutils, bash) often share names with the
     // plan's; the plan's packages come first and win, as intended.
@@ -92,10 +97,17 @@ pub fn image(inputs: &ImageInputs<'_>) -> anyhow::Result<Built> {
         .context("could not pack the image's layers")?;
 
     let phases: Vec<&kiln_providers::Phase> = inputs.plan.phases_in_order()?;
-    let builder = ImageBuilder::new(inputs.settings.source_date_epoch).layers(layers);
+    let mut builder = ImageBuilder::new(inputs.settings.source_date_epoch);
+    if let Some(image) = inputs.base_image {
+        if let Some(config) = &image.config {
+            builder = builder.inherit(config);
+        }
+        builder = builder.layers(image.layers.iter().cloned());
+    }
+    let builder = builder.layers(layers);
     let mut builder = with_base_env(builder, &inputs.base.files, &image_paths(&phases));
-    if !inputs.packages.library_dirs.is_empty() {
-        builder = builder.env("LD_LIBRARY_PATH", &inputs.packages.library_dirs.join(":"));
+    if !inputs.library_dirs.is_empty() {
+        builder = builder.env("LD_LIBRARY_PATH", &inputs.library_dirs.join(":"));
     }
     for (key, value) in inputs.plan.variables.iter().flatten() {
         builder = builder.env(key, value);

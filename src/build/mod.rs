@@ -6,16 +6,17 @@
 mod app_files;
 mod app_view;
 mod assemble;
+mod base_image;
 pub mod packages;
 mod phase_cache;
 mod phases;
 mod progress;
 mod root_folder;
+mod run_image;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use kiln_providers::plan::{DEBIAN_BASE_IMAGE, UBUNTU_BASE_IMAGE};
 use serde_json::json;
 
 use crate::cli::{self, BuildCommand, GlobalArgs};
@@ -57,6 +58,10 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
     );
 
     let cache_root = crate::cache::cache_dir(global.cache_dir.as_deref())?;
+    let base_image = base_image::build_base(&plan, command)
+        .map(|reference| pull_base(&reference, "base image", command, &cache_root, &progress))
+        .transpose()?;
+    refuse_apt_without_apt(&ordered, base_image.as_ref())?;
     let packages = packages::realize(&ordered, &command.store, &cache_root, &app_dir)?;
     progress.stage(
         "packages",
@@ -80,7 +85,11 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
                 scratch_parent.display()
             )
         })?;
-    let base = root_folder::base(&packages, &scratch.path().join("base"))?;
+    let base = root_folder::base(
+        &packages.everything(),
+        &scratch.path().join("base"),
+        base_image.as_ref().map(|image| image.root.as_path()),
+    )?;
     let app_root = scratch.path().join("app");
     let copied = app_files::stage(&app_dir, &app_root, plan.static_assets.as_ref())?;
     progress.stage("app", format!("{copied} files copied to /app"));
@@ -88,17 +97,19 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
     let settings = pack_settings(&command.layers)?;
     let cache = LayerCache::open(&cache_root)
         .with_context(|| format!("could not open the layer cache in {}", cache_root.display()))?;
-    let ran = phases::run_all(&phases::PhaseInputs {
+    let phase_inputs = phases::PhaseInputs {
         plan: &plan,
         phases: &ordered,
         packages: &packages,
+        base_image: base_image.as_ref(),
         base: &base.dir,
         app_root: &app_root,
         work: scratch.path(),
         cache_root: &cache_root,
         command,
         progress: &progress,
-    })?;
+    };
+    let ran = phases::run_all(&phase_inputs)?;
 
     let cached = ran.iter().filter(|p| p.cached).count();
     progress.stage(
@@ -106,16 +117,59 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         format!("{} ran, {cached} from the phase cache", ran.len() - cached),
     );
 
-    let built = assemble::image(&assemble::ImageInputs {
-        plan: &plan,
-        packages: &packages,
-        base: &base,
-        app_root: &app_root,
-        phases: &ran,
-        cache: &cache,
-        settings: &settings,
-        command,
-    })?;
+    let built = match base_image::run_base(&plan) {
+        None => assemble::image(&assemble::ImageInputs {
+            plan: &plan,
+            packages: &packages.everything(),
+            library_dirs: &packages.library_dirs,
+            base_image: base_image.as_ref(),
+            base: &base,
+            app_root: &app_root,
+            phases: &ran,
+            cache: &cache,
+            settings: &settings,
+            command,
+        })?,
+        Some(run_reference) => {
+            let files = plan
+                .start_phase
+                .as_ref()
+                .and_then(|start| start.only_include_files.as_deref())
+                .filter(|files| !files.is_empty());
+            let kept = run_image::export_files(&phase_inputs, &ran, files)?;
+            let run_image = run_reference
+                .map(|reference| {
+                    pull_base(&reference, "run image", command, &cache_root, &progress)
+                })
+                .transpose()?;
+            let runtime = packages.runtime();
+            let run_base = root_folder::base(
+                &runtime,
+                &scratch.path().join("run-base"),
+                run_image.as_ref().map(|image| image.root.as_path()),
+            )?;
+            progress.stage(
+                "run image",
+                format!(
+                    "{} store paths and {} of /app",
+                    runtime.paths.len(),
+                    files.map_or("all".to_string(), |f| f.join(", "))
+                ),
+            );
+            assemble::image(&assemble::ImageInputs {
+                plan: &plan,
+                packages: &runtime,
+                library_dirs: &packages.library_dirs,
+                base_image: run_image.as_ref(),
+                base: &run_base,
+                app_root: &kept,
+                phases: &[],
+                cache: &cache,
+                settings: &settings,
+                command,
+            })?
+        }
+    };
     progress.stage(
         "pack",
         format!(
@@ -175,28 +229,15 @@ fn refuse_unsupported(
     phases: &[&kiln_providers::Phase],
     command: &BuildCommand,
 ) -> anyhow::Result<()> {
-    let build_image = plan
-        .build_image
-        .as_deref()
-        .filter(|image| ![UBUNTU_BASE_IMAGE, DEBIAN_BASE_IMAGE].contains(image));
-    if let Some(image) = command.base_image.as_deref().or(build_image) {
-        bail!("building on the base image {image} is not available in this version of kiln yet; remove `buildImage`/--base-image to build on kiln's own minimal base");
-    }
-    if let Some(phase) = phases
-        .iter()
-        .find(|p| p.apt_pkgs.as_ref().is_some_and(|a| !a.is_empty()))
-    {
+    let apt = phases::apt_packages(phases);
+    if !apt.is_empty() && base_image::build_base(plan, command).is_none() {
         bail!(
-            "phase {} asks for apt packages, which need a Debian or Ubuntu base image; kiln's own base has no apt. Use Nix packages (`nixPkgs`) instead",
-            phase.name()
+            "the plan asks for apt packages ({}), which need a Debian or Ubuntu base image; kiln's own base has no apt. Set one with --base-image (or `buildImage` in nixpacks.toml), or use Nix packages (`nixPkgs`) instead",
+            apt.join(", ")
         );
     }
-    if let Some(run_image) = plan
-        .start_phase
-        .as_ref()
-        .and_then(|start| start.run_image.as_deref())
-    {
-        bail!("`start.runImage` ({run_image}) is not available in this version of kiln yet; remove it to run the app in the built image");
+    if let Some(bad) = apt.iter().find(|name| !is_apt_package_name(name)) {
+        bail!("`{bad}` in aptPkgs is not a Debian package name (letters, digits and + . - with an optional =version, :arch or /release)");
     }
     if let Some(platform) = &command.output.platform {
         let here = host_platform();
@@ -205,6 +246,51 @@ fn refuse_unsupported(
         }
     }
     Ok(())
+}
+
+/// The apt packages go into a shell command, so only names apt itself
+/// accepts pass.
+fn is_apt_package_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+.-=:~_/".contains(c))
+}
+
+/// `aptPkgs` on a base image that has no apt.
+fn refuse_apt_without_apt(
+    phases: &[&kiln_providers::Phase],
+    base_image: Option<&base_image::BaseImage>,
+) -> anyhow::Result<()> {
+    match base_image {
+        Some(image) if !phases::apt_packages(phases).is_empty() && !image.has_apt() => bail!(
+            "the plan asks for apt packages, but the base image {} has no apt-get; build on a Debian or Ubuntu image",
+            image.reference
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Pulls the image `reference` serves as (`what`) and reports it.
+fn pull_base(
+    reference: &str,
+    what: &str,
+    command: &BuildCommand,
+    cache_root: &Path,
+    progress: &Progress,
+) -> anyhow::Result<base_image::BaseImage> {
+    let image = base_image::pull(reference, command, cache_root)?;
+    progress.stage(
+        what,
+        format!(
+            "{reference}: {} layers, {}",
+            image.layers.len(),
+            image.digest
+        ),
+    );
+    Ok(image)
 }
 
 /// The running machine's platform as OCI names it (`linux/amd64`).

@@ -1,15 +1,15 @@
 //! The packages stage: the plan's Nix packages (and kiln's base packages)
 //! resolved to store paths and realized with their closure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kiln_providers::Phase;
-use kiln_store::{parse_store_path, Closure, Store, StorePath};
+use kiln_store::{parse_store_path, Closure, ClosurePath, Store, StorePath};
 
 use crate::cli::StoreArgs;
-use crate::resolve::{self, Evaluator, PackageGroup, ResolveOptions, LOCK_FILE};
+use crate::resolve::{self, EvalCache, Evaluator, PackageGroup, ResolveOptions, LOCK_FILE};
 use crate::sandbox::StoreBind;
 
 /// What every image holds besides the plan's packages: a shell, the core
@@ -27,9 +27,64 @@ pub struct Packages {
     pub roots: Vec<(String, PathBuf)>,
     /// Library folders of the plan's `nixLibs`.
     pub library_dirs: Vec<String>,
+    /// Store paths of [`BASE_PACKAGES`] and of the plan's `nixLibs`: what
+    /// an app started in a separate run image keeps.
+    pub runtime_roots: Vec<String>,
+}
+
+/// The packages that go into one image: the profile's packages and every
+/// store path to pack.
+pub struct ImagePackages {
+    /// Named in the profile, first wins: `/nix/store/...` and its files.
+    pub roots: Vec<(String, PathBuf)>,
+    /// The closure of the roots (and libraries), references first.
+    pub paths: Vec<ClosurePath>,
 }
 
 impl Packages {
+    /// Everything the build realized: the built image's packages.
+    pub fn everything(&self) -> ImagePackages {
+        ImagePackages {
+            roots: self.roots.clone(),
+            paths: self.closure.paths.clone(),
+        }
+    }
+
+    /// Only [`Packages::runtime_roots`] and their closure: a run image's
+    /// packages, without the build's tools.
+    pub fn runtime(&self) -> ImagePackages {
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        let mut pending: Vec<String> = self.runtime_roots.clone();
+        while let Some(path) = pending.pop() {
+            if !wanted.insert(path.clone()) {
+                continue;
+            }
+            if let Some(member) = self
+                .closure
+                .paths
+                .iter()
+                .find(|p| p.path.to_string() == path)
+            {
+                pending.extend(member.references.iter().map(ToString::to_string));
+            }
+        }
+        ImagePackages {
+            roots: self
+                .roots
+                .iter()
+                .filter(|(path, _)| wanted.contains(path))
+                .cloned()
+                .collect(),
+            paths: self
+                .closure
+                .paths
+                .iter()
+                .filter(|p| wanted.contains(&p.path.to_string()))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Every closure path as a sandbox bind.
     pub fn store_binds(&self) -> Vec<StoreBind> {
         self.closure
@@ -80,6 +135,7 @@ pub fn realize(
         // A build reads the app folder, never writes it; `kiln lock` does.
         write_lock: false,
         evaluator: Evaluator::FromPath,
+        eval_cache: Some(EvalCache::open(cache_root)),
     };
     let resolved =
         resolve::resolve(&groups, &options).context("could not resolve the plan's Nix packages")?;
@@ -118,9 +174,21 @@ pub fn realize(
         .iter()
         .filter_map(|path| location(path).map(|local| (path.clone(), local)))
         .collect();
+    let runtime_roots = resolved
+        .groups
+        .iter()
+        .flat_map(|group| {
+            BASE_PACKAGES
+                .iter()
+                .filter_map(|name| group.pkgs.get(*name))
+                .chain(group.libs.values())
+        })
+        .cloned()
+        .collect();
     Ok(Packages {
         roots,
         library_dirs: resolved.library_dirs(),
+        runtime_roots,
         closure,
     })
 }

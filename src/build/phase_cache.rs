@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::layer::write_atomically;
 
 /// Bumped when what a key covers or an entry holds changes.
-const KEY_VERSION: &str = "kiln-phase-cache-1";
+const KEY_VERSION: &str = "kiln-phase-cache-2";
 
 /// The phase cache under a kiln cache folder.
 pub struct PhaseCache {
@@ -41,6 +41,9 @@ pub struct PhaseKey<'a> {
     pub app_files: &'a str,
     /// Keys of the phases beneath it, in order.
     pub earlier: &'a [String],
+    /// Manifest digest of the base image beneath everything, or empty for
+    /// kiln's own base (which `store_paths` decides).
+    pub base_image: &'a str,
 }
 
 impl PhaseKey<'_> {
@@ -53,6 +56,7 @@ impl PhaseKey<'_> {
         };
         part(KEY_VERSION.as_bytes());
         part(self.name.as_bytes());
+        part(self.base_image.as_bytes());
         for list in [
             self.commands,
             self.store_paths,
@@ -188,6 +192,7 @@ mod tests {
             cache_directories: &[],
             app_files: app,
             earlier: &[],
+            base_image: "",
         }
     }
 
@@ -204,6 +209,14 @@ mod tests {
             base,
             PhaseKey {
                 commands: &commands,
+                ..key(&env, "x")
+            }
+            .digest()
+        );
+        assert_ne!(
+            base,
+            PhaseKey {
+                base_image: "sha256:1",
                 ..key(&env, "x")
             }
             .digest()

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use kiln_providers::{BuildPlan, Phase};
 
+use super::base_image::BaseImage;
 use super::packages::Packages;
 use super::phase_cache::{self, PhaseCache, PhaseKey};
 use super::progress::Progress;
@@ -25,7 +26,9 @@ pub struct PhaseInputs<'a> {
     pub phases: &'a [&'a Phase],
     /// The realized packages.
     pub packages: &'a Packages,
-    /// The base files folder, the lowest layer.
+    /// The pulled base image beneath everything, if any.
+    pub base_image: Option<&'a BaseImage>,
+    /// The base files folder, the lowest layer after the base image.
     pub base: &'a Path,
     /// The staged app: `app/` and `assets/`.
     pub app_root: &'a Path,
@@ -51,7 +54,46 @@ pub struct RanPhase {
     pub cached: bool,
 }
 
-/// Runs every phase that has commands, in order; returns their diffs.
+/// Name of the step that installs the plan's `aptPkgs`.
+pub const APT_STEP: &str = "apt";
+
+/// One sandbox run: the apt step, or a phase with commands.
+struct Step<'a> {
+    name: &'a str,
+    commands: Vec<String>,
+    /// The phase, and its place in the plan; `None` for the apt step.
+    phase: Option<(usize, &'a Phase)>,
+}
+
+/// Every apt package of the plan, in phase order, each once.
+pub fn apt_packages(phases: &[&Phase]) -> Vec<String> {
+    let mut packages: Vec<String> = Vec::new();
+    for name in phases.iter().flat_map(|p| p.apt_pkgs.iter().flatten()) {
+        if !packages.contains(name) {
+            packages.push(name.clone());
+        }
+    }
+    packages
+}
+
+/// Installs `packages` as upstream's images do (all at once, before the
+/// phases), with what a rootless sandbox needs: apt's download sandbox user
+/// off (only root is mapped), no terminal, and dpkg's fsyncs skipped (the
+/// diff is synced when it is cached). Package lists and logs are removed:
+/// they hold download times and would make every image differ.
+fn apt_command(packages: &[String]) -> String {
+    const APT: &str = "apt-get -q -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0";
+    format!(
+        "export DEBIAN_FRONTEND=noninteractive && {APT} update && \
+         {APT} -o Dpkg::Options::=--force-unsafe-io install -y --no-install-recommends {} && \
+         rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/ldconfig/aux-cache \
+         /var/log/apt/* /var/log/dpkg.log /var/log/alternatives.log",
+        packages.join(" ")
+    )
+}
+
+/// Runs the apt step (when the plan has `aptPkgs`) and every phase that has
+/// commands, in order; returns their diffs.
 pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
     let packages = inputs.packages;
     let bash = packages
@@ -81,52 +123,88 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
     };
     let mut closure_paths: Vec<String> = store_paths.iter().map(|s| s.name.clone()).collect();
     closure_paths.sort();
+    let base_image_digest = inputs.base_image.map_or("", |image| image.digest.as_str());
+
+    let apt = apt_packages(inputs.phases);
+    let mut steps: Vec<Step<'_>> = Vec::new();
+    if !apt.is_empty() {
+        steps.push(Step {
+            name: APT_STEP,
+            commands: vec![apt_command(&apt)],
+            phase: None,
+        });
+    }
+    for (index, phase) in inputs.phases.iter().enumerate() {
+        let commands = phase.cmds.clone().unwrap_or_default();
+        if !commands.is_empty() {
+            steps.push(Step {
+                name: phase.name(),
+                commands,
+                phase: Some((index, phase)),
+            });
+        }
+    }
 
     let mut uppers: Vec<PathBuf> = Vec::new();
     let mut keys: Vec<String> = Vec::new();
     let mut ran = Vec::new();
-    for (index, phase) in inputs.phases.iter().enumerate() {
-        let paths = image_paths(&inputs.phases[..=index]);
-        let commands = phase.cmds.clone().unwrap_or_default();
-        if commands.is_empty() {
-            continue;
-        }
+    for (number, step) in steps.into_iter().enumerate() {
         let started = Instant::now();
-        let name = phase.name();
-        let view = match app_view::phase_files(phase, &inputs.app_root.join("app")) {
-            Some(files) => {
-                let view = inputs.work.join(format!("view-{index}"));
-                app_files::stage_selected(inputs.app_root, &view, &files)
-                    .with_context(|| format!("phase {name}: could not stage its files"))?;
-                inputs.progress.note(format!(
-                    "phase {name}: sees only {} of the app",
-                    files.join(", ")
-                ));
+        let name = step.name;
+        let view = match step.phase {
+            Some((_, phase)) => match app_view::phase_files(phase, &inputs.app_root.join("app")) {
+                Some(files) => {
+                    let view = inputs.work.join(format!("view-{number}"));
+                    app_files::stage_selected(inputs.app_root, &view, &files)
+                        .with_context(|| format!("phase {name}: could not stage its files"))?;
+                    inputs.progress.note(format!(
+                        "phase {name}: sees only {} of the app",
+                        files.join(", ")
+                    ));
+                    view
+                }
+                None => inputs.app_root.to_path_buf(),
+            },
+            // Upstream installs apt packages before it copies the app in.
+            None => {
+                let view = inputs.work.join(format!("view-{number}"));
+                std::fs::create_dir_all(view.join("app"))
+                    .with_context(|| format!("could not create {}", view.display()))?;
                 view
             }
-            None => inputs.app_root.to_path_buf(),
         };
-        let env = sandbox::phase_environment(&PhaseEnvironment {
-            variables: &variables,
-            overrides: &overrides,
-            paths: &paths,
-            profile: &profile,
-            libraries: &packages.library_dirs,
-            metadata: None,
-        });
-        let directories = phase.cache_directories.clone().unwrap_or_default();
-        let key = PhaseKey {
-            name,
-            commands: &commands,
-            env: &env,
-            store_paths: &closure_paths,
-            cache_directories: &directories,
-            app_files: &phase_cache::hash_folder(&view)?,
-            earlier: &keys,
-        }
-        .digest();
-        let mut lowers = vec![inputs.base.to_path_buf(), view];
-        lowers.extend(uppers.iter().cloned());
+        let env = match step.phase {
+            Some((index, _)) => sandbox::phase_environment(&PhaseEnvironment {
+                variables: &variables,
+                overrides: &overrides,
+                paths: &image_paths(&inputs.phases[..=index]),
+                profile: &profile,
+                libraries: &packages.library_dirs,
+                metadata: None,
+            }),
+            // The base image's own programs, unmixed with Nix's: its
+            // maintainer scripts expect its tools and libraries.
+            None => sandbox::phase_environment(&PhaseEnvironment::default()),
+        };
+        let directories = step
+            .phase
+            .and_then(|(_, phase)| phase.cache_directories.clone())
+            .unwrap_or_default();
+        let key = match &phase_cache {
+            Some(_) => PhaseKey {
+                name,
+                commands: &step.commands,
+                env: &env,
+                store_paths: &closure_paths,
+                cache_directories: &directories,
+                app_files: &phase_cache::hash_folder(&view)?,
+                earlier: &keys,
+                base_image: base_image_digest,
+            }
+            .digest(),
+            None => String::new(),
+        };
+        let lowers = lowers(inputs, &view, &uppers);
 
         if let Some(upper) = phase_cache.as_ref().and_then(|c| c.lookup(&key)) {
             let seconds = started.elapsed().as_secs_f64();
@@ -144,10 +222,10 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
             continue;
         }
 
-        let upper = inputs.work.join(format!("phase-{index}"));
+        let upper = inputs.work.join(format!("phase-{number}"));
         std::fs::create_dir(&upper)
             .with_context(|| format!("could not create {}", upper.display()))?;
-        let mut sandbox = Sandbox::new(name, bash.clone(), upper.clone(), commands);
+        let mut sandbox = Sandbox::new(name, bash.clone(), upper.clone(), step.commands);
         sandbox.lowers = lowers;
         sandbox.store_paths = store_paths.clone();
         sandbox.env = env;
@@ -184,6 +262,21 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
         });
     }
     Ok(ran)
+}
+
+/// A sandbox's lower folders, lowest first: the base image's files, the
+/// base files, `view` (the app as the step sees it), then the diffs of the
+/// steps before.
+pub fn lowers(inputs: &PhaseInputs<'_>, view: &Path, uppers: &[PathBuf]) -> Vec<PathBuf> {
+    let mut lowers: Vec<PathBuf> = inputs
+        .base_image
+        .map(|image| image.root.clone())
+        .into_iter()
+        .collect();
+    lowers.push(inputs.base.to_path_buf());
+    lowers.push(view.to_path_buf());
+    lowers.extend(uppers.iter().cloned());
+    lowers
 }
 
 /// PATH entries of `phases`, later phases first, as upstream's images

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::packages::Packages;
+use super::packages::ImagePackages;
 use crate::layer::{base_files, BaseFiles, Content, Kind, StorePathSource, Tree, PROFILE_DIR};
 
 /// The base of a build.
@@ -25,8 +25,14 @@ pub struct Base {
     pub closure: Vec<StorePathSource>,
 }
 
-/// Writes the base files of `packages` into the new folder `dir`.
-pub fn base(packages: &Packages, dir: &Path) -> anyhow::Result<Base> {
+/// Writes the base files of `packages` into the new folder `dir`. On a
+/// pulled base image (`image_root`, its unpacked files) only the files it
+/// lacks are added: its own users, shell and certificates stay.
+pub fn base(
+    packages: &ImagePackages,
+    dir: &Path,
+    image_root: Option<&Path>,
+) -> anyhow::Result<Base> {
     let roots: Vec<StorePathSource> = packages
         .roots
         .iter()
@@ -36,7 +42,6 @@ pub fn base(packages: &Packages, dir: &Path) -> anyhow::Result<Base> {
         })
         .collect();
     let closure: Vec<StorePathSource> = packages
-        .closure
         .paths
         .iter()
         .map(|p| StorePathSource {
@@ -46,6 +51,11 @@ pub fn base(packages: &Packages, dir: &Path) -> anyhow::Result<Base> {
         .collect();
     let mut files = base_files(&roots, &closure);
     add_upstream_layout(&mut files.tree);
+    if let Some(image_root) = image_root {
+        files
+            .tree
+            .retain(|entry| fills_a_gap(&entry.name, &entry.kind, image_root));
+    }
     write_tree(&files.tree, dir)
         .with_context(|| format!("could not write the base files into {}", dir.display()))?;
     Ok(Base {
@@ -54,6 +64,27 @@ pub fn base(packages: &Packages, dir: &Path) -> anyhow::Result<Base> {
         packages: roots,
         closure,
     })
+}
+
+/// Whether an entry named `name` adds to the image at `image_root` without
+/// replacing anything: it is absent there (or a folder where the image has
+/// a folder), and no folder above it is a link or file there. Writing a
+/// `bin/` folder over a merged-/usr image's `bin -> usr/bin` link would
+/// hide all of `/usr/bin`.
+fn fills_a_gap(name: &[u8], kind: &Kind, image_root: &Path) -> bool {
+    let path = Path::new(OsStr::from_bytes(name));
+    let ancestors: Vec<&Path> = path.ancestors().skip(1).collect();
+    for ancestor in ancestors.iter().rev().filter(|a| !a.as_os_str().is_empty()) {
+        match image_root.join(ancestor).symlink_metadata() {
+            Ok(meta) if !meta.is_dir() => return false,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+    }
+    match image_root.join(path).symlink_metadata() {
+        Ok(meta) => meta.is_dir() && matches!(kind, Kind::Dir),
+        Err(_) => true,
+    }
 }
 
 /// Folders upstream's Ubuntu base has and plans rely on (`mkdir
@@ -100,4 +131,32 @@ fn write_tree(tree: &Tree, dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_a_base_image_only_gaps_are_filled() {
+        let image = tempfile::tempdir().unwrap();
+        let root = image.path();
+        fs::create_dir_all(root.join("usr/bin")).unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        symlink("usr/bin", root.join("bin")).unwrap();
+        fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        let file = Kind::Symlink {
+            target: b"/x".to_vec(),
+        };
+        assert!(
+            !fills_a_gap(b"bin", &Kind::Dir, root),
+            "bin is a link there"
+        );
+        assert!(!fills_a_gap(b"bin/bash", &file, root), "under the link");
+        assert!(!fills_a_gap(b"etc/passwd", &file, root), "the image's own");
+        assert!(fills_a_gap(b"etc", &Kind::Dir, root), "same folder");
+        assert!(fills_a_gap(b"etc/ssl/certs/ca.crt", &file, root), "missing");
+        assert!(fills_a_gap(b"nix/store", &Kind::Dir, root), "missing");
+        assert!(!fills_a_gap(b"usr/bin", &file, root), "a folder there");
+    }
 }

@@ -122,6 +122,24 @@ impl ImageBuilder {
         }
     }
 
+    /// Starts from a base image's runtime settings, as a Dockerfile's
+    /// `FROM` does: its environment, labels, user, and entrypoint and
+    /// command. Later calls override them; the working folder stays `/app`.
+    pub fn inherit(mut self, base: &oci_spec::image::Config) -> Self {
+        for pair in base.env().iter().flatten() {
+            if let Some((key, value)) = pair.split_once('=') {
+                self = self.env(key, value);
+            }
+        }
+        for (key, value) in base.labels().iter().flatten() {
+            self = self.label(key, value);
+        }
+        self.user = base.user().clone().filter(|u| !u.is_empty());
+        self.entrypoint = base.entrypoint().clone();
+        self.cmd = base.cmd().clone();
+        self
+    }
+
     /// Appends layers, bottom first.
     pub fn layers(mut self, layers: impl IntoIterator<Item = Layer>) -> Self {
         self.layers.extend(layers);

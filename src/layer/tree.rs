@@ -118,6 +118,12 @@ impl Tree {
         self.entries.is_empty()
     }
 
+    /// Keeps only the entries `keep` accepts. A caller that drops a
+    /// directory must drop what is under it too, or parents go missing.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) {
+        self.entries.retain(|_, entry| keep(entry));
+    }
+
     /// Adds a directory at `name` (with parents).
     pub fn add_dir(&mut self, name: impl AsRef<[u8]>, mode: u32) {
         self.insert(Entry {

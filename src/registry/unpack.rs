@@ -57,13 +57,15 @@ pub enum UnpackError {
 }
 
 /// Applies `layers` in order into `root` (created if missing), checking
-/// each layer's uncompressed bytes against its diff ID on the way.
-pub fn unpack_layers(layers: &[PulledLayer], root: &Path) -> Result<(), UnpackError> {
+/// each layer's uncompressed bytes against its diff ID on the way. Returns
+/// each layer's uncompressed size.
+pub fn unpack_layers(layers: &[PulledLayer], root: &Path) -> Result<Vec<u64>, UnpackError> {
     std::fs::create_dir_all(root).map_err(|source| UnpackError::Write {
         layer: "(none)".into(),
         path: root.to_path_buf(),
         source,
     })?;
+    let mut sizes = Vec::with_capacity(layers.len());
     for layer in layers {
         let file = File::open(&layer.path).map_err(|e| UnpackError::Corrupt {
             layer: layer.digest.clone(),
@@ -80,6 +82,7 @@ pub fn unpack_layers(layers: &[PulledLayer], root: &Path) -> Result<(), UnpackEr
         let mut hashed = HashingReader {
             inner: reader,
             hasher: Sha256::new(),
+            bytes: 0,
         };
         apply_layer(&mut hashed, root, &layer.digest, &layer.media_type)?;
         // Whatever follows the end-of-archive marker is part of the diff ID.
@@ -96,20 +99,24 @@ pub fn unpack_layers(layers: &[PulledLayer], root: &Path) -> Result<(), UnpackEr
                 actual,
             });
         }
+        sizes.push(hashed.bytes);
     }
-    Ok(())
+    Ok(sizes)
 }
 
-/// Hashes what passes through, to check a layer's diff ID while it unpacks.
+/// Hashes and counts what passes through, to check a layer's diff ID while
+/// it unpacks.
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
+    bytes: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
         Ok(n)
     }
 }

@@ -6,12 +6,14 @@
 //! nixpkgs archive the way upstream Nixpacks groups them.
 
 mod eval;
+mod eval_cache;
 pub mod lock;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use eval::{expression, NixpkgsSource};
+pub use eval_cache::{EvalCache, EvalInputs};
 pub use lock::{Lock, LockEntry, LockError, LockedPackage, LOCK_FILE};
 
 /// Upstream Nixpacks' default nixpkgs archive (a nixpkgs commit), used for
@@ -45,6 +47,9 @@ pub struct ResolveOptions {
     pub write_lock: bool,
     /// Which `nix-instantiate` to use.
     pub evaluator: Evaluator,
+    /// Earlier evaluations to reuse and record, when set. `refresh` skips
+    /// reading it.
+    pub eval_cache: Option<EvalCache>,
 }
 
 /// Which Nix evaluator resolution may run.
@@ -68,6 +73,7 @@ impl ResolveOptions {
             refresh: false,
             write_lock: true,
             evaluator: Evaluator::FromPath,
+            eval_cache: None,
         }
     }
 }
@@ -79,6 +85,9 @@ pub enum Answer {
     Lock,
     /// At least one group was evaluated.
     Evaluated,
+    /// Every group the lock lacked was an earlier evaluation kiln's cache
+    /// recorded.
+    Cached,
 }
 
 /// One resolved group.
@@ -244,21 +253,57 @@ pub fn resolve(
         let entry = match locked {
             Some(entry) if !options.refresh => entry.clone(),
             _ => {
-                let evaluator =
-                    find_evaluator(options).ok_or_else(|| ResolveError::NoEvaluator {
-                        packages: missing(&lock, &archive, &group.overlays, &system, &attributes),
-                        lock: options.lock_file.display().to_string(),
-                    })?;
                 let source = match &options.nixpkgs {
                     Some(dir) => NixpkgsSource::Folder(dir.clone()),
                     None => NixpkgsSource::Archive(archive.clone()),
                 };
-                let mut entry =
-                    eval::evaluate(&evaluator, &source, &archive, &group.overlays, &attributes)?;
-                // Locks are looked up by kiln's idea of the system.
-                entry.system = system.clone();
+                let inputs = EvalInputs {
+                    source: &source,
+                    overlays: &group.overlays,
+                    attributes: &attributes,
+                    system: &system,
+                };
+                let cached = options
+                    .eval_cache
+                    .as_ref()
+                    .filter(|_| !options.refresh)
+                    .and_then(|cache| cache.get(&inputs));
+                let entry = match cached {
+                    Some(entry) => {
+                        if answer == Answer::Lock {
+                            answer = Answer::Cached;
+                        }
+                        entry
+                    }
+                    None => {
+                        let evaluator =
+                            find_evaluator(options).ok_or_else(|| ResolveError::NoEvaluator {
+                                packages: missing(
+                                    &lock,
+                                    &archive,
+                                    &group.overlays,
+                                    &system,
+                                    &attributes,
+                                ),
+                                lock: options.lock_file.display().to_string(),
+                            })?;
+                        let mut entry = eval::evaluate(
+                            &evaluator,
+                            &source,
+                            &archive,
+                            &group.overlays,
+                            &attributes,
+                        )?;
+                        // Locks are looked up by kiln's idea of the system.
+                        entry.system = system.clone();
+                        if let Some(cache) = &options.eval_cache {
+                            cache.put(&inputs, &entry);
+                        }
+                        answer = Answer::Evaluated;
+                        entry
+                    }
+                };
                 lock.merge(entry.clone());
-                answer = Answer::Evaluated;
                 entry
             }
         };
@@ -286,7 +331,7 @@ pub fn resolve(
                 .collect(),
         });
     }
-    if answer == Answer::Evaluated && options.write_lock {
+    if answer != Answer::Lock && options.write_lock {
         lock.version = lock::LOCK_VERSION;
         lock.write(&options.lock_file)?;
     }

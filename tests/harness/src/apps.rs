@@ -16,6 +16,11 @@ pub enum FixtureApp {
     Shell,
     /// An app configured entirely by its `nixpacks.toml`.
     Configured,
+    /// An app with `aptPkgs`, built on a Debian base image; not in
+    /// [`FixtureApp::ALL`], which builds on kiln's own base.
+    Apt,
+    /// An app whose start phase has a `runImage` and `onlyIncludeFiles`.
+    RunImage,
 }
 
 impl FixtureApp {
@@ -36,6 +41,8 @@ impl FixtureApp {
             FixtureApp::StaticSite => "static-site",
             FixtureApp::Shell => "shell-app",
             FixtureApp::Configured => "configured-app",
+            FixtureApp::Apt => "apt-app",
+            FixtureApp::RunImage => "run-image-app",
         }
     }
 
