@@ -85,10 +85,14 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
                 scratch_parent.display()
             )
         })?;
+    let first_paths = phases::image_paths(&ordered);
     let base = root_folder::base(
         &packages.everything(),
         &scratch.path().join("base"),
-        base_image.as_ref().map(|image| image.root.as_path()),
+        base_image.as_ref().map(|image| root_folder::OnImage {
+            root: &image.root,
+            first_paths: &first_paths,
+        }),
     )?;
     let app_root = scratch.path().join("app");
     let copied = app_files::stage(&app_dir, &app_root, plan.static_assets.as_ref())?;
@@ -146,7 +150,10 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
             let run_base = root_folder::base(
                 &runtime,
                 &scratch.path().join("run-base"),
-                run_image.as_ref().map(|image| image.root.as_path()),
+                run_image.as_ref().map(|image| root_folder::OnImage {
+                    root: &image.root,
+                    first_paths: &first_paths,
+                }),
             )?;
             progress.stage(
                 "run image",

@@ -41,9 +41,9 @@ pub struct PhaseKey<'a> {
     pub app_files: &'a str,
     /// Keys of the phases beneath it, in order.
     pub earlier: &'a [String],
-    /// Manifest digest of the base image beneath everything, or empty for
-    /// kiln's own base (which `store_paths` decides).
-    pub base_image: &'a str,
+    /// What everything stands on: the base image's manifest digest (if
+    /// any) and the base files' hash.
+    pub base: &'a str,
 }
 
 impl PhaseKey<'_> {
@@ -56,7 +56,7 @@ impl PhaseKey<'_> {
         };
         part(KEY_VERSION.as_bytes());
         part(self.name.as_bytes());
-        part(self.base_image.as_bytes());
+        part(self.base.as_bytes());
         for list in [
             self.commands,
             self.store_paths,
@@ -192,7 +192,7 @@ mod tests {
             cache_directories: &[],
             app_files: app,
             earlier: &[],
-            base_image: "",
+            base: "",
         }
     }
 
@@ -216,7 +216,7 @@ mod tests {
         assert_ne!(
             base,
             PhaseKey {
-                base_image: "sha256:1",
+                base: "sha256:1",
                 ..key(&env, "x")
             }
             .digest()

@@ -123,7 +123,15 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
     };
     let mut closure_paths: Vec<String> = store_paths.iter().map(|s| s.name.clone()).collect();
     closure_paths.sort();
-    let base_image_digest = inputs.base_image.map_or("", |image| image.digest.as_str());
+    // What the steps stand on: the base image and the base files.
+    let base_key = match &phase_cache {
+        Some(_) => format!(
+            "{} {}",
+            inputs.base_image.map_or("", |image| image.digest.as_str()),
+            phase_cache::hash_folder(inputs.base)?
+        ),
+        None => String::new(),
+    };
 
     let apt = apt_packages(inputs.phases);
     let mut steps: Vec<Step<'_>> = Vec::new();
@@ -199,7 +207,7 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
                 cache_directories: &directories,
                 app_files: &phase_cache::hash_folder(&view)?,
                 earlier: &keys,
-                base_image: base_image_digest,
+                base: &base_key,
             }
             .digest(),
             None => String::new(),

@@ -25,13 +25,24 @@ pub struct Base {
     pub closure: Vec<StorePathSource>,
 }
 
+/// A pulled image the base files go on.
+pub struct OnImage<'a> {
+    /// Its unpacked files.
+    pub root: &'a Path,
+    /// `PATH` entries the app needs before the profile's (the phases'
+    /// `paths`).
+    pub first_paths: &'a [String],
+}
+
 /// Writes the base files of `packages` into the new folder `dir`. On a
-/// pulled base image (`image_root`, its unpacked files) only the files it
-/// lacks are added: its own users, shell and certificates stay.
+/// pulled image only the files it lacks are added (its own users, shell
+/// and certificates stay), plus a login script that puts the profile on
+/// `PATH`: the start command runs in a login shell, and distributions'
+/// `/etc/profile` resets `PATH`.
 pub fn base(
     packages: &ImagePackages,
     dir: &Path,
-    image_root: Option<&Path>,
+    on_image: Option<OnImage<'_>>,
 ) -> anyhow::Result<Base> {
     let roots: Vec<StorePathSource> = packages
         .roots
@@ -51,10 +62,17 @@ pub fn base(
         .collect();
     let mut files = base_files(&roots, &closure);
     add_upstream_layout(&mut files.tree);
-    if let Some(image_root) = image_root {
+    if let Some(image) = on_image {
         files
             .tree
-            .retain(|entry| fills_a_gap(&entry.name, &entry.kind, image_root));
+            .retain(|entry| fills_a_gap(&entry.name, &entry.kind, image.root));
+        let mut path: Vec<String> = image.first_paths.to_vec();
+        path.push(format!("{PROFILE_DIR}/bin"));
+        files.tree.add_file(
+            LOGIN_SCRIPT,
+            0o644,
+            format!("PATH=\"{}:$PATH\"\nexport PATH\n", path.join(":")).into_bytes(),
+        );
     }
     write_tree(&files.tree, dir)
         .with_context(|| format!("could not write the base files into {}", dir.display()))?;
@@ -98,6 +116,9 @@ fn add_upstream_layout(tree: &mut Tree) {
     tree.add_dir("var/tmp", 0o1777);
     tree.add_symlink(USER_ENVIRONMENT, PROFILE_DIR);
 }
+
+/// Sourced by login shells on distributions' base images.
+const LOGIN_SCRIPT: &str = "etc/profile.d/kiln.sh";
 
 /// Where upstream plans look for the profile (`/nix/store/*-user-environment`);
 /// the hash part is all zeros so it can never be a real store path's.
