@@ -46,3 +46,29 @@ impl Provider for Crystal {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_for(shard: &str) -> Result<Option<BuildPlan>, PlanError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("shard.yml"), shard).unwrap();
+        Crystal.plan(&App::new(dir.path()).unwrap(), &Environment::default())
+    }
+
+    #[test]
+    fn first_target_in_the_file_starts() {
+        let plan =
+            plan_for("name: x\ntargets:\n  zeta:\n    main: a.cr\n  alpha:\n    main: b.cr\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(plan.start_phase.unwrap().cmd.as_deref(), Some("./bin/zeta"));
+    }
+
+    #[test]
+    fn no_targets_is_a_clear_error() {
+        let err = plan_for("name: x\n").unwrap_err().to_string();
+        assert!(err.contains("no targets"), "{err}");
+    }
+}

@@ -124,6 +124,43 @@ fn executable(app: &App) -> Result<String, PlanError> {
 mod tests {
     use super::*;
 
+    fn app_with(files: &[(&str, &str)]) -> (tempfile::TempDir, App) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let app = App::new(dir.path()).unwrap();
+        (dir, app)
+    }
+
+    #[test]
+    fn version_file_wins_over_the_tools_version_line() {
+        let manifest = ("Package.swift", "// swift-tools-version:5.7.3\n");
+        let (_dir, app) = app_with(&[manifest]);
+        assert_eq!(swift_version(&app).unwrap(), "5.7.3");
+        let (_dir, app) = app_with(&[manifest, (".swift-version", " 5.4 \n5.8\n")]);
+        assert_eq!(swift_version(&app).unwrap(), "5.4");
+        let (_dir, app) = app_with(&[("Package.swift", "import PackageDescription\n")]);
+        assert_eq!(swift_version(&app).unwrap(), DEFAULT_SWIFT_VERSION);
+    }
+
+    #[test]
+    fn executable_is_the_target_folder_of_main_swift() {
+        let (_dir, app) = app_with(&[
+            ("Package.swift", ""),
+            (".build/checkouts/dep/Sources/Dep/main.swift", ""),
+            ("Sources/Run/main.swift", ""),
+        ]);
+        assert_eq!(executable(&app).unwrap(), "Run");
+        let (_dir, app) = app_with(&[("Package.swift", "")]);
+        assert!(executable(&app)
+            .unwrap_err()
+            .to_string()
+            .contains("main.swift"));
+    }
+
     #[test]
     fn unknown_versions_get_the_default_archive() {
         assert_eq!(archive("5.4"), "c82b46413401efa740a0b994f52e9903a4f6dcd5");
