@@ -27,9 +27,7 @@ impl Provider for Lunatic {
 
     fn plan(&self, app: &App, env: &Environment) -> Result<Option<BuildPlan>, PlanError> {
         let (mut setup, build, rust_start) = plan_parts(app, env)?;
-        if setup.nix_pkgs.is_some() {
-            setup.add_nix_pkgs(&[Pkg::new("lunatic")]);
-        }
+        setup.add_nix_pkgs(&[Pkg::new("lunatic")]);
         let start = rust_start
             .and_then(|s| s.cmd)
             .map(|binary| StartPhase::new(format!("lunatic {binary}")));

@@ -1,6 +1,6 @@
 //! Gleam apps: `gleam.toml` with its `manifest.toml`; the compiler
-//! release matching the locked `gleam_stdlib` is downloaded by a script of
-//! ours, and the app is exported as an Erlang shipment and started.
+//! release named after the locked `gleam_stdlib` version is downloaded by a
+//! script of ours, and the app is exported as an Erlang shipment and started.
 
 use serde::Deserialize;
 
@@ -39,7 +39,8 @@ impl Provider for Gleam {
 
     fn plan(&self, app: &App, _env: &Environment) -> Result<Option<BuildPlan>, PlanError> {
         let manifest: Manifest = app.read_toml("manifest.toml")?;
-        // Gleam's compiler and standard library are released together.
+        // Upstream names the compiler release after the locked stdlib's
+        // version; plans must name the same one.
         let release = manifest
             .packages
             .iter()
