@@ -19,11 +19,16 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 
 # Static assets whose text kiln writes itself instead of copying upstream's.
-OWN_ASSETS = {"Caddyfile", "nginx.template.conf", "php-fpm.conf"}
+OWN_ASSETS = {"Caddyfile", "nginx.template.conf", "php-fpm.conf", "get-gleam.sh"}
 
-KILN_PROVIDERS = {"node", "python", "go", "rust", "ruby", "php", "java", "deno", "staticfile", ""}
+KILN_PROVIDERS = {
+    "c#", "clojure", "cobol", "crystal", "dart", "deno", "elixir", "f#", "gleam", "go", "haskell",
+    "java", "lunatic", "node", "php", "python", "ruby", "rust", "scala", "scheme", "staticfile",
+    "swift", "zig", "",
+}
 
 
 def read_test_env(folder):
@@ -68,11 +73,12 @@ def print_times():
 
 
 def normalized(text, drop_own_assets=False):
-    if text.startswith("buildImage = ") or "\nbuildImage = " in text:
+    is_toml = text.startswith("buildImage = ") or "\nbuildImage = " in text
+    if is_toml and not drop_own_assets:
         return "\n".join(l for l in text.splitlines() if not l.startswith("buildImage = "))
     try:
-        plan = json.loads(text)
-    except json.JSONDecodeError:
+        plan = tomllib.loads(text) if is_toml else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError):
         return text
     plan.pop("buildImage", None)
     assets = plan.get("staticAssets") or {}
@@ -147,8 +153,7 @@ def main():
             diff = difflib.unified_diff(up.splitlines(), kiln.splitlines(), "nixpacks", "kiln", lineterm="", n=2)
             print("\n".join(diff))
     print(f"{equal} of {total} equal")
-    if args.format == "json":
-        print(f"{equal + assets_only} of {total} equal apart from static asset files kiln writes itself ({', '.join(sorted(OWN_ASSETS))}, scripts/*)")
+    print(f"{equal + assets_only} of {total} equal apart from static asset files kiln writes itself ({', '.join(sorted(OWN_ASSETS))}, scripts/*)")
     if mismatched:
         print("mismatched: " + " ".join(mismatched))
     if args.times:

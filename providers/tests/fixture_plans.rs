@@ -11,7 +11,12 @@ use kiln_providers::{
 use serde_json::Value;
 
 /// Static assets whose text kiln writes itself, left out of the goldens.
-const OWN_ASSETS: &[&str] = &["Caddyfile", "nginx.template.conf", "php-fpm.conf"];
+const OWN_ASSETS: &[&str] = &[
+    "Caddyfile",
+    "nginx.template.conf",
+    "php-fpm.conf",
+    "get-gleam.sh",
+];
 
 fn app(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -103,7 +108,7 @@ fn every_plan_fixture_matches_upstreams_golden() {
         );
         checked += 1;
     }
-    assert!(checked >= 15, "only {checked} goldens found");
+    assert!(checked >= 30, "only {checked} goldens found");
 }
 
 #[test]
@@ -321,6 +326,222 @@ fn deno_start_task_from_jsonc_wins() {
 }
 
 #[test]
+fn crystal_builds_with_shards_and_starts_its_target() {
+    let plan = plan("plan-crystal", &[]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["crystal", "shards"]);
+    assert_eq!(cmds(&plan, "install"), ["shards install"]);
+    assert_eq!(cmds(&plan, "build"), ["shards build"]);
+    assert_eq!(start_cmd(&plan), Some("./bin/kettle"));
+}
+
+#[test]
+fn csharp_sdk_from_global_json_or_environment() {
+    let plan = plan("plan-csharp", &[]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["dotnet-sdk_8"]);
+    assert_eq!(cmds(&plan, "install"), ["dotnet restore"]);
+    assert_eq!(
+        cmds(&plan, "build"),
+        ["dotnet publish --no-restore -c Release -o out"]
+    );
+    assert_eq!(start_cmd(&plan), Some("./out/Ledger"));
+    let vars = plan.variables.unwrap();
+    assert_eq!(vars["ASPNETCORE_URLS"], "http://0.0.0.0:3000");
+    assert_eq!(vars["NIXPACKS_METADATA"], "c#");
+    let env_sdk = self::plan("plan-csharp", &["NIXPACKS_CSHARP_SDK_VERSION=6.0"]);
+    assert_eq!(nix_pkgs(&env_sdk, "setup"), ["dotnet-sdk"]);
+}
+
+#[test]
+fn fsharp_publishes_its_project() {
+    let plan = plan("plan-fsharp", &[]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["dotnet-sdk"]);
+    assert_eq!(start_cmd(&plan), Some("./out/Almanac"));
+    assert_eq!(
+        plan.variables.unwrap()["DOTNET_ROOT"],
+        "/nix/var/nix/profiles/default/"
+    );
+}
+
+#[test]
+fn dart_compiles_the_executable_named_in_pubspec() {
+    let plan = plan("plan-dart", &[]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["dart"]);
+    let install = expect_phase(&plan, "install");
+    assert_eq!(strings(&install.only_include_files), ["pubspec.yaml"]);
+    assert_eq!(cmds(&plan, "build"), ["dart compile exe bin/tally.dart"]);
+    assert_eq!(start_cmd(&plan), Some("./bin/tally.exe"));
+}
+
+#[test]
+fn phoenix_with_ecto_deploys_assets_and_sets_up_the_database() {
+    let plan = plan("plan-elixir-phoenix", &[]);
+    let setup = expect_phase(&plan, "setup");
+    assert_eq!(strings(&setup.nix_pkgs), ["elixir_1_15", "gcc"]);
+    assert_eq!(strings(&setup.nix_libs), ["stdenv.cc.cc.lib"]);
+    assert_eq!(
+        setup.nixpkgs_archive.as_deref(),
+        Some("c5702bd28cbde41a191a9c2a00501f18941efbd0")
+    );
+    assert_eq!(
+        cmds(&plan, "build"),
+        ["mix compile", "mix assets.deploy", "mix ecto.setup"]
+    );
+    assert_eq!(start_cmd(&plan), Some("mix phx.server"));
+    assert_eq!(plan.variables.as_ref().unwrap()["MIX_ENV"], "prod");
+    let pinned = self::plan("plan-elixir-phoenix", &["NIXPACKS_ELIXIR_VERSION=1.12"]);
+    assert_eq!(nix_pkgs(&pinned, "setup")[0], "elixir_1_12");
+}
+
+#[test]
+fn clojure_lein_ring_uberjar_on_the_jdk_from_its_version_file() {
+    let plan = plan("plan-clojure-lein", &[]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["leiningen", "jdk11"]);
+    assert!(cmds(&plan, "build")[0].starts_with("lein ring uberjar; "));
+    assert!(start_cmd(&plan)
+        .unwrap()
+        .contains("java $JAVA_OPTS -jar $JAR_FILE"));
+    let latest = self::plan("plan-clojure-lein", &["NIXPACKS_JDK_VERSION=latest"]);
+    assert_eq!(nix_pkgs(&latest, "setup")[1], "jdk");
+}
+
+#[test]
+fn clojure_tools_build_makes_the_uberjar_with_the_clojure_cli() {
+    let plan = plan("plan-clojure-tools-build", &[]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["clojure", "jdk8"]);
+    assert!(cmds(&plan, "build")[0].starts_with("clojure -T:build uber; "));
+    assert_eq!(phase_order(&plan), ["setup", "build"]);
+}
+
+#[test]
+fn gleam_downloads_the_compiler_of_its_stdlib_and_ships_erlang() {
+    let plan = plan("plan-gleam", &[]);
+    assert_eq!(
+        nix_pkgs(&plan, "setup"),
+        ["wget", "erlang", "elixir", "rebar3"]
+    );
+    assert_eq!(
+        cmds(&plan, "install"),
+        ["sh /assets/get-gleam.sh 0.36.0", "gleam deps download"]
+    );
+    let start = plan.start_phase.as_ref().unwrap();
+    assert_eq!(
+        start.cmd.as_deref(),
+        Some("./build/erlang-shipment/entrypoint.sh run")
+    );
+    assert_eq!(
+        strings(&start.only_include_files),
+        ["build/erlang-shipment"]
+    );
+    assert!(plan.static_assets.unwrap()["get-gleam.sh"].contains("tar -xzf"));
+}
+
+#[test]
+fn haskell_stack_starts_the_first_executable_by_name() {
+    let plan = plan("plan-haskell", &[]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["stack"]);
+    assert!(apt_pkgs(&plan, "setup").starts_with(&["libgmp-dev", "gcc"]));
+    assert_eq!(cmds(&plan, "install"), ["stack setup"]);
+    assert_eq!(
+        strings(&expect_phase(&plan, "build").cache_directories),
+        [".stack-work", "/root/.stack"]
+    );
+    assert_eq!(start_cmd(&plan), Some("/root/.local/bin/sundial-cli"));
+}
+
+#[test]
+fn haunt_site_builds_and_starts_with_guile() {
+    let plan = plan("plan-scheme", &[]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["haunt", "guile"]);
+    assert_eq!(cmds(&plan, "build"), ["haunt build"]);
+    assert_eq!(start_cmd(&plan), Some("guile init.scm --auto-compile"));
+}
+
+#[test]
+fn lunatic_builds_for_wasm_and_runs_under_lunatic() {
+    let plan = plan("plan-lunatic", &[]);
+    let pkgs = nix_pkgs(&plan, "setup");
+    assert_eq!(pkgs.last(), Some(&"lunatic"));
+    assert!(pkgs[2].contains("wasm32-wasi"), "{pkgs:?}");
+    assert_eq!(
+        cmds(&plan, "build")[1],
+        "cargo build --release --target wasm32-wasi"
+    );
+    assert_eq!(start_cmd(&plan), Some("lunatic ./bin/beacon.wasm"));
+}
+
+#[test]
+fn scala_sbt_stages_and_runs_in_a_jre_image() {
+    let plan = plan("plan-scala", &[]);
+    assert_eq!(
+        nix_pkgs(&plan, "setup"),
+        ["(sbt.override { jre = jdk17; })"]
+    );
+    assert_eq!(cmds(&plan, "build"), ["sbt stage"]);
+    let start = plan.start_phase.unwrap();
+    assert_eq!(
+        start.cmd.as_deref(),
+        Some("./target/universal/stage/bin/main")
+    );
+    assert_eq!(
+        start.run_image.as_deref(),
+        Some("eclipse-temurin:17.0.9_9-jre-jammy")
+    );
+    let jdk11 = self::plan("plan-scala", &["NIXPACKS_JDK_VERSION=11"]);
+    assert_eq!(
+        nix_pkgs(&jdk11, "setup"),
+        ["(sbt.override { jre = jdk11; })"]
+    );
+}
+
+#[test]
+fn swift_tools_version_picks_the_archive_and_target() {
+    let plan = plan("plan-swift", &[]);
+    let setup = expect_phase(&plan, "setup");
+    assert_eq!(
+        setup.nixpkgs_archive.as_deref(),
+        Some("7592790b9e02f7f99ddcb1bd33fd44ff8df6a9a7")
+    );
+    assert_eq!(
+        strings(&expect_phase(&plan, "install").only_include_files),
+        ["Package.swift", "Package.resolved"]
+    );
+    assert_eq!(
+        cmds(&plan, "build")[1],
+        "cp ./.build/release/Signpost ./Signpost && rm -rf ./.build"
+    );
+    assert_eq!(start_cmd(&plan), Some("./Signpost"));
+}
+
+#[test]
+fn zig_fetches_submodules_and_starts_the_binary_named_after_the_folder() {
+    let plan = plan("plan-zig", &[]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["zig"]);
+    assert_eq!(cmds(&plan, "install"), ["git submodule update --init"]);
+    assert_eq!(cmds(&plan, "build"), ["zig build -Doptimize=ReleaseSafe"]);
+    assert_eq!(start_cmd(&plan), Some("./zig-out/bin/plan-zig"));
+}
+
+#[test]
+fn cobol_compiles_index_first_or_the_named_program() {
+    let plan = plan("plan-cobol", &[]);
+    assert_eq!(nix_pkgs(&plan, "setup"), ["gnu-cobol", "gcc"]);
+    assert_eq!(cmds(&plan, "build"), ["cobc -x -o index src/index.cbl"]);
+    assert_eq!(start_cmd(&plan), Some("./index"));
+    let named = self::plan(
+        "plan-cobol",
+        &[
+            "NIXPACKS_COBOL_APP_NAME=payroll",
+            "NIXPACKS_COBOL_COMPILE_ARGS=-x -free -o",
+        ],
+    );
+    assert_eq!(
+        cmds(&named, "build"),
+        ["cobc -x -free -o payroll src/payroll.cbl"]
+    );
+    assert_eq!(start_cmd(&named), Some("./payroll"));
+}
+
+#[test]
 fn procfile_web_starts_and_release_runs_after_build() {
     let plan = plan("plan-procfile", &[]);
     assert_eq!(start_cmd(&plan), Some("gunicorn app:app"));
@@ -409,6 +630,21 @@ fn detect_names_one_provider_per_app() {
         ("plan-java-maven", "java"),
         ("plan-deno", "deno"),
         ("plan-static-public", "staticfile"),
+        ("plan-crystal", "crystal"),
+        ("plan-csharp", "c#"),
+        ("plan-fsharp", "f#"),
+        ("plan-dart", "dart"),
+        ("plan-elixir-phoenix", "elixir"),
+        ("plan-clojure-lein", "clojure"),
+        ("plan-clojure-tools-build", "clojure"),
+        ("plan-gleam", "gleam"),
+        ("plan-haskell", "haskell"),
+        ("plan-scheme", "scheme"),
+        ("plan-lunatic", "lunatic"),
+        ("plan-scala", "scala"),
+        ("plan-swift", "swift"),
+        ("plan-zig", "zig"),
+        ("plan-cobol", "cobol"),
     ] {
         assert_eq!(
             detect_providers(&app(name), &options(&[])).unwrap(),

@@ -8,16 +8,30 @@ use crate::environment::Environment;
 use crate::plan::BuildPlan;
 use crate::PlanError;
 
+pub mod clojure;
+pub mod cobol;
+pub mod crystal;
+pub mod csharp;
+pub mod dart;
 pub mod deno;
+pub mod elixir;
+pub mod fsharp;
+pub mod gleam;
 pub mod go;
+pub mod haskell;
 pub mod java;
+pub mod lunatic;
 pub mod node;
 pub mod php;
 pub mod procfile;
 pub mod python;
 pub mod ruby;
 pub mod rust;
+pub mod scala;
+pub mod scheme;
 pub mod staticfile;
+pub mod swift;
+pub mod zig;
 
 /// One language or kind of app.
 pub trait Provider: Sync {
@@ -36,15 +50,29 @@ pub trait Provider: Sync {
 /// Every provider, in detection order: the first that detects the app wins.
 pub fn all() -> &'static [&'static dyn Provider] {
     &[
+        &crystal::Crystal,
+        &csharp::CSharp,
+        &dart::Dart,
+        &elixir::Elixir,
         &deno::Deno,
+        &fsharp::FSharp,
+        &clojure::Clojure,
+        &gleam::Gleam,
         &go::Go,
+        &haskell::Haskell,
+        &scheme::Scheme,
         &java::Java,
+        &lunatic::Lunatic,
+        &scala::Scala,
         &php::Php,
         &ruby::Ruby,
         &node::Node,
         &python::Python,
         &rust::Rust,
+        &swift::Swift,
         &staticfile::Staticfile,
+        &zig::Zig,
+        &cobol::Cobol,
     ]
 }
 

@@ -28,17 +28,28 @@ impl Provider for Rust {
     }
 
     fn plan(&self, app: &App, env: &Environment) -> Result<Option<BuildPlan>, PlanError> {
-        let crate_info = CrateInfo::read(app, env)?;
-        let mut plan = BuildPlan::new(
-            vec![setup(app, env, &crate_info)?, build(app, &crate_info)?],
-            start(&crate_info, env)?,
-        );
+        let (setup, build, start) = plan_parts(app, env)?;
+        let mut plan = BuildPlan::new(vec![setup, build], start);
         plan.add_variables(Variables::from([(
             "ROCKET_ADDRESS".into(),
             "0.0.0.0".into(),
         )]));
         Ok(Some(plan))
     }
+}
+
+/// The setup and build phases and the start of a crate, for the providers
+/// that build Rust crates their own way.
+pub fn plan_parts(
+    app: &App,
+    env: &Environment,
+) -> Result<(Phase, Phase, Option<StartPhase>), PlanError> {
+    let crate_info = CrateInfo::read(app, env)?;
+    Ok((
+        setup(app, env, &crate_info)?,
+        build(app, &crate_info)?,
+        start(&crate_info, env)?,
+    ))
 }
 
 /// What the provider learns from the crate once.
