@@ -316,7 +316,9 @@ pub struct BuildCommand {
     #[command(flatten)]
     pub layers: LayerArgs,
 
-    /// Image to build on instead of kiln's minimal base (for `aptPkgs`).
+    /// Image to build on instead of kiln's minimal base, pulled from its
+    /// registry; its layers stay the image's first. Needed for `aptPkgs`
+    /// (a Debian or Ubuntu image). Overrides the plan's `buildImage`.
     #[arg(long, value_name = "REFERENCE")]
     pub base_image: Option<String>,
 

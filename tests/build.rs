@@ -3,7 +3,7 @@
 //! loopback; the same build twice gives the same digest; failures exit 1
 //! and write nothing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -67,23 +67,34 @@ fn answers(layout: &Path, tag: &str, app: FixtureApp) {
     assert_eq!(http::get(&url), Some(app.body()), "{}", container.log());
 }
 
-/// Builds `app` as root into `oci:<tmp>:latest`, runs it and fetches its
-/// page; returns the printed digest.
-fn builds_and_answers(app: FixtureApp) -> Option<String> {
+/// The fixture nixpkgs, when it and the image tools are there (else the
+/// test skips, or fails under CI).
+fn fixture_and_image_tools() -> Option<&'static FixtureNixpkgs> {
     let fixture = FixtureNixpkgs::get()?;
-    if !require(&IMAGE_TOOLS) {
-        return None;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
-    let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
+    require(&IMAGE_TOOLS).then_some(fixture)
+}
+
+/// Builds `app` as root into `oci:<work>/layout:latest` with a cache in
+/// `work`; returns the layout and the printed digest.
+fn build_into_layout(fixture: &FixtureNixpkgs, app: FixtureApp, work: &Path) -> (PathBuf, String) {
+    let layout = work.join("layout");
+    let mut args = build_args(fixture, &app.dir(), &work.join("cache"));
     args.extend([
         "--output".into(),
         format!("oci:{}:latest", layout.display()),
     ]);
     let digest = succeed(kiln(&args), &format!("kiln build {}", app.name()));
+    (layout, digest.trim().to_string())
+}
+
+/// Builds `app` as root into `oci:<tmp>:latest`, runs it and fetches its
+/// page; returns the printed digest.
+fn builds_and_answers(app: FixtureApp) -> Option<String> {
+    let fixture = fixture_and_image_tools()?;
+    let work = tempfile::tempdir().unwrap();
+    let (layout, digest) = build_into_layout(fixture, app, work.path());
     answers(&layout, "latest", app);
-    Some(digest.trim().to_string())
+    Some(digest)
 }
 
 #[test]
@@ -321,12 +332,9 @@ fn debian_base(work: &Path) -> Option<(Registry, String, Vec<String>)> {
 /// second build reuses the apt step and gives the same digest.
 #[test]
 fn apt_app_builds_on_a_debian_base_image_and_answers() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = fixture_and_image_tools() else {
         return;
     };
-    if !require(&IMAGE_TOOLS) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let Some((registry, base, base_layers)) = debian_base(work.path()) else {
         return;
@@ -413,21 +421,12 @@ fn apt_packages_on_a_base_without_apt_are_refused() {
 /// or other app files, and it answers.
 #[test]
 fn run_image_keeps_only_the_included_files_and_answers() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = fixture_and_image_tools() else {
         return;
     };
-    if !require(&IMAGE_TOOLS) {
-        return;
-    }
     let app = FixtureApp::RunImage;
     let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
-    let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
-    args.extend([
-        "--output".into(),
-        format!("oci:{}:latest", layout.display()),
-    ]);
-    succeed(kiln(&args), "kiln build run-image-app");
+    let (layout, _) = build_into_layout(fixture, app, work.path());
     answers(&layout, "latest", app);
     let bundle = Bundle::unpack(&layout, "latest");
     let root = bundle.rootfs();
@@ -473,21 +472,12 @@ fn unreachable_registry_exits_1() {
 /// upstream's nginx config looks for it, and nginx serves the site.
 #[test]
 fn static_site_builds_with_assets_and_profile_and_answers() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = fixture_and_image_tools() else {
         return;
     };
-    if !require(&IMAGE_TOOLS) {
-        return;
-    }
     let app = FixtureApp::StaticSite;
     let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
-    let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
-    args.extend([
-        "--output".into(),
-        format!("oci:{}:latest", layout.display()),
-    ]);
-    succeed(kiln(&args), "kiln build static-site");
+    let (layout, _) = build_into_layout(fixture, app, work.path());
     let bundle = Bundle::unpack(&layout, "latest");
     let rootfs = bundle.rootfs();
     let read = |path: &str| std::fs::read_to_string(rootfs.join(path)).unwrap_or_default();
@@ -516,7 +506,7 @@ fn static_site_builds_with_assets_and_profile_and_answers() {
 
 /// `path` inside `rootfs`, following symlinks as the container would see
 /// them (absolute targets are relative to `rootfs`).
-fn resolve_in(rootfs: &Path, path: &Path) -> std::path::PathBuf {
+fn resolve_in(rootfs: &Path, path: &Path) -> PathBuf {
     let mut resolved = rootfs.to_path_buf();
     let mut pending: Vec<std::ffi::OsString> = path
         .components()
@@ -586,12 +576,9 @@ fn layer_digests(summary: &serde_json::Value) -> Vec<(String, String)> {
 
 #[test]
 fn node_rebuild_after_a_source_edit_reuses_the_install_phase() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = fixture_and_image_tools() else {
         return;
     };
-    if !require(&IMAGE_TOOLS) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let app = work.path().join("node-server");
     std::fs::create_dir(&app).unwrap();
@@ -688,12 +675,9 @@ fn node_image_is_its_closure_and_app_with_no_base_bloat() {
 /// needs no evaluator, so with no nix on PATH it still builds.
 #[test]
 fn a_rebuild_evaluates_nothing() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = fixture_and_image_tools() else {
         return;
     };
-    if !require(&IMAGE_TOOLS) {
-        return;
-    }
     let app = FixtureApp::Node;
     let work = tempfile::tempdir().unwrap();
     let cache = work.path().join("cache");
@@ -718,12 +702,9 @@ fn a_rebuild_evaluates_nothing() {
 /// committed, a machine without Nix builds the app.
 #[test]
 fn a_locked_app_builds_without_nix() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = fixture_and_image_tools() else {
         return;
     };
-    if !require(&IMAGE_TOOLS) {
-        return;
-    }
     let app = FixtureApp::Node;
     let work = tempfile::tempdir().unwrap();
     let copy = work.path().join("app");

@@ -15,6 +15,7 @@ use anyhow::Context;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::layer::digest::KeyHasher;
 use crate::layer::write_atomically;
 
 /// Bumped when what a key covers or an entry holds changes.
@@ -49,11 +50,8 @@ pub struct PhaseKey<'a> {
 impl PhaseKey<'_> {
     /// The key: sha256 over every part, each length-prefixed.
     pub fn digest(&self) -> String {
-        let mut hasher = Sha256::new();
-        let mut part = |bytes: &[u8]| {
-            hasher.update((bytes.len() as u64).to_le_bytes());
-            hasher.update(bytes);
-        };
+        let mut hasher = KeyHasher::new();
+        let mut part = |bytes: &[u8]| hasher.field(bytes);
         part(KEY_VERSION.as_bytes());
         part(self.name.as_bytes());
         part(self.base.as_bytes());
@@ -74,7 +72,7 @@ impl PhaseKey<'_> {
             part(value.as_bytes());
         }
         part(self.app_files.as_bytes());
-        hex::encode(hasher.finalize())
+        hasher.hex()
     }
 }
 

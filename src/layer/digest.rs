@@ -4,6 +4,30 @@ use std::io::{self, Write};
 
 use sha2::{Digest as _, Sha256};
 
+/// sha256 over fields, each prefixed by its length so that neighbouring
+/// fields cannot run into each other: the key of a cache entry whose
+/// inputs are many strings.
+#[derive(Default)]
+pub struct KeyHasher(Sha256);
+
+impl KeyHasher {
+    /// An empty key.
+    pub fn new() -> Self {
+        KeyHasher::default()
+    }
+
+    /// Adds one field.
+    pub fn field(&mut self, bytes: &[u8]) {
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    /// The key, as lowercase hex.
+    pub fn hex(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
 /// A writer that hashes and counts every byte it forwards.
 pub struct HashingWriter<W> {
     inner: W,

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::eval::NixpkgsSource;
 use super::lock::LockEntry;
+use crate::layer::digest::KeyHasher;
 
 /// How long an evaluation that fetched a URL overlay stays trusted; Nix's
 /// default `tarball-ttl`.
@@ -113,11 +113,8 @@ fn is_local(overlay: &str) -> bool {
 
 /// The hex sha256 of everything the evaluation read.
 fn key(inputs: &EvalInputs<'_>) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    };
+    let mut hasher = KeyHasher::new();
+    let mut field = |bytes: &[u8]| hasher.field(bytes);
     field(FORMAT.as_bytes());
     field(inputs.system.as_bytes());
     match inputs.source {
@@ -140,7 +137,7 @@ fn key(inputs: &EvalInputs<'_>) -> io::Result<String> {
     for attribute in inputs.attributes {
         field(attribute.as_bytes());
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(hasher.hex())
 }
 
 /// Names, kinds, sizes, modes and mtimes of every entry under `root` (or of
