@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 /// The cache's top-level folders, with what each holds.
-pub const PARTS: [(&str, &str); 7] = [
+pub const PARTS: [(&str, &str); 8] = [
     ("store", "realized Nix store paths"),
     ("narinfo", "verified narinfo copies"),
     ("resolutions", "package names evaluated to store paths"),
@@ -18,6 +18,7 @@ pub const PARTS: [(&str, &str); 7] = [
     ("layers", "layer index entries"),
     ("phases", "cached build phase results"),
     ("build-cache", "cacheDirectories kept between builds"),
+    ("bases", "base images unpacked for the sandbox"),
 ];
 
 /// The cache folder: `explicit` (from `--cache-dir` or `KILN_CACHE_DIR`),

@@ -133,7 +133,8 @@ fn cache_info_reports_each_part_as_json() {
             "blobs",
             "layers",
             "phases",
-            "build-cache"
+            "build-cache",
+            "bases"
         ]
     );
 }
