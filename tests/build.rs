@@ -376,6 +376,48 @@ fn apt_app_builds_on_a_debian_base_image_and_answers() {
     assert_eq!(first["digest"], again["digest"]);
 }
 
+/// As the unprivileged user, the Node app builds on a Debian base pulled
+/// from a registry and answers; its first layers are the base's.
+#[test]
+fn node_app_builds_on_a_debian_base_as_an_unprivileged_user() {
+    let Some(fixture) = fixture_and_image_tools() else {
+        return;
+    };
+    let Some(user) = AsUser::get() else {
+        return;
+    };
+    let work = user.tempdir();
+    let Some((registry, base, base_layers)) = debian_base(work.path()) else {
+        return;
+    };
+    let app = FixtureApp::Node;
+    let layout = work.path().join("layout");
+    let mut args = build_args(fixture, &app.dir(), &work.path().join("cache"));
+    args.splice(0..0, ["--json".to_string()]);
+    args.extend([
+        "--base-image".into(),
+        base,
+        "--insecure-registry".into(),
+        registry.host(),
+        "--output".into(),
+        format!("oci:{}:latest", layout.display()),
+    ]);
+    let output = user
+        .command(env!("CARGO_BIN_EXE_kiln"))
+        .args(&args)
+        .current_dir(work.path())
+        .output()
+        .expect("run kiln as the test user");
+    let summary: serde_json::Value =
+        serde_json::from_str(&succeed(output, "kiln build on debian as the test user")).unwrap();
+    let layers: Vec<String> = layer_digests(&summary)
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(layers[..base_layers.len()], base_layers[..], "{summary}");
+    answers(&layout, "latest", app);
+}
+
 /// A base image without apt cannot take `aptPkgs`: the error names the
 /// image.
 #[test]
