@@ -28,6 +28,7 @@ use crate::narinfo::hash_part;
 pub const HOST_STORE: &str = "/nix/store";
 
 const VALID: &str = ".valid";
+const HOST_VERIFIED: &str = ".host-verified";
 const LOCKS: &str = ".locks";
 const TEMP_PREFIX: &str = ".tmp-";
 
@@ -45,7 +46,12 @@ impl Store {
     pub fn open(cache_dir: &Path) -> Result<Store, StoreError> {
         let store = cache_dir.join("store");
         let narinfo = cache_dir.join("narinfo");
-        for dir in [store.join(VALID), store.join(LOCKS), narinfo.clone()] {
+        for dir in [
+            store.join(VALID),
+            store.join(LOCKS),
+            store.join(HOST_VERIFIED),
+            narinfo.clone(),
+        ] {
             fs::create_dir_all(&dir).at(&dir)?;
         }
         Ok(Store {
@@ -116,6 +122,30 @@ impl Store {
         self.store.join(VALID).join(hash_part(path))
     }
 
+    /// Whether the host store's `host` copy of `path` was found to have the
+    /// NAR hash `expected` before and is still the same folder: Nix never
+    /// changes a store path in place, so while it has the same inode and
+    /// change time the earlier check holds, and a rebuild need not hash
+    /// the whole closure again.
+    pub(crate) fn host_verified(&self, path: &StorePath, host: &Path, expected: &str) -> bool {
+        let Some(seen) = host_fingerprint(host, expected) else {
+            return false;
+        };
+        fs::read_to_string(self.host_record(path)).is_ok_and(|recorded| recorded == seen)
+    }
+
+    /// Records that `host` had the NAR hash `expected`. Failing to record
+    /// only costs a later check, so errors are ignored.
+    pub(crate) fn record_host_verified(&self, path: &StorePath, host: &Path, expected: &str) {
+        if let Some(seen) = host_fingerprint(host, expected) {
+            let _ = write_atomically(&self.host_record(path), seen.as_bytes());
+        }
+    }
+
+    fn host_record(&self, path: &StorePath) -> PathBuf {
+        self.store.join(HOST_VERIFIED).join(hash_part(path))
+    }
+
     fn narinfo_copy(&self, path: &StorePath) -> PathBuf {
         self.narinfo.join(format!("{}.narinfo", hash_part(path)))
     }
@@ -182,7 +212,7 @@ impl Store {
         names.sort();
         for name in names {
             let Some(name) = name.to_str() else { continue };
-            if name == VALID || name == LOCKS {
+            if [VALID, LOCKS, HOST_VERIFIED].contains(&name) {
                 continue;
             }
             let basename = name.strip_prefix(TEMP_PREFIX).unwrap_or(name);
@@ -252,6 +282,19 @@ fn tree_size(path: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// `expected` with the identity of the file or folder at `host`.
+fn host_fingerprint(host: &Path, expected: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = host.symlink_metadata().ok()?;
+    Some(format!(
+        "{expected} {} {} {} {}\n",
+        meta.dev(),
+        meta.ino(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    ))
 }
 
 /// Writes `bytes` to `target` through a synced temp file in the same folder.

@@ -294,13 +294,25 @@ impl Store {
     }
 
     /// The host store's copy of `path` when it is there and its NAR hash is
-    /// the narinfo's.
+    /// the narinfo's (hashed once, then remembered while the copy stays).
     fn host_in_place(&self, path: &StorePath, info: &NarInfo) -> Option<PathBuf> {
         let candidate = self.host_store()?.join(path.to_basename());
         candidate.symlink_metadata().ok()?;
+        let expected = format!(
+            "{} {}",
+            info.nar_hash().to_nix_nixbase32_string(),
+            info.nar_size()
+        );
+        if self.host_verified(path, &candidate, &expected) {
+            return Some(candidate);
+        }
         let hash = hash_path(&candidate, CaseHack::Disabled).ok()?;
-        (hash.size == info.nar_size() && hash.sha256[..] == *info.nar_hash().digest_as_bytes())
-            .then_some(candidate)
+        let matches =
+            hash.size == info.nar_size() && hash.sha256[..] == *info.nar_hash().digest_as_bytes();
+        if matches {
+            self.record_host_verified(path, &candidate, &expected);
+        }
+        matches.then_some(candidate)
     }
 }
 

@@ -121,6 +121,72 @@ fn a_cache_without_the_path_passes_to_the_next() {
         }));
 }
 
+/// A host path is hashed once and then trusted while it stays the same
+/// folder; a folder put in its place is hashed again, and a changed one is
+/// not used.
+#[test]
+fn host_store_checks_are_remembered_until_the_folder_changes() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let zlib = fixture_path(fixture, "zlib");
+    let copy = host.path().join(zlib.to_basename());
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(zlib.to_string())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let store = kiln_store::Store::open(cache.path())
+        .unwrap()
+        .with_host_store(Some(host.path().to_path_buf()));
+    let caches = Substituters::new(
+        &[fixture.xz_cache_url()],
+        &[fixture.public_key().to_string()],
+        quick_options(),
+    )
+    .unwrap();
+    let origin = |store: &kiln_store::Store| {
+        let closure = store.realize(&caches, std::slice::from_ref(&zlib)).unwrap();
+        closure
+            .paths
+            .iter()
+            .find(|p| p.path == zlib)
+            .unwrap()
+            .origin
+            .clone()
+    };
+    assert_eq!(origin(&store), Origin::HostStore);
+    let record = cache.path().join("store/.host-verified");
+    assert_eq!(std::fs::read_dir(&record).unwrap().count(), 1);
+    assert_eq!(origin(&store), Origin::HostStore, "remembered");
+
+    // Another folder in its place, with one file changed: hashed again and
+    // refused, so the path comes from the cache.
+    let replaced = host.path().join("replaced");
+    std::fs::rename(&copy, &replaced).unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&replaced)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let lib = std::fs::read_dir(copy.join("lib"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file() && !p.is_symlink())
+        .unwrap();
+    let mut permissions = std::fs::metadata(&lib).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
+    std::fs::set_permissions(&lib, permissions).unwrap();
+    std::fs::write(&lib, b"tampered").unwrap();
+    assert!(matches!(origin(&store), Origin::Downloaded { .. }));
+}
+
 #[test]
 fn host_store_paths_are_used_in_place_when_their_hash_matches() {
     let Some(fixture) = FixtureNixpkgs::get() else {

@@ -78,7 +78,7 @@ pub fn store_entries(store: &Store) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(store.dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != ".valid" && n != ".locks")
+        .filter(|n| ![".valid", ".locks", ".host-verified"].contains(&n.as_str()))
         .collect();
     names.sort();
     names
