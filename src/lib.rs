@@ -6,6 +6,7 @@
 //! work (`kiln-store`): the cache layout, the sandbox, layers, images and
 //! registries. The `kiln` binary only parses arguments and calls [`run`].
 
+pub mod bars;
 pub mod build;
 pub mod cache;
 pub mod cli;
