@@ -3,6 +3,7 @@
 //! every bar here is hidden and draws nothing.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,6 +24,11 @@ pub struct Bars {
 }
 
 impl Bars {
+    /// Bars drawn when stderr is a terminal, unless `quiet`.
+    pub fn on_stderr(quiet: bool) -> Bars {
+        Bars::new(!quiet && std::io::stderr().is_terminal())
+    }
+
     /// Bars drawn on stderr when `live`, else hidden.
     pub fn new(live: bool) -> Bars {
         let target = match live {
@@ -57,8 +63,8 @@ impl Bars {
     /// A bar over `layers` layers being packed.
     pub fn pack(&self, layers: usize) -> PackBar {
         let bar = self.add(
-            ProgressBar::new(layers as u64).with_message(human_size(0)),
-            "{spinner} pack [{bar:30}] {pos}/{len} layers, {msg} written [{elapsed}]",
+            ProgressBar::new(layers as u64).with_message(written(0)),
+            "{spinner} pack [{bar:20}] {pos}/{len} layers [{elapsed}] {wide_msg}",
         );
         PackBar {
             bar,
@@ -68,18 +74,21 @@ impl Bars {
 
     /// A bar over the blobs of a push.
     pub fn push(&self) -> PushBar {
+        // No length until the push has read the manifest: an empty bar,
+        // not a full one over nothing.
         let bar = self.add(
-            ProgressBar::new(0),
-            "{spinner} push [{bar:30}] {pos}/{len} blobs, {msg} [{elapsed}]",
+            ProgressBar::no_length(),
+            "{spinner} push [{bar:20}] {pos}/{len} blobs [{elapsed}] {wide_msg}",
         );
-        let push = PushBar {
+        PushBar {
             bar,
             state: Mutex::new(PushState::default()),
-        };
-        push.show(&push.state.lock().expect("push bar state"));
-        push
+        }
     }
 
+    /// Adds `bar` drawn with `template`. Bars with counts end in
+    /// `{wide_msg}`, which is cut to the terminal's width rather than
+    /// wrapped.
     fn add(&self, bar: ProgressBar, template: &str) -> ProgressBar {
         let style = ProgressStyle::with_template(template)
             .expect("bar templates are valid")
@@ -103,12 +112,16 @@ pub struct PackBar {
 impl PackProgress for PackBar {
     fn wrote(&self, bytes: u64) {
         let total = self.written.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.bar.set_message(human_size(total));
+        self.bar.set_message(written(total));
     }
 
     fn finished(&self, _layer: &Layer) {
         self.bar.inc(1);
     }
+}
+
+fn written(bytes: u64) -> String {
+    format!("{} written", human_size(bytes))
 }
 
 /// The push bar: blobs in the repository, how they got there, and bytes
@@ -136,14 +149,22 @@ impl PushState {
 }
 
 impl PushBar {
+    /// Only what happened so far, so the line fits a narrow terminal.
     fn show(&self, state: &PushState) {
-        self.bar.set_message(format!(
-            "{} uploaded ({} uploaded, {} present, {} mounted)",
-            human_size(state.bytes()),
-            state.uploaded,
-            state.present,
-            state.mounted
-        ));
+        let mut parts = Vec::new();
+        if state.uploaded > 0 || !state.sending.is_empty() {
+            parts.push(format!(
+                "{} uploaded ({})",
+                state.uploaded,
+                human_size(state.bytes())
+            ));
+        }
+        for (count, fate) in [(state.present, "present"), (state.mounted, "mounted")] {
+            if count > 0 {
+                parts.push(format!("{count} {fate}"));
+            }
+        }
+        self.bar.set_message(parts.join(", "));
     }
 }
 
@@ -218,7 +239,7 @@ mod tests {
         pack.finished(&layer);
         assert_eq!(pack.written.load(Ordering::Relaxed), 1024);
         assert_eq!(pack.bar.position(), 2);
-        assert_eq!(pack.bar.message(), "1.0 KiB");
+        assert_eq!(pack.bar.message(), "1.0 KiB written");
     }
 
     #[test]
@@ -227,19 +248,22 @@ mod tests {
         let push = bars.push();
         push.started(3);
         let big = blob("sha256:big", 300);
+        assert_eq!(push.bar.message(), "");
         push.sending(&big, 200);
+        assert_eq!(push.bar.message(), "0 uploaded (200 B)");
         // A retry starts the blob over: its first attempt no longer counts.
         push.sending(&big, 100);
         assert_eq!(push.state.lock().unwrap().bytes(), 100);
         push.sending(&big, 300);
         push.finished(&big, BlobFate::Uploaded);
         push.finished(&blob("sha256:base", 50), BlobFate::Present);
+        assert_eq!(push.bar.message(), "1 uploaded (300 B), 1 present");
         push.finished(&blob("sha256:config", 5), BlobFate::Mounted);
         assert_eq!(push.state.lock().unwrap().bytes(), 300);
         assert_eq!(push.bar.position(), 3);
         assert_eq!(
             push.bar.message(),
-            "300 B uploaded (1 uploaded, 1 present, 1 mounted)"
+            "1 uploaded (300 B), 1 present, 1 mounted"
         );
     }
 }

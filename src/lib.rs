@@ -54,7 +54,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(command) => plan::plan(&command),
         Command::Detect(command) => plan::detect(&command),
         Command::Build(build) => build::run(&cli.global, &build),
-        Command::Pack(pack) => pack::run(&pack, cli.global.cache_dir.as_deref(), cli.global.json),
+        Command::Pack(pack) => pack::run(
+            &pack,
+            cli.global.cache_dir.as_deref(),
+            cli.global.json,
+            cli.global.quiet,
+        ),
         Command::Shell(shell) => shell::run(&shell),
         Command::Realize(realize) => store_commands::realize(&cli.global, &realize),
         Command::Lock(lock) => store_commands::lock(&cli.global, &lock),

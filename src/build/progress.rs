@@ -3,7 +3,7 @@
 //! bars show the stage under way; the lines print above them.
 
 use std::cell::RefCell;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
@@ -26,15 +26,15 @@ impl Progress {
     /// Starts the clock; `quiet` prints nothing. Bars are drawn only when
     /// stderr is a terminal.
     pub fn new(quiet: bool) -> Progress {
-        Progress::with_bars(quiet, !quiet && std::io::stderr().is_terminal())
+        Progress::with_bars(quiet, Bars::on_stderr(quiet))
     }
 
-    fn with_bars(quiet: bool, live: bool) -> Progress {
+    fn with_bars(quiet: bool, bars: Bars) -> Progress {
         Progress {
             quiet,
             began: Instant::now(),
             stages: RefCell::new(Vec::new()),
-            bars: Bars::new(live),
+            bars,
         }
     }
 
@@ -146,7 +146,10 @@ mod tests {
 
     #[test]
     fn quiet_or_off_a_terminal_draws_no_bars() {
-        for progress in [Progress::new(true), Progress::with_bars(false, false)] {
+        for progress in [
+            Progress::new(true),
+            Progress::with_bars(false, Bars::new(false)),
+        ] {
             assert!(progress.spinner("packages").is_hidden());
             assert!(!progress.bars.is_live());
         }
