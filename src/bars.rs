@@ -17,6 +17,19 @@ use crate::registry::{BlobFate, LayoutBlob, PushProgress};
 /// How often spinners and elapsed times move when nothing else happens.
 const TICK: Duration = Duration::from_millis(100);
 
+/// The bars on the terminal, if any: log lines come from anywhere in kiln
+/// and must print above them too (see [`print_above`]).
+static DRAWN: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Runs `write`, which prints on stderr, above whatever bars are drawn.
+pub fn print_above<R>(write: impl FnOnce() -> R) -> R {
+    let drawn = DRAWN.lock().map(|drawn| drawn.clone()).ok().flatten();
+    match drawn {
+        Some(multi) => multi.suspend(write),
+        None => write(),
+    }
+}
+
 /// Where bars are drawn: stderr on a terminal, nowhere otherwise.
 #[derive(Clone)]
 pub struct Bars {
@@ -35,9 +48,13 @@ impl Bars {
             true => ProgressDrawTarget::stderr(),
             false => ProgressDrawTarget::hidden(),
         };
-        Bars {
-            multi: MultiProgress::with_draw_target(target),
+        let multi = MultiProgress::with_draw_target(target);
+        if !multi.is_hidden() {
+            if let Ok(mut drawn) = DRAWN.lock() {
+                *drawn = Some(multi.clone());
+            }
         }
+        Bars { multi }
     }
 
     /// Whether bars are drawn at all.
@@ -218,6 +235,7 @@ mod tests {
         assert!(bars.pack(3).bar.is_hidden());
         assert!(bars.push().bar.is_hidden());
         assert_eq!(bars.above(|| 7), 7);
+        assert_eq!(print_above(|| 8), 8);
     }
 
     #[test]
