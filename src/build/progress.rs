@@ -111,8 +111,9 @@ impl Progress {
                 false => format!("{} ran ({:.1}s)", p.name, p.seconds),
             })
             .collect();
+        let mut err = std::io::stderr().lock();
         let _ = writeln!(
-            std::io::stderr().lock(),
+            err,
             "built {name} {}\n  {} layers, {} compressed, {} uncompressed\n  stages: {}\n  phases: {}",
             built.image.manifest_digest,
             built.image.layers.len(),
