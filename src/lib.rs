@@ -6,6 +6,7 @@
 //! work (`kiln-store`): the cache layout, the sandbox, layers, images and
 //! registries. The `kiln` binary only parses arguments and calls [`run`].
 
+pub mod bars;
 pub mod build;
 pub mod cache;
 pub mod cli;
@@ -53,7 +54,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(command) => plan::plan(&command),
         Command::Detect(command) => plan::detect(&command),
         Command::Build(build) => build::run(&cli.global, &build),
-        Command::Pack(pack) => pack::run(&pack, cli.global.cache_dir.as_deref(), cli.global.json),
+        Command::Pack(pack) => pack::run(
+            &pack,
+            cli.global.cache_dir.as_deref(),
+            cli.global.json,
+            cli.global.quiet,
+        ),
         Command::Shell(shell) => shell::run(&shell),
         Command::Realize(realize) => store_commands::realize(&cli.global, &realize),
         Command::Lock(lock) => store_commands::lock(&cli.global, &lock),

@@ -1,5 +1,7 @@
 //! Log output through `tracing`, to stderr so stdout stays for results.
 
+use std::io::{self, Write};
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over the
@@ -15,7 +17,21 @@ pub fn init(verbose: u8, quiet: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| AboveBars)
         .with_target(false)
         .init();
+}
+
+/// stderr, written above any progress bars so a log line never lands in
+/// the middle of one.
+struct AboveBars;
+
+impl Write for AboveBars {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::bars::print_above(|| io::stderr().write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
 }

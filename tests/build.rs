@@ -1,7 +1,7 @@
 //! `kiln build` end to end: each fixture app built offline with the fixture
 //! nixpkgs, unpacked by umoci, run by runc and asked for its page over
 //! loopback; the same build twice gives the same digest; failures exit 1
-//! and write nothing.
+//! and write nothing; plain stage lines off a terminal, bars on one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -779,4 +779,80 @@ fn a_locked_app_builds_without_nix() {
         .unwrap();
     succeed(output, "kiln build from kiln.lock with no nix on PATH");
     answers(&layout, "latest", app);
+}
+
+/// `kiln build` arguments for the shell app into an OCI layout in `work`.
+fn shell_app_args(fixture: &FixtureNixpkgs, work: &Path) -> Vec<String> {
+    let mut args = build_args(fixture, &FixtureApp::Shell.dir(), &work.join("cache"));
+    args.extend([
+        "--output".into(),
+        format!("oci:{}:latest", work.join("layout").display()),
+    ]);
+    args
+}
+
+/// The stage lines every build of the shell app prints.
+const SHELL_APP_STAGES: [&str; 6] = ["plan", "packages", "app", "phases", "pack", "output"];
+
+/// Whether `stderr` has the stage line of `stage`; on a terminal a line
+/// can follow a cleared bar (`\r`, `ESC [2K`) on the same row.
+fn has_stage_line(stderr: &str, stage: &str) -> bool {
+    stderr
+        .split(['\r', '\n'])
+        .map(|line| line.trim_start_matches("\x1b[2K"))
+        .any(|line| line.starts_with('[') && line.contains(&format!("s] {stage}: ")))
+}
+
+#[test]
+fn off_a_terminal_stderr_has_plain_lines_and_no_bars() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let output = kiln(&shell_app_args(fixture, work.path()));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    succeed(output, "kiln build");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains("\x1b[2K"),
+        "{stderr:?}"
+    );
+    for stage in SHELL_APP_STAGES {
+        assert!(has_stage_line(&stderr, stage), "no {stage} line: {stderr}");
+    }
+}
+
+#[test]
+fn on_a_terminal_bars_are_drawn_and_the_plain_lines_remain() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&["script"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let command: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_kiln").to_string())
+        .chain(shell_app_args(fixture, work.path()))
+        .map(|arg| format!("'{arg}'"))
+        .collect();
+    let transcript = work.path().join("transcript");
+    // `script` runs kiln on a pseudo-terminal of a known size.
+    let status = Command::new("script")
+        .arg("-qec")
+        .arg(format!("stty cols 100 rows 30; {}", command.join(" ")))
+        .arg(&transcript)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&std::fs::read(&transcript).unwrap()).into_owned();
+    assert!(status.success(), "{shown}");
+    assert!(
+        shown.contains("packages: realizing"),
+        "no spinner: {shown:?}"
+    );
+    assert!(shown.contains(" layers ["), "no pack bar: {shown:?}");
+    assert!(shown.contains("\x1b[2K"), "bars never cleared: {shown:?}");
+    for stage in SHELL_APP_STAGES {
+        assert!(has_stage_line(&shown, stage), "no {stage} line: {shown}");
+    }
 }

@@ -1,13 +1,17 @@
 //! `kiln::registry::push_layout` against a real `docker-registry`: plain,
 //! basic auth, TLS; read back by skopeo; no second upload; mounts; auth from
-//! docker config and a credential helper; kill -9 in the middle of a push.
+//! docker config and a credential helper; kill -9 in the middle of a push;
+//! what the progress hook is told.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kiln::registry::{
-    push_layout, AuthEnv, Credentials, PushRequest, RegistryConfig, RegistryError,
+    push_layout, push_layout_with_progress, AuthEnv, BlobFate, Credentials, LayoutBlob,
+    LayoutImage, PushProgress, PushRequest, RegistryConfig, RegistryError,
 };
 use kiln_harness::images::{busybox_image, insert, layout_layer_digests, random_file};
 use kiln_harness::validators::{skopeo_copy, skopeo_inspect};
@@ -155,6 +159,99 @@ fn pushed_image_reads_back_with_skopeo_and_a_second_push_uploads_nothing() {
     assert!(again.uploaded.is_empty());
     assert_eq!(again.present.len(), 3);
     assert_eq!(again.digest, outcome.digest);
+}
+
+/// What a push told its progress hook.
+#[derive(Default)]
+struct Recorded {
+    blobs: Vec<usize>,
+    /// Last `sent` per blob.
+    sent: BTreeMap<String, u64>,
+    fates: BTreeMap<String, BlobFate>,
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Recorded>);
+
+impl PushProgress for Recorder {
+    fn started(&self, blobs: usize) {
+        self.0.lock().unwrap().blobs.push(blobs);
+    }
+
+    fn sending(&self, blob: &LayoutBlob, sent: u64) {
+        self.0
+            .lock()
+            .unwrap()
+            .sent
+            .insert(blob.digest.clone(), sent);
+    }
+
+    fn finished(&self, blob: &LayoutBlob, fate: BlobFate) {
+        let previous = self
+            .0
+            .lock()
+            .unwrap()
+            .fates
+            .insert(blob.digest.clone(), fate);
+        assert!(previous.is_none(), "{} finished twice", blob.digest);
+    }
+}
+
+fn push_recorded(config: &RegistryConfig, request: &PushRequest<'_>) -> Recorded {
+    let recorder = Arc::new(Recorder::default());
+    push_layout_with_progress(config, request, recorder.clone()).unwrap();
+    let recorded = std::mem::take(&mut *recorder.0.lock().unwrap());
+    recorded
+}
+
+#[test]
+fn the_progress_hook_sees_every_blob_and_every_byte_uploaded() {
+    if !require(&TOOLS) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    busybox_image(&base, "t");
+    let layout = small_image(dir.path());
+    let registry = Registry::start_logged(RegistryKind::Plain);
+    let config = config_for(&registry, dir.path());
+    push_layout(
+        &config,
+        &request(&base, &format!("{}/base:1", registry.host())),
+    )
+    .unwrap();
+
+    let destination = format!("{}/app:1", registry.host());
+    let mount_from = ["base".to_string()];
+    let push = PushRequest {
+        mount_from: &mount_from,
+        ..request(&layout, &destination)
+    };
+    let first = push_recorded(&config, &push);
+    assert_eq!(first.blobs, [3]);
+    let image = LayoutImage::open(&layout, Some("t")).unwrap();
+    let busybox_layer = &layout_layer_digests(&base, "t")[0];
+    let blobs: Vec<&LayoutBlob> = image.layers.iter().chain([&image.config]).collect();
+    let expected: BTreeMap<String, BlobFate> = blobs
+        .iter()
+        .map(|blob| match &blob.digest == busybox_layer {
+            true => (blob.digest.clone(), BlobFate::Mounted),
+            false => (blob.digest.clone(), BlobFate::Uploaded),
+        })
+        .collect();
+    assert_eq!(first.fates, expected);
+    // Every uploaded blob was reported whole, and nothing else was sent.
+    let uploaded: BTreeMap<String, u64> = blobs
+        .iter()
+        .filter(|blob| &blob.digest != busybox_layer)
+        .map(|blob| (blob.digest.clone(), blob.size))
+        .collect();
+    assert_eq!(first.sent, uploaded);
+
+    let again = push_recorded(&config, &push);
+    assert!(again.sent.is_empty(), "{:?}", again.sent);
+    assert_eq!(again.fates.len(), 3);
+    assert!(again.fates.values().all(|fate| *fate == BlobFate::Present));
 }
 
 #[test]

@@ -9,10 +9,11 @@ use kiln_providers::BuildPlan;
 use super::base_image::BaseImage;
 use super::packages::ImagePackages;
 use super::phases::{image_paths, RanPhase};
+use super::progress::Progress;
 use super::root_folder::Base;
 use crate::cli::BuildCommand;
 use crate::image::{Image, ImageBuilder};
-use crate::layer::{pack_all, ClosurePath, LayerCache, LayerJob, PackSettings};
+use crate::layer::{pack_all_with_progress, ClosurePath, LayerCache, LayerJob, PackSettings};
 use crate::pack::{package_layer_jobs, with_base_env};
 
 /// What the pack stage needs.
@@ -38,6 +39,8 @@ pub struct ImageInputs<'a> {
     pub settings: &'a PackSettings,
     /// The command line (`--max-layers`, `--label`).
     pub command: &'a BuildCommand,
+    /// Where the pack bar is drawn.
+    pub progress: &'a Progress,
 }
 
 /// The built image and its sizes.
@@ -93,8 +96,10 @@ pub fn image(inputs: &ImageInputs<'_>) -> anyhow::Result<Built> {
         dir: phase.upper.clone(),
         description: format!("phase {}", phase.name),
     }));
-    let layers = pack_all(inputs.cache, &jobs, inputs.settings)
+    let bar = inputs.progress.pack_bar(jobs.len());
+    let layers = pack_all_with_progress(inputs.cache, &jobs, inputs.settings, &bar)
         .context("could not pack the image's layers")?;
+    drop(bar);
 
     let phases: Vec<&kiln_providers::Phase> = inputs.plan.phases_in_order()?;
     let mut builder = ImageBuilder::new(inputs.settings.source_date_epoch);

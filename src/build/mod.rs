@@ -15,6 +15,7 @@ mod root_folder;
 mod run_image;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde_json::json;
@@ -62,7 +63,9 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         .map(|reference| pull_base(&reference, "base image", command, &cache_root, &progress))
         .transpose()?;
     refuse_apt_without_apt(&ordered, base_image.as_ref())?;
+    let spinner = progress.spinner("packages: realizing Nix store paths");
     let packages = packages::realize(&ordered, &command.store, &cache_root, &app_dir)?;
+    drop(spinner);
     progress.stage(
         "packages",
         format!(
@@ -133,6 +136,7 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
             cache: &cache,
             settings: &settings,
             command,
+            progress: &progress,
         })?,
         Some(run_reference) => {
             let files = plan
@@ -174,6 +178,7 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
                 cache: &cache,
                 settings: &settings,
                 command,
+                progress: &progress,
             })?
         }
     };
@@ -187,12 +192,20 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
     );
 
     if let Some(destination) = &destination {
+        let spinner = progress.spinner(&format!("output: writing {}", describe(destination)));
         image::write(&built.image, destination, &command.output.tag)
             .with_context(|| format!("could not write the image to {}", describe(destination)))?;
+        drop(spinner);
         progress.stage("output", format!("wrote {}", describe(destination)));
     }
     let pushed = match &command.output.push {
-        Some(reference) => Some(push(&built.image, reference, command, scratch.path())?),
+        Some(reference) => Some(push(
+            &built.image,
+            reference,
+            command,
+            scratch.path(),
+            &progress,
+        )?),
         None => None,
     };
     if let Some(pushed) = &pushed {
@@ -288,7 +301,9 @@ fn pull_base(
     cache_root: &Path,
     progress: &Progress,
 ) -> anyhow::Result<base_image::BaseImage> {
+    let spinner = progress.spinner(&format!("{what}: pulling {reference}"));
     let image = base_image::pull(reference, command, cache_root)?;
+    drop(spinner);
     progress.stage(
         what,
         format!(
@@ -368,9 +383,11 @@ fn push(
     reference: &str,
     command: &BuildCommand,
     work: &Path,
+    progress: &Progress,
 ) -> anyhow::Result<String> {
     const LAYOUT_TAG: &str = "kiln-push";
     let layout: PathBuf = work.join("push-layout");
+    let spinner = progress.spinner("push: staging the image");
     image::write(
         image,
         &Destination::OciLayout {
@@ -380,9 +397,10 @@ fn push(
         &[],
     )
     .context("could not stage the image for pushing")?;
+    drop(spinner);
     let config =
         RegistryConfig::from_args(&command.output.registry, &command.output.insecure_registry);
-    let outcome = registry::push_layout(
+    let outcome = registry::push_layout_with_progress(
         &config,
         &PushRequest {
             layout: &layout,
@@ -391,6 +409,7 @@ fn push(
             extra_tags: &command.output.tag,
             mount_from: &[],
         },
+        Arc::new(progress.push_bar()),
     )
     .with_context(|| format!("could not push the image to {reference}"))?;
     Ok(outcome.to_string())

@@ -239,6 +239,7 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
         sandbox.env = env;
         sandbox.cancel = Some(cancel.clone());
         sandbox.network = inputs.command.network.into();
+        sandbox.output = inputs.progress.phase_output(name);
         if !inputs.command.no_cache && !directories.is_empty() {
             let build_cache = inputs.cache_root.join("build-cache");
             sandbox.caches = sandbox::cache_binds(&build_cache, &cache_key, &directories)
@@ -246,6 +247,7 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
                     format!("phase {name}: could not prepare its cache directories")
                 })?;
         }
+        let spinner = inputs.progress.spinner(&format!("phase {name}"));
         let diff = sandbox
             .run()
             .with_context(|| format!("phase {name} failed"))?;
@@ -256,6 +258,7 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
             Some(cache) => cache.record(&key, name, &diff.upper)?,
             None => diff.upper,
         };
+        drop(spinner);
         let seconds = started.elapsed().as_secs_f64();
         inputs
             .progress

@@ -1,30 +1,64 @@
 //! Progress of a build: one line per stage on stderr, with the time since
-//! the build began, and the closing summary.
+//! the build began, and the closing summary. On a terminal, spinners and
+//! bars show the stage under way; the lines print above them.
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::time::Instant;
 
+use indicatif::ProgressBar;
 use serde_json::json;
 
 use super::assemble::Built;
 use super::phases::RanPhase;
+use crate::bars::{Bars, PackBar, PushBar};
+use crate::sandbox::Output;
 
 /// Records and prints the stages of one build.
 pub struct Progress {
     quiet: bool,
     began: Instant,
     stages: RefCell<Vec<(String, f64)>>,
+    bars: Bars,
 }
 
 impl Progress {
-    /// Starts the clock; `quiet` prints nothing.
+    /// Starts the clock; `quiet` prints nothing. Bars are drawn only when
+    /// stderr is a terminal.
     pub fn new(quiet: bool) -> Progress {
+        Progress::with_bars(quiet, Bars::on_stderr(quiet))
+    }
+
+    fn with_bars(quiet: bool, bars: Bars) -> Progress {
         Progress {
             quiet,
             began: Instant::now(),
             stages: RefCell::new(Vec::new()),
+            bars,
         }
+    }
+
+    /// A spinner with `label` and its elapsed time while a stage runs;
+    /// cleared when dropped.
+    pub fn spinner(&self, label: &str) -> ProgressBar {
+        self.bars.spinner(label)
+    }
+
+    /// The bar over `layers` layers being packed.
+    pub fn pack_bar(&self, layers: usize) -> PackBar {
+        self.bars.pack(layers)
+    }
+
+    /// The bar over the blobs being pushed.
+    pub fn push_bar(&self) -> PushBar {
+        self.bars.push()
+    }
+
+    /// Where phase `name`'s commands write: `[name] line` on stderr, above
+    /// the bars.
+    pub fn phase_output(&self, name: &str) -> Output {
+        let bars = self.bars.clone();
+        Output::prefixed_stderr_with(name, move |write| bars.above(write))
     }
 
     /// Marks the end of stage `name`, printing `detail`.
@@ -44,7 +78,9 @@ impl Progress {
     fn line(&self, text: &str) {
         if !self.quiet {
             let seconds = self.began.elapsed().as_secs_f64();
-            let _ = writeln!(std::io::stderr(), "[{seconds:7.1}s] {text}");
+            self.bars.above(|| {
+                let _ = writeln!(std::io::stderr(), "[{seconds:7.1}s] {text}");
+            });
         }
     }
 
@@ -102,5 +138,21 @@ pub fn human_size(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_or_off_a_terminal_draws_no_bars() {
+        for progress in [
+            Progress::new(true),
+            Progress::with_bars(false, Bars::new(false)),
+        ] {
+            assert!(progress.spinner("packages").is_hidden());
+            assert!(!progress.bars.is_live());
+        }
     }
 }

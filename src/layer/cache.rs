@@ -18,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::compress::{BlockCompressor, Format};
 use super::digest::{sha256_hex, HashingWriter};
+use super::progress::{NoProgress, PackProgress, ReportingWriter};
 use super::tree::Tree;
 use super::{Layer, LayerError, PackSettings, StorePathSource};
 
@@ -60,17 +61,34 @@ pub fn pack_all(
     jobs: &[LayerJob],
     settings: &PackSettings,
 ) -> Result<Vec<Layer>, LayerError> {
+    pack_all_with_progress(cache, jobs, settings, &NoProgress)
+}
+
+/// [`pack_all`], telling `progress` of the bytes written and of each layer
+/// as it is ready.
+pub fn pack_all_with_progress(
+    cache: &LayerCache,
+    jobs: &[LayerJob],
+    settings: &PackSettings,
+    progress: &dyn PackProgress,
+) -> Result<Vec<Layer>, LayerError> {
     jobs.par_iter()
-        .map(|job| match job {
-            LayerJob::StorePaths(paths) => cache.pack_store_paths(paths, settings),
-            LayerJob::Tree(tree, description) => cache.pack_tree(tree, settings, description),
-            LayerJob::Folder {
-                prefix,
-                dir,
-                description,
-            } => cache
-                .pack_folder(prefix, dir, settings, description)
-                .map(|(layer, _)| layer),
+        .map(|job| {
+            let layer = match job {
+                LayerJob::StorePaths(paths) => cache.store_paths_layer(paths, settings, progress),
+                LayerJob::Tree(tree, description) => {
+                    cache.tree_layer(tree, settings, description, progress)
+                }
+                LayerJob::Folder {
+                    prefix,
+                    dir,
+                    description,
+                } => cache
+                    .folder_layer(prefix, dir, settings, description, progress)
+                    .map(|(layer, _)| layer),
+            }?;
+            progress.finished(&layer);
+            Ok(layer)
         })
         .collect()
 }
@@ -111,6 +129,15 @@ impl LayerCache {
         paths: &[StorePathSource],
         settings: &PackSettings,
     ) -> Result<Layer, LayerError> {
+        self.store_paths_layer(paths, settings, &NoProgress)
+    }
+
+    fn store_paths_layer(
+        &self,
+        paths: &[StorePathSource],
+        settings: &PackSettings,
+        progress: &dyn PackProgress,
+    ) -> Result<Layer, LayerError> {
         let names: Vec<&str> = paths.iter().map(|p| p.store_path.as_str()).collect();
         let description = format!("store paths: {}", names.join(" "));
         let key = self.key("store-paths", &names.join("\n"), settings);
@@ -121,7 +148,7 @@ impl LayerCache {
         for path in paths {
             tree.add_store_path(&path.store_path, &path.local)?;
         }
-        let layer = self.write_blob(&tree, settings, description)?;
+        let layer = self.write_blob(&tree, settings, description, progress)?;
         self.record(&key, &layer)?;
         Ok(layer)
     }
@@ -136,12 +163,26 @@ impl LayerCache {
         settings: &PackSettings,
         description: &str,
     ) -> Result<(Layer, Vec<super::Skipped>), LayerError> {
+        self.folder_layer(prefix, dir, settings, description, &NoProgress)
+    }
+
+    fn folder_layer(
+        &self,
+        prefix: &str,
+        dir: &Path,
+        settings: &PackSettings,
+        description: &str,
+        progress: &dyn PackProgress,
+    ) -> Result<(Layer, Vec<super::Skipped>), LayerError> {
         let mut tree = Tree::new();
         let skipped = tree.add_folder(prefix, dir)?;
         for skip in &skipped {
             tracing::warn!("skipped {}: {}", skip.path.display(), skip.reason);
         }
-        Ok((self.pack_tree(&tree, settings, description)?, skipped))
+        Ok((
+            self.tree_layer(&tree, settings, description, progress)?,
+            skipped,
+        ))
     }
 
     /// The layer of a tree of entries, keyed by its diffID.
@@ -150,6 +191,16 @@ impl LayerCache {
         tree: &Tree,
         settings: &PackSettings,
         description: &str,
+    ) -> Result<Layer, LayerError> {
+        self.tree_layer(tree, settings, description, &NoProgress)
+    }
+
+    fn tree_layer(
+        &self,
+        tree: &Tree,
+        settings: &PackSettings,
+        description: &str,
+        progress: &dyn PackProgress,
     ) -> Result<Layer, LayerError> {
         let hashing = super::tar::write_tree(
             tree,
@@ -161,7 +212,7 @@ impl LayerCache {
         if let Some(layer) = self.lookup(&key, description)? {
             return Ok(layer);
         }
-        let layer = self.write_blob(tree, settings, description.to_string())?;
+        let layer = self.write_blob(tree, settings, description.to_string(), progress)?;
         self.record(&key, &layer)?;
         Ok(layer)
     }
@@ -236,6 +287,7 @@ impl LayerCache {
         tree: &Tree,
         settings: &PackSettings,
         description: String,
+        progress: &dyn PackProgress,
     ) -> Result<Layer, LayerError> {
         let temp = tempfile::Builder::new()
             .prefix(".tmp-layer-")
@@ -244,7 +296,11 @@ impl LayerCache {
         let temp_path = temp.path().to_path_buf();
         let io_err = |e| LayerError::io(&temp_path, e);
 
-        let compressed = HashingWriter::new(BufWriter::with_capacity(BLOB_BUFFER, temp.as_file()));
+        // Reporting below the buffer costs one call per megabyte, not per write.
+        let compressed = HashingWriter::new(BufWriter::with_capacity(
+            BLOB_BUFFER,
+            ReportingWriter::new(temp.as_file(), progress),
+        ));
         let compressor = BlockCompressor::new(settings.compression, compressed);
         let tar_stream = HashingWriter::new(compressor);
         let tar_stream = super::tar::write_tree(tree, settings.source_date_epoch, tar_stream)?;
@@ -406,6 +462,57 @@ mod tests {
         later.source_date_epoch = 1_700_000_000;
         let later = cache.pack_store_paths(&[path], &later).unwrap();
         assert_ne!(later.diff_id, gzip.diff_id);
+    }
+
+    #[derive(Default)]
+    struct Counter {
+        bytes: std::sync::atomic::AtomicU64,
+        layers: std::sync::atomic::AtomicUsize,
+    }
+
+    impl PackProgress for Counter {
+        fn wrote(&self, bytes: u64) {
+            self.bytes
+                .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+
+        fn finished(&self, _layer: &Layer) {
+            self.layers
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn progress_counts_every_layer_and_only_new_blob_bytes() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::open(&root.path().join("cache")).unwrap();
+        let folder = root.path().join("folder");
+        fs::create_dir_all(&folder).unwrap();
+        fs::write(folder.join("data"), vec![3u8; 100_000]).unwrap();
+        let mut tree = Tree::new();
+        tree.add_file("etc/hostname", 0o644, b"kiln\n".to_vec());
+        let jobs = [
+            LayerJob::StorePaths(vec![store_path(root.path())]),
+            LayerJob::Tree(tree, "hostname".into()),
+            LayerJob::Folder {
+                prefix: String::new(),
+                dir: folder,
+                description: "folder".into(),
+            },
+        ];
+        let settings = settings(Format::Gzip);
+
+        let fresh = Counter::default();
+        let layers = pack_all_with_progress(&cache, &jobs, &settings, &fresh).unwrap();
+        assert_eq!(fresh.layers.into_inner(), 3);
+        let sizes: u64 = layers.iter().map(|l| l.size).sum();
+        assert_eq!(fresh.bytes.into_inner(), sizes);
+
+        let cached = Counter::default();
+        let again = pack_all_with_progress(&cache, &jobs, &settings, &cached).unwrap();
+        assert_eq!(again, layers);
+        assert_eq!(cached.layers.into_inner(), 3);
+        assert_eq!(cached.bytes.into_inner(), 0);
     }
 
     #[test]

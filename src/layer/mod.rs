@@ -10,7 +10,7 @@
 //! Entry points: [`LayerCache::pack_store_paths`] (one or a group of store
 //! paths), [`LayerCache::pack_folder`] (app files, phase diffs),
 //! [`LayerCache::pack_tree`] (generated files), [`pack_all`] (many at once
-//! on the rayon pool), [`group_by_popularity`] (the `--max-layers` plan),
+//! on the rayon pool; [`pack_all_with_progress`] reports as it goes), [`group_by_popularity`] (the `--max-layers` plan),
 //! and the generated trees [`base_files`] and [`profile`].
 
 mod base;
@@ -19,6 +19,7 @@ pub mod compress;
 pub mod digest;
 mod grouping;
 mod profile;
+mod progress;
 mod tar;
 #[cfg(test)]
 mod test_support;
@@ -30,10 +31,11 @@ use std::path::{Path, PathBuf};
 
 pub use base::{base_files, BaseFiles};
 pub use cache::write_atomically;
-pub use cache::{pack_all, LayerCache, LayerJob};
+pub use cache::{pack_all, pack_all_with_progress, LayerCache, LayerJob};
 pub use compress::{Compression, Format};
 pub use grouping::{group_by_popularity, ClosurePath};
 pub use profile::{profile, PROFILE_DIR};
+pub use progress::{NoProgress, PackProgress};
 pub use tree::{store_path_name, Content, Entry, Kind, Skipped, Tree};
 
 /// Everything besides the files that decides a layer's bytes.

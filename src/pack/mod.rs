@@ -9,11 +9,12 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde_json::json;
 
+use crate::bars::Bars;
 use crate::cli::{self, PackCommand};
 use crate::image::{self, Destination, ImageBuilder};
 use crate::layer::{
-    base_files, group_by_popularity, pack_all, profile, BaseFiles, ClosurePath, Compression,
-    Format, LayerCache, LayerJob, PackSettings, StorePathSource, PROFILE_DIR,
+    base_files, group_by_popularity, pack_all_with_progress, profile, BaseFiles, ClosurePath,
+    Compression, Format, LayerCache, LayerJob, PackSettings, StorePathSource, PROFILE_DIR,
 };
 use crate::output::outln;
 
@@ -71,11 +72,13 @@ pub fn with_base_env(
     builder
 }
 
-/// Carries out `kiln pack`.
+/// Carries out `kiln pack`; a bar shows the packing on a terminal unless
+/// `quiet`.
 pub fn run(
     command: &PackCommand,
     cache_dir: Option<&Path>,
     json_output: bool,
+    quiet: bool,
 ) -> anyhow::Result<()> {
     if let Some(reference) = &command.output.push {
         bail!("kiln pack cannot push to {reference} yet; write with --output oci:DIR and push that with skopeo copy");
@@ -127,7 +130,9 @@ pub fn run(
     for collision in collisions {
         tracing::warn!("{collision}: more than one package has it; the one named first wins");
     }
-    let layers = pack_all(&cache, &jobs, &settings)?;
+    let bar = Bars::on_stderr(quiet).pack(jobs.len());
+    let layers = pack_all_with_progress(&cache, &jobs, &settings, &bar)?;
+    drop(bar);
 
     let builder = ImageBuilder::new(settings.source_date_epoch).layers(layers.clone());
     let mut builder = with_base_env(builder, &base, &[]);

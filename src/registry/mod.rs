@@ -3,7 +3,8 @@
 //!
 //! The wire protocol is `oci-client`'s (async, tokio). The runtime lives
 //! inside this module: [`push_layout`] and [`pull_image`] are plain blocking
-//! calls for the rest of kiln, which is synchronous. [`unpack_layers`] turns
+//! calls for the rest of kiln, which is synchronous;
+//! [`push_layout_with_progress`] reports to a [`PushProgress`] as it goes. [`unpack_layers`] turns
 //! pulled layers into a root filesystem folder.
 
 mod auth;
@@ -12,6 +13,7 @@ mod connect;
 mod error;
 mod layout;
 mod manifest;
+mod progress;
 mod pull;
 mod push;
 mod retry;
@@ -21,8 +23,9 @@ pub use auth::{AuthEnv, CredentialSource, Credentials};
 pub use error::RegistryError;
 pub use layout::{LayoutBlob, LayoutImage};
 pub use manifest::Platform;
+pub use progress::{BlobFate, NoPushProgress, PushProgress};
 pub use pull::{pull_image, PulledImage, PulledLayer};
-pub use push::{push_layout, PushOutcome, PushRequest};
+pub use push::{push_layout, push_layout_with_progress, PushOutcome, PushRequest};
 pub use unpack::{unpack_layers, UnpackError};
 
 use std::path::PathBuf;

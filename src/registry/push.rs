@@ -5,8 +5,10 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
-use futures_util::{StreamExt, TryStreamExt};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use oci_client::errors::OciDistributionError;
 use oci_client::{Reference, RegistryOperation};
 
@@ -14,6 +16,7 @@ use super::blob_stream::file_chunks;
 use super::connect::{connect, parse_reference, Session, MONOLITHIC_MAX};
 use super::error::RegistryError;
 use super::layout::{LayoutBlob, LayoutImage};
+use super::progress::{BlobFate, NoPushProgress, PushProgress};
 use super::retry::with_retry;
 use super::{runtime, RegistryConfig};
 
@@ -63,13 +66,6 @@ impl std::fmt::Display for PushOutcome {
     }
 }
 
-/// What happened to one blob.
-enum Fate {
-    Present,
-    Mounted,
-    Uploaded,
-}
-
 /// Pushes the image tagged `request.layout_tag` in `request.layout` to
 /// `request.destination` and every extra tag. Blobs stream from their files;
 /// an interrupted push, run again, sends only what the registry lacks.
@@ -77,9 +73,20 @@ pub fn push_layout(
     config: &RegistryConfig,
     request: &PushRequest<'_>,
 ) -> Result<PushOutcome, RegistryError> {
+    push_layout_with_progress(config, request, Arc::new(NoPushProgress))
+}
+
+/// [`push_layout`], telling `progress` of every blob and of the bytes
+/// uploaded as they go. An `Arc` because upload streams must own what they
+/// report to.
+pub fn push_layout_with_progress(
+    config: &RegistryConfig,
+    request: &PushRequest<'_>,
+    progress: Arc<dyn PushProgress>,
+) -> Result<PushOutcome, RegistryError> {
     let image = LayoutImage::open(request.layout, request.layout_tag)?;
     let destination = parse_reference(request.destination)?;
-    runtime()?.block_on(push(config, request, &image, destination))
+    runtime()?.block_on(push(config, request, &image, destination, &progress))
 }
 
 async fn push(
@@ -87,6 +94,7 @@ async fn push(
     request: &PushRequest<'_>,
     image: &LayoutImage,
     destination: Reference,
+    progress: &Arc<dyn PushProgress>,
 ) -> Result<PushOutcome, RegistryError> {
     let session = connect(config, destination, RegistryOperation::Push).await?;
     let mut outcome = PushOutcome {
@@ -107,22 +115,24 @@ async fn push(
         .iter()
         .filter(|b| seen.insert(b.digest.clone()))
         .collect();
-    let fates: Vec<(&LayoutBlob, Fate)> = futures_util::stream::iter(layers)
+    progress.started(layers.len() + 1);
+    let fates: Vec<(&LayoutBlob, BlobFate)> = futures_util::stream::iter(layers)
         .map(|blob| {
             let session = &session;
             async move {
-                Ok::<_, RegistryError>((blob, send_blob(session, blob, request.mount_from).await?))
+                let fate = send_blob(session, blob, request.mount_from, progress).await?;
+                Ok::<_, RegistryError>((blob, fate))
             }
         })
         .buffer_unordered(config.jobs.max(1))
         .try_collect()
         .await?;
-    let config_fate = send_blob(&session, &image.config, request.mount_from).await?;
+    let config_fate = send_blob(&session, &image.config, request.mount_from, progress).await?;
     for (blob, fate) in fates.into_iter().chain([(&image.config, config_fate)]) {
         let list = match fate {
-            Fate::Present => &mut outcome.present,
-            Fate::Mounted => &mut outcome.mounted,
-            Fate::Uploaded => &mut outcome.uploaded,
+            BlobFate::Present => &mut outcome.present,
+            BlobFate::Mounted => &mut outcome.mounted,
+            BlobFate::Uploaded => &mut outcome.uploaded,
         };
         list.push(blob.digest.clone());
     }
@@ -190,12 +200,24 @@ fn tags(destination: &Reference, extra: &[String]) -> Vec<String> {
 }
 
 /// Makes `blob` present in the destination repository, doing as little as
-/// possible: nothing, a mount, or an upload.
+/// possible: nothing, a mount, or an upload; then tells `progress`.
 async fn send_blob(
     session: &Session,
     blob: &LayoutBlob,
     mount_from: &[String],
-) -> Result<Fate, RegistryError> {
+    progress: &Arc<dyn PushProgress>,
+) -> Result<BlobFate, RegistryError> {
+    let fate = place_blob(session, blob, mount_from, progress).await?;
+    progress.finished(blob, fate);
+    Ok(fate)
+}
+
+async fn place_blob(
+    session: &Session,
+    blob: &LayoutBlob,
+    mount_from: &[String],
+    progress: &Arc<dyn PushProgress>,
+) -> Result<BlobFate, RegistryError> {
     let reference = &session.reference;
     let exists = with_retry(
         session.backoff,
@@ -206,7 +228,7 @@ async fn send_blob(
     .await?;
     if exists {
         tracing::debug!(digest = %blob.digest, "already in the registry");
-        return Ok(Fate::Present);
+        return Ok(BlobFate::Present);
     }
     for repository in mount_from.iter().filter(|r| *r != reference.repository()) {
         let source = Reference::with_tag(
@@ -221,7 +243,7 @@ async fn send_blob(
         {
             Ok(()) => {
                 tracing::debug!(digest = %blob.digest, from = %repository, "mounted");
-                return Ok(Fate::Mounted);
+                return Ok(BlobFate::Mounted);
             }
             Err(err) => {
                 tracing::debug!(digest = %blob.digest, from = %repository, %err, "mount refused")
@@ -232,20 +254,24 @@ async fn send_blob(
         session.backoff,
         &session.site,
         &format!("uploading blob {}", blob.digest),
-        || upload(session, blob),
+        || upload(session, blob, progress),
     )
     .await?;
     tracing::debug!(digest = %blob.digest, size = blob.size, "uploaded");
-    Ok(Fate::Uploaded)
+    Ok(BlobFate::Uploaded)
 }
 
 /// One upload attempt, streamed from the blob file: a single PUT for small
 /// blobs, chunks for big ones (falling back to a single PUT when the registry
 /// does not do chunked uploads properly).
-async fn upload(session: &Session, blob: &LayoutBlob) -> Result<(), OciDistributionError> {
+async fn upload(
+    session: &Session,
+    blob: &LayoutBlob,
+    progress: &Arc<dyn PushProgress>,
+) -> Result<(), OciDistributionError> {
     let reference = &session.reference;
     if blob.size > MONOLITHIC_MAX {
-        let chunks = file_chunks(&blob.path, UPLOAD_CHUNK).await?;
+        let chunks = reported(file_chunks(&blob.path, UPLOAD_CHUNK).await?, blob, progress);
         match session
             .chunked
             .push_blob_stream(reference, chunks, &blob.digest, None)
@@ -257,12 +283,31 @@ async fn upload(session: &Session, blob: &LayoutBlob) -> Result<(), OciDistribut
             other => return other.map(drop),
         }
     }
-    let chunks = file_chunks(&blob.path, STREAM_CHUNK).await?;
+    let chunks = reported(file_chunks(&blob.path, STREAM_CHUNK).await?, blob, progress);
     session
         .client
         .push_blob_stream(reference, chunks, &blob.digest, Some(blob.size))
         .await
         .map(drop)
+}
+
+/// `chunks` of `blob`, telling `progress` the bytes taken from it so far as
+/// the HTTP client takes each chunk.
+fn reported<S>(
+    chunks: S,
+    blob: &LayoutBlob,
+    progress: &Arc<dyn PushProgress>,
+) -> impl Stream<Item = S::Item> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, OciDistributionError>> + Send + 'static,
+{
+    let blob = blob.clone();
+    let progress = Arc::clone(progress);
+    let mut sent = 0;
+    chunks.inspect_ok(move |chunk| {
+        sent += chunk.len() as u64;
+        progress.sending(&blob, sent);
+    })
 }
 
 #[cfg(test)]

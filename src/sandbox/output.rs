@@ -21,9 +21,20 @@ pub enum Output {
 impl Output {
     /// Lines on kiln's stderr as `[name] line`.
     pub fn prefixed_stderr(name: &str) -> Output {
+        Output::prefixed_stderr_with(name, |write| write())
+    }
+
+    /// [`Output::prefixed_stderr`], each line written inside `around`, which
+    /// can clear a progress bar before and draw it again after.
+    pub fn prefixed_stderr_with(
+        name: &str,
+        around: impl Fn(&mut dyn FnMut()) + Send + 'static,
+    ) -> Output {
         let prefix = format!("[{name}] ");
         Output::Lines(Box::new(move |line| {
-            let _ = writeln!(std::io::stderr().lock(), "{prefix}{line}");
+            around(&mut || {
+                let _ = writeln!(std::io::stderr().lock(), "{prefix}{line}");
+            })
         }))
     }
 }
