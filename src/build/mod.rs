@@ -138,49 +138,14 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
             command,
             progress: &progress,
         })?,
-        Some(run_reference) => {
-            let files = plan
-                .start_phase
-                .as_ref()
-                .and_then(|start| start.only_include_files.as_deref())
-                .filter(|files| !files.is_empty());
-            let kept = run_image::export_files(&phase_inputs, &ran, files)?;
-            let run_image = run_reference
-                .map(|reference| {
-                    pull_base(&reference, "run image", command, &cache_root, &progress)
-                })
-                .transpose()?;
-            let runtime = packages.runtime();
-            let run_base = root_folder::base(
-                &runtime,
-                &scratch.path().join("run-base"),
-                run_image.as_ref().map(|image| root_folder::OnImage {
-                    root: &image.root,
-                    first_paths: &first_paths,
-                }),
-            )?;
-            progress.stage(
-                "run image",
-                format!(
-                    "{} store paths and {} of /app",
-                    runtime.paths.len(),
-                    files.map_or("all".to_string(), |f| f.join(", "))
-                ),
-            );
-            assemble::image(&assemble::ImageInputs {
-                plan: &plan,
-                packages: &runtime,
-                library_dirs: &packages.library_dirs,
-                base_image: run_image.as_ref(),
-                base: &run_base,
-                app_root: &kept,
-                phases: &[],
-                cache: &cache,
-                settings: &settings,
-                command,
-                progress: &progress,
-            })?
-        }
+        Some(run_reference) => run_image::image(
+            &phase_inputs,
+            &ran,
+            run_reference,
+            &first_paths,
+            &cache,
+            &settings,
+        )?,
     };
     progress.stage(
         "pack",

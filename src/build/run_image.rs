@@ -9,16 +9,80 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use super::assemble::{self, Built};
 use super::phases::{self, PhaseInputs, RanPhase};
+use super::root_folder;
+use crate::layer::{LayerCache, PackSettings};
 use crate::sandbox::{self, Network, PhaseEnvironment, Sandbox};
 use crate::shell::shell_quote;
 
 /// Folder of the export run's diff that holds what the run image keeps.
 const EXPORT_DIR: &str = "kiln-export";
 
+/// The run image: `run_reference` pulled (or kiln's own base for `None`),
+/// the runtime packages, and `start.onlyIncludeFiles` of the app the
+/// phases in `ran` built.
+pub fn image(
+    inputs: &PhaseInputs<'_>,
+    ran: &[RanPhase],
+    run_reference: Option<String>,
+    first_paths: &[String],
+    cache: &LayerCache,
+    settings: &PackSettings,
+) -> anyhow::Result<Built> {
+    let files = inputs
+        .plan
+        .start_phase
+        .as_ref()
+        .and_then(|start| start.only_include_files.as_deref())
+        .filter(|files| !files.is_empty());
+    let kept = export_files(inputs, ran, files)?;
+    let run_image = run_reference
+        .map(|reference| {
+            super::pull_base(
+                &reference,
+                "run image",
+                inputs.command,
+                inputs.cache_root,
+                inputs.progress,
+            )
+        })
+        .transpose()?;
+    let runtime = inputs.packages.runtime();
+    let run_base = root_folder::base(
+        &runtime,
+        &inputs.work.join("run-base"),
+        run_image.as_ref().map(|image| root_folder::OnImage {
+            root: &image.root,
+            first_paths,
+        }),
+    )?;
+    inputs.progress.stage(
+        "run image",
+        format!(
+            "{} store paths and {} of /app",
+            runtime.paths.len(),
+            files.map_or("all".to_string(), |f| f.join(", "))
+        ),
+    );
+    assemble::image(&assemble::ImageInputs {
+        plan: inputs.plan,
+        packages: &runtime,
+        library_dirs: &inputs.packages.library_dirs,
+        base_image: run_image.as_ref(),
+        base: &run_base,
+        app_root: &kept,
+        phases: &[],
+        cache,
+        settings,
+        command: inputs.command,
+        progress: inputs.progress,
+    })
+}
+
 /// Copies `files` (relative to `/app`; `None` for all of it) out of the
 /// built app. Returns a folder holding `app/` with those files.
-pub fn export_files(
+fn export_files(
     inputs: &PhaseInputs<'_>,
     ran: &[RanPhase],
     files: Option<&[String]>,
