@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
+use kiln_store::{Origin, RealizeProgress, StorePath};
+
 use crate::build::human_size;
 use crate::layer::{Layer, PackProgress};
 use crate::registry::{BlobFate, LayoutBlob, PushProgress};
@@ -89,6 +91,19 @@ impl Bars {
         }
     }
 
+    /// A bar over the store paths of a realization.
+    pub fn fetch(&self) -> FetchBar {
+        // No length until the closure is known.
+        let bar = self.add(
+            ProgressBar::no_length(),
+            "{spinner} packages [{bar:20}] {pos}/{len} store paths [{elapsed}] {wide_msg}",
+        );
+        FetchBar {
+            bar,
+            downloaded: AtomicU64::new(0),
+        }
+    }
+
     /// A bar over the blobs of a push.
     pub fn push(&self) -> PushBar {
         // No length until the push has read the manifest: an empty bar,
@@ -139,6 +154,32 @@ impl PackProgress for PackBar {
 
 fn written(bytes: u64) -> String {
     format!("{} written", human_size(bytes))
+}
+
+/// The packages bar: store paths ready, and bytes downloaded.
+pub struct FetchBar {
+    bar: ProgressBar,
+    downloaded: AtomicU64,
+}
+
+impl RealizeProgress for FetchBar {
+    fn started(&self, paths: usize, to_download: usize) {
+        self.bar.set_length(paths as u64);
+        if to_download > 0 {
+            self.bar
+                .set_message(format!("{to_download} to fetch or check"));
+        }
+    }
+
+    fn downloaded(&self, bytes: u64) {
+        let total = self.downloaded.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.bar
+            .set_message(format!("{} downloaded", human_size(total)));
+    }
+
+    fn finished(&self, _path: &StorePath, _origin: &Origin) {
+        self.bar.inc(1);
+    }
 }
 
 /// The push bar: blobs in the repository, how they got there, and bytes
@@ -234,6 +275,7 @@ mod tests {
         assert!(bars.spinner("phase build").is_hidden());
         assert!(bars.pack(3).bar.is_hidden());
         assert!(bars.push().bar.is_hidden());
+        assert!(bars.fetch().bar.is_hidden());
         assert_eq!(bars.above(|| 7), 7);
         assert_eq!(print_above(|| 8), 8);
     }
@@ -258,6 +300,23 @@ mod tests {
         assert_eq!(pack.written.load(Ordering::Relaxed), 1024);
         assert_eq!(pack.bar.position(), 2);
         assert_eq!(pack.bar.message(), "1.0 KiB written");
+    }
+
+    #[test]
+    fn fetch_bar_counts_paths_and_downloaded_bytes() {
+        let bars = Bars::new(false);
+        let fetch = bars.fetch();
+        fetch.started(2, 1);
+        assert_eq!(fetch.bar.length(), Some(2));
+        assert_eq!(fetch.bar.message(), "1 to fetch or check");
+        fetch.downloaded(2000);
+        fetch.downloaded(48);
+        assert_eq!(fetch.bar.message(), "2.0 KiB downloaded");
+        let path = kiln_store::parse_store_path("/nix/store/0c5j5rbh8rmsm0dkx5hd4gfzfm0v0gyb-zlib")
+            .unwrap();
+        fetch.finished(&path, &Origin::AlreadyInStore);
+        fetch.finished(&path, &Origin::HostStore);
+        assert_eq!(fetch.bar.position(), 2);
     }
 
     #[test]

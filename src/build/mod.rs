@@ -63,9 +63,9 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         .map(|reference| pull_base(&reference, "base image", command, &cache_root, &progress))
         .transpose()?;
     refuse_apt_without_apt(&ordered, base_image.as_ref())?;
-    let spinner = progress.spinner("packages: realizing Nix store paths");
-    let packages = packages::realize(&ordered, &command.store, &cache_root, &app_dir)?;
-    drop(spinner);
+    let fetch_bar = progress.fetch_bar();
+    let packages = packages::realize(&ordered, &command.store, &cache_root, &app_dir, &fetch_bar)?;
+    drop(fetch_bar);
     progress.stage(
         "packages",
         format!(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kiln_providers::Phase;
-use kiln_store::{parse_store_path, Closure, ClosurePath, Store, StorePath};
+use kiln_store::{parse_store_path, Closure, ClosurePath, RealizeProgress, Store, StorePath};
 
 use crate::cli::StoreArgs;
 use crate::resolve::{self, EvalCache, Evaluator, PackageGroup, ResolveOptions, LOCK_FILE};
@@ -119,12 +119,14 @@ impl Packages {
     }
 }
 
-/// Resolves and realizes the packages of `phases` plus [`BASE_PACKAGES`].
+/// Resolves and realizes the packages of `phases` plus [`BASE_PACKAGES`],
+/// telling `progress` how the realization goes.
 pub fn realize(
     phases: &[&Phase],
     store_args: &StoreArgs,
     cache_root: &Path,
     app_dir: &Path,
+    progress: &dyn RealizeProgress,
 ) -> anyhow::Result<Packages> {
     let groups = build_groups(phases, store_args.nixpkgs.is_some());
     let nixpkgs = local_nixpkgs(store_args)?;
@@ -161,7 +163,7 @@ pub fn realize(
     let substituters = crate::store_commands::substituters(store_args, true)?;
     let store = Store::open(cache_root)?;
     let closure = store
-        .realize_with_derivations(&substituters, &all_roots, &derivations)
+        .realize_with_progress(&substituters, &all_roots, &derivations, progress)
         .context("could not fetch the plan's Nix packages")?;
     let location = |path: &str| {
         closure

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::assemble::Built;
 use super::phases::RanPhase;
-use crate::bars::{Bars, PackBar, PushBar};
+use crate::bars::{Bars, FetchBar, PackBar, PushBar};
 use crate::sandbox::Output;
 
 /// Records and prints the stages of one build.
@@ -47,6 +47,11 @@ impl Progress {
     /// The bar over `layers` layers being packed.
     pub fn pack_bar(&self, layers: usize) -> PackBar {
         self.bars.pack(layers)
+    }
+
+    /// The bar over the store paths being realized.
+    pub fn fetch_bar(&self) -> FetchBar {
+        self.bars.fetch()
     }
 
     /// The bar over the blobs being pushed.

@@ -24,6 +24,7 @@ mod local;
 pub mod nar;
 mod narinfo;
 mod netrc;
+mod progress;
 mod realize;
 mod substituter;
 
@@ -33,6 +34,7 @@ pub use narinfo::{check_signature, hash_part, parse_narinfo, parse_public_keys, 
 pub use netrc::{credentials_for, Credentials};
 pub use nix_derivation::StorePath;
 pub use nix_narinfo::{NarInfo, TrustedPublicKey};
+pub use progress::{NoProgress, RealizeProgress};
 pub use realize::{Closure, ClosurePath, Origin};
 pub use substituter::{
     Download, FetchOptions, FoundNarInfo, Substituter, Substituters, DEFAULT_PUBLIC_KEY,

@@ -15,6 +15,7 @@ use crate::error::{IoContext, StoreError};
 use crate::host;
 use crate::local::Store;
 use crate::nar::{remove_tree, restore_verified, Expected, NarError};
+use crate::progress::{NoProgress, RealizeProgress, ReportingReader};
 use crate::substituter::{FoundNarInfo, Substituters};
 
 /// Where a realized path's files came from.
@@ -110,11 +111,28 @@ impl Store {
         roots: &[StorePath],
         derivations: &BTreeMap<StorePath, StorePath>,
     ) -> Result<Closure, StoreError> {
+        self.realize_with_progress(substituters, roots, derivations, &NoProgress)
+    }
+
+    /// [`Store::realize_with_derivations`], telling `progress` how it goes.
+    pub fn realize_with_progress(
+        &self,
+        substituters: &Substituters,
+        roots: &[StorePath],
+        derivations: &BTreeMap<StorePath, StorePath>,
+        progress: &dyn RealizeProgress,
+    ) -> Result<Closure, StoreError> {
         let jobs = substituters.options().jobs.max(1);
         let known = self.closure_narinfo(substituters, roots, derivations, jobs)?;
         let order = topological_order(&known);
+        let missing = order.iter().filter(|path| !self.is_valid(path)).count();
+        progress.started(order.len(), missing);
         let realized = parallel_map(&order, jobs, |path| {
-            self.realize_one(substituters, path, &known[path])
+            let result = self.realize_one(substituters, path, &known[path], progress);
+            if let Ok((_, origin, _)) = &result {
+                progress.finished(path, origin);
+            }
+            result
         });
         let mut paths = Vec::with_capacity(order.len());
         let mut holds = Vec::new();
@@ -226,6 +244,7 @@ impl Store {
         substituters: &Substituters,
         path: &StorePath,
         known: &Known,
+        progress: &dyn RealizeProgress,
     ) -> Result<(PathBuf, Origin, Option<File>), StoreError> {
         let lock = self.lock_file(path)?;
         lock.lock_shared().at(self.location(path))?;
@@ -252,7 +271,7 @@ impl Store {
                 // Valid when the closure was read, pruned since.
                 Source::Kept | Source::HostNix => substituters.narinfo(path)?,
             };
-            let cache_url = self.download(substituters, path, &found)?;
+            let cache_url = self.download(substituters, path, &found, progress)?;
             lock.lock_shared().at(self.location(path))?;
             return Ok((
                 self.location(path),
@@ -271,9 +290,11 @@ impl Store {
         substituters: &Substituters,
         path: &StorePath,
         found: &FoundNarInfo,
+        progress: &dyn RealizeProgress,
     ) -> Result<String, StoreError> {
         self.clear_leftovers(path)?;
         let (download, url) = substituters.open_nar(found)?;
+        let download = ReportingReader::new(download, progress);
         let temp = self.temp_location(path);
         let expected = Expected {
             nar_hash: found.info.nar_hash(),

@@ -121,6 +121,69 @@ fn a_cache_without_the_path_passes_to_the_next() {
         }));
 }
 
+/// Counts what a realization reports.
+#[derive(Default)]
+struct Counted {
+    started: std::sync::Mutex<Option<(usize, usize)>>,
+    bytes: std::sync::atomic::AtomicU64,
+    finished: std::sync::atomic::AtomicUsize,
+}
+
+impl kiln_store::RealizeProgress for Counted {
+    fn started(&self, paths: usize, to_download: usize) {
+        *self.started.lock().unwrap() = Some((paths, to_download));
+    }
+
+    fn downloaded(&self, bytes: u64) {
+        self.bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn finished(&self, _path: &kiln_store::StorePath, _origin: &Origin) {
+        self.finished
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The progress hook hears of every path and of every compressed byte the
+/// cache sent; a second realization downloads nothing.
+#[test]
+fn progress_sees_every_path_and_downloaded_byte() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let (_cache, store) = empty_store();
+    let caches = Substituters::new(
+        &[fixture.xz_cache_url()],
+        &[fixture.public_key().to_string()],
+        quick_options(),
+    )
+    .unwrap();
+    let node = fixture_path(fixture, "nodejs_20");
+    let realize = || {
+        let counted = Counted::default();
+        let closure = store
+            .realize_with_progress(
+                &caches,
+                std::slice::from_ref(&node),
+                &Default::default(),
+                &counted,
+            )
+            .unwrap();
+        (closure, counted)
+    };
+    let (closure, counted) = realize();
+    let paths = closure.paths.len();
+    assert_eq!(*counted.started.lock().unwrap(), Some((paths, paths)));
+    assert_eq!(counted.finished.into_inner(), paths);
+    let file_sizes: u64 = closure.paths.iter().map(|p| p.file_size.unwrap()).sum();
+    assert_eq!(counted.bytes.into_inner(), file_sizes);
+
+    let (_, again) = realize();
+    assert_eq!(*again.started.lock().unwrap(), Some((paths, 0)));
+    assert_eq!(again.bytes.into_inner(), 0);
+}
+
 /// A host path is hashed once and then trusted while it stays the same
 /// folder; a folder put in its place is hashed again, and a changed one is
 /// not used.
