@@ -21,7 +21,7 @@ use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix_archive::nar::{decode_events_reader, Event};
 use nix_narinfo::Compression;
-use sha2::{Digest, Sha256};
+use ring::digest::{Context, SHA256};
 
 /// Why a NAR could not be restored.
 #[derive(Debug, thiserror::Error)]
@@ -87,10 +87,12 @@ pub fn decompress<'r>(
     Ok(match compression {
         Compression::None => Box::new(buffered),
         Compression::Xz => {
-            let stream =
-                xz2::stream::Stream::new_stream_decoder(XZ_MEMORY_LIMIT, xz2::stream::CONCATENATED)
-                    .map_err(io::Error::from)?;
-            Box::new(xz2::bufread::XzDecoder::new_stream(buffered, stream))
+            let stream = liblzma::stream::Stream::new_stream_decoder(
+                XZ_MEMORY_LIMIT,
+                liblzma::stream::CONCATENATED,
+            )
+            .map_err(io::Error::from)?;
+            Box::new(liblzma::bufread::XzDecoder::new_stream(buffered, stream))
         }
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(buffered)),
@@ -113,40 +115,38 @@ pub fn restore_verified(
         ));
     }
     let nar = decompress(expected.compression, download)?;
-    let mut hashing = HashingReader {
+    let mut counting = CountingReader {
         inner: nar,
-        hasher: Sha256::new(),
         read: 0,
         limit: expected.nar_size,
     };
-    // Decompressing and hashing run on their own thread, ahead of the
-    // restore by at most PIPELINE_CHUNKS chunks: a NAR of many small files
-    // spends as long creating them as decompressing, so the two overlap.
+    // Decompressing runs on its own thread, ahead of the hashing and the
+    // restore by at most PIPELINE_CHUNKS chunks: xz decoding alone takes
+    // about as long as all the rest, so the two halves overlap.
     let (sender, receiver) = mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPELINE_CHUNKS);
     let (produced, restored) = std::thread::scope(|scope| {
-        let nar = &mut hashing;
+        let nar = &mut counting;
         // The sender moves into the thread so the restore sees the end of
         // the stream when the thread finishes.
         let producer = scope.spawn(move || produce(nar, sender));
         let restored = restore_from_chunks(receiver, destination);
         (producer.join(), restored)
     });
-    match produced {
+    let digest = match produced {
         Ok(Ok(())) => restored?,
         Ok(Err(err)) => return Err(NarError::Io(err)),
         Err(panic) => std::panic::resume_unwind(panic),
-    }
-    if hashing.read != expected.nar_size {
+    };
+    if counting.read != expected.nar_size {
         return Err(NarError::SizeMismatch {
             expected: expected.nar_size,
-            found: hashing.read,
+            found: counting.read,
         });
     }
-    let digest = hashing.hasher.finalize();
-    if digest.as_slice() != expected.nar_hash.digest_as_bytes() {
+    if digest.as_ref() != expected.nar_hash.digest_as_bytes() {
         let found = nix_derivation::NixHash::from_algorithm_and_digest(
             nix_derivation::HashAlgorithm::Sha256,
-            digest.as_slice(),
+            digest.as_ref(),
         )
         .map(|h| h.to_nix_nixbase32_string())
         .unwrap_or_default();
@@ -195,19 +195,21 @@ fn produce(nar: &mut impl Read, sender: mpsc::SyncSender<io::Result<Vec<u8>>>) -
 
 /// Restores the NAR arriving as chunks, then reads what follows the
 /// archive so a NAR longer than its end is noticed by the counting.
+/// Returns the sha256 of every byte received.
 fn restore_from_chunks(
     receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
     destination: &Path,
-) -> Result<(), NarError> {
+) -> Result<ring::digest::Digest, NarError> {
     let mut reader = ChunkReader {
         receiver,
+        hasher: Context::new(&SHA256),
         current: Vec::new(),
         position: 0,
     };
     let mut buffered = BufReader::with_capacity(64 * 1024, &mut reader);
     restore_tree(&mut buffered, destination)?;
     io::copy(&mut buffered, &mut io::sink())?;
-    Ok(())
+    Ok(reader.hasher.finish())
 }
 
 /// Regular files up to this size are handed to writer threads; bigger ones
@@ -356,9 +358,12 @@ fn write_file(path: &Path, contents: &[u8], executable: bool) -> io::Result<()> 
     finish_file(&file, executable)
 }
 
-/// `Read` over the chunks the decompressing thread sends.
+/// `Read` over the chunks the decompressing thread sends, hashing each as
+/// it arrives: here the hash shares a core with the restore, which waits on
+/// the kernel, rather than with the decoder, which never waits.
 struct ChunkReader {
     receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
+    hasher: Context,
     current: Vec<u8>,
     position: usize,
 }
@@ -369,6 +374,7 @@ impl Read for ChunkReader {
             match self.receiver.recv() {
                 Ok(chunk) => {
                     self.current = chunk?;
+                    self.hasher.update(&self.current);
                     self.position = 0;
                 }
                 Err(mpsc::RecvError) => return Ok(0),
@@ -381,16 +387,15 @@ impl Read for ChunkReader {
     }
 }
 
-/// Counts and hashes the uncompressed NAR, and stops a NAR longer than its
-/// `NarSize` before it fills the disk.
-struct HashingReader<R> {
+/// Counts the uncompressed NAR, and stops a NAR longer than its `NarSize`
+/// before it fills the disk.
+struct CountingReader<R> {
     inner: R,
-    hasher: Sha256,
     read: u64,
     limit: u64,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
@@ -399,7 +404,6 @@ impl<R: Read> Read for HashingReader<R> {
                 expected: self.limit,
             }));
         }
-        self.hasher.update(&buf[..n]);
         Ok(n)
     }
 }
@@ -434,6 +438,7 @@ fn make_folders_writable(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
     use std::os::unix::fs::MetadataExt;
 
     /// Builds a NAR by hand: hostile archives cannot come from a real tool.
