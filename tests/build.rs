@@ -139,6 +139,15 @@ fn same_build_twice_gives_the_same_digest() {
     assert_eq!(digests[0], digests[1]);
 }
 
+/// Runs kiln with `args` as the unprivileged test user in `dir`.
+fn kiln_as(user: &AsUser, args: &[String], dir: &Path) -> Output {
+    user.command(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run kiln as the test user")
+}
+
 /// Builds `app` as the unprivileged test user, checks the image is the
 /// user's, runs it and fetches its page.
 fn builds_as_the_test_user(app: FixtureApp) -> Option<String> {
@@ -154,12 +163,7 @@ fn builds_as_the_test_user(app: FixtureApp) -> Option<String> {
         "--output".into(),
         format!("oci:{}:latest", layout.display()),
     ]);
-    let output = user
-        .command(env!("CARGO_BIN_EXE_kiln"))
-        .args(&args)
-        .current_dir(work.path())
-        .output()
-        .expect("run kiln as the test user");
+    let output = kiln_as(&user, &args, work.path());
     let digest = succeed(
         output,
         &format!("kiln build {} as the test user", app.name()),
@@ -402,12 +406,7 @@ fn node_app_builds_on_a_debian_base_as_an_unprivileged_user() {
         "--output".into(),
         format!("oci:{}:latest", layout.display()),
     ]);
-    let output = user
-        .command(env!("CARGO_BIN_EXE_kiln"))
-        .args(&args)
-        .current_dir(work.path())
-        .output()
-        .expect("run kiln as the test user");
+    let output = kiln_as(&user, &args, work.path());
     let summary: serde_json::Value =
         serde_json::from_str(&succeed(output, "kiln build on debian as the test user")).unwrap();
     let layers: Vec<String> = layer_digests(&summary)

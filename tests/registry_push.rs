@@ -204,22 +204,29 @@ fn push_recorded(config: &RegistryConfig, request: &PushRequest<'_>) -> Recorded
     recorded
 }
 
+/// A logged registry holding the busybox image as `base:1`, its config,
+/// that image's layout and a small image's layout to push, all in `dir`.
+fn base_pushed_and_image(dir: &Path) -> (Registry, RegistryConfig, PathBuf, PathBuf) {
+    let base = dir.join("base");
+    busybox_image(&base, "t");
+    let layout = small_image(dir);
+    let registry = Registry::start_logged(RegistryKind::Plain);
+    let config = config_for(&registry, dir);
+    push_layout(
+        &config,
+        &request(&base, &format!("{}/base:1", registry.host())),
+    )
+    .unwrap();
+    (registry, config, base, layout)
+}
+
 #[test]
 fn the_progress_hook_sees_every_blob_and_every_byte_uploaded() {
     if !require(&TOOLS) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("base");
-    busybox_image(&base, "t");
-    let layout = small_image(dir.path());
-    let registry = Registry::start_logged(RegistryKind::Plain);
-    let config = config_for(&registry, dir.path());
-    push_layout(
-        &config,
-        &request(&base, &format!("{}/base:1", registry.host())),
-    )
-    .unwrap();
+    let (registry, config, base, layout) = base_pushed_and_image(dir.path());
 
     let destination = format!("{}/app:1", registry.host());
     let mount_from = ["base".to_string()];
@@ -260,13 +267,7 @@ fn blobs_of_another_repository_are_mounted_not_uploaded() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("base");
-    busybox_image(&base, "t");
-    let layout = small_image(dir.path());
-    let registry = Registry::start_logged(RegistryKind::Plain);
-    let config = config_for(&registry, dir.path());
-    let base_destination = format!("{}/base:1", registry.host());
-    push_layout(&config, &request(&base, &base_destination)).unwrap();
+    let (registry, config, base, layout) = base_pushed_and_image(dir.path());
 
     let destination = format!("{}/app:1", registry.host());
     let mount_from = ["base".to_string()];
