@@ -103,6 +103,12 @@ impl PhaseCache {
             remove_tree(&target)
                 .with_context(|| format!("could not remove the incomplete {}", target.display()))?;
         }
+        // The diff's files reach the disk before the record names them, so
+        // a crash leaves no record of a half-written diff.
+        let folder =
+            File::open(upper).with_context(|| format!("could not open {}", upper.display()))?;
+        nix::unistd::syncfs(&folder)
+            .with_context(|| format!("could not sync {}", upper.display()))?;
         if let Err(e) = fs::rename(upper, &target) {
             tracing::warn!("phase {phase}: not cached ({e})");
             return Ok(upper.to_path_buf());

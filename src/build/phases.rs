@@ -78,8 +78,8 @@ pub fn apt_packages(phases: &[&Phase]) -> Vec<String> {
 
 /// Installs `packages` as upstream's images do (all at once, before the
 /// phases), with what a rootless sandbox needs: apt's download sandbox user
-/// off (only root is mapped), no terminal, and dpkg's fsyncs skipped (the
-/// diff is synced when it is cached). Package lists and logs are removed:
+/// off (only root is mapped), no terminal, and dpkg's fsyncs per file
+/// skipped (the phase cache syncs the whole diff once). Package lists and logs are removed:
 /// they hold download times and would make every image differ.
 fn apt_command(packages: &[String]) -> String {
     const APT: &str = "apt-get -q -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0";
