@@ -125,7 +125,11 @@ impl Store {
         let jobs = substituters.options().jobs.max(1);
         let known = self.closure_narinfo(substituters, roots, derivations, jobs)?;
         let order = topological_order(&known);
-        let missing = order.iter().filter(|path| !self.is_valid(path)).count();
+        // Paths found valid in kiln's store while the closure was read.
+        let missing = order
+            .iter()
+            .filter(|path| !matches!(known[*path].source, Source::Kept))
+            .count();
         progress.started(order.len(), missing);
         let realized = parallel_map(&order, jobs, |path| {
             let result = self.realize_one(substituters, path, &known[path], progress);
