@@ -2,15 +2,17 @@
 //! outcome into an exit code and a message a person can act on.
 
 use clap::Parser;
+use kiln::commands::{self, Cli};
+use kiln::report::{logging, stdout};
 
 fn main() {
-    let cli = kiln::cli::Cli::parse();
-    kiln::logging::init(cli.global.verbose, cli.global.quiet);
-    let result = kiln::run(cli);
+    let cli = Cli::parse();
+    logging::init(cli.global.verbose, cli.global.quiet);
+    let result = commands::run(cli);
     match &result {
-        Err(err) if kiln::output::is_closed_stdout(err) => std::process::exit(0),
+        Err(err) if stdout::is_closed_stdout(err) => std::process::exit(0),
         Err(err) => eprintln!("error: {err:#}"),
         Ok(()) => {}
     }
-    std::process::exit(kiln::exit_code(&result));
+    std::process::exit(commands::exit_code(&result));
 }

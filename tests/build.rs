@@ -16,18 +16,14 @@ const IMAGE_TOOLS: [&str; 3] = ["umoci", "runc", "curl"];
 
 /// `kiln build` arguments for `app_dir` with the fixture's nixpkgs and cache.
 fn build_args(fixture: &FixtureNixpkgs, app_dir: &Path, cache: &Path) -> Vec<String> {
-    vec![
+    let mut args = vec![
         "--cache-dir".into(),
         cache.display().to_string(),
         "build".into(),
         app_dir.display().to_string(),
-        "--nixpkgs".into(),
-        fixture.nixpkgs_dir().display().to_string(),
-        "--substituter".into(),
-        fixture.xz_cache_url(),
-        "--trusted-public-key".into(),
-        fixture.public_key().to_string(),
-    ]
+    ];
+    args.extend(fixture.kiln_source_args());
+    args
 }
 
 fn kiln(args: &[String]) -> Output {

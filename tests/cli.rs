@@ -1,5 +1,5 @@
 //! The `kiln` command line as a user meets it: help that documents every
-//! subcommand, honest refusals for what is not built yet, exit codes.
+//! subcommand, usage errors that name the flag, exit codes.
 
 mod common;
 
@@ -84,20 +84,40 @@ fn build_help_documents_output_store_layer_and_sandbox_flags() {
 }
 
 #[test]
-fn unbuilt_subcommands_refuse_with_exit_code_2_and_say_so() {
-    let args = &["shell"][..];
-    let output = kiln(args);
-    assert_eq!(output.status.code(), Some(2), "kiln {args:?}");
+fn shell_refuses_a_store_path_outside_the_store_before_doing_anything() {
+    let app = tempfile::tempdir().unwrap();
+    let output = kiln(&[
+        "shell",
+        app.path().to_str().unwrap(),
+        "--store-path",
+        "/etc",
+        "--",
+        "true",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
     assert!(
-        message.contains("not available"),
-        "kiln {args:?}: {message}"
+        message.contains("--store-path /etc is not a path directly in /nix/store"),
+        "{message}"
     );
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn an_output_kiln_cannot_write_is_a_usage_error_naming_it() {
+    let app = tempfile::tempdir().unwrap();
+    let output = kiln(&[
+        "build",
+        app.path().to_str().unwrap(),
+        "--output",
+        "ftp://example/app",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
     assert!(
-        message.contains("nothing was done"),
-        "kiln {args:?}: {message}"
+        message.contains("--output ftp://example/app") && message.contains("docker://"),
+        "{message}"
     );
-    assert!(stdout(&output).is_empty(), "kiln {args:?} printed a result");
 }
 
 #[test]

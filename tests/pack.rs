@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use kiln::image::{self, Destination, ImageBuilder};
 use kiln::layer::{Compression, Format, LayerCache, LayerError, PackSettings};
 use kiln_harness::validators::{oci_image_tool_validate, skopeo_copy, skopeo_inspect, Bundle};
-use kiln_harness::{require, AsUser, FixtureNixpkgs};
+use kiln_harness::{require, AsUser, FixtureNixpkgs, Registry, RegistryKind};
 
 const IMAGE_TOOLS: [&str; 4] = ["skopeo", "umoci", "oci-image-tool", "runc"];
 
@@ -36,7 +36,31 @@ fn succeed(output: Output, what: &str) -> String {
     String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
-/// Packs `packages` into `oci:<dir>:v1` with a cache in `cache`; returns the
+/// `kiln --cache-dir CACHE pack PACKAGES... <fixture sources> --cmd "node
+/// --version" --label org.example=kiln -o DEST`.
+fn pack_args(fixture: &FixtureNixpkgs, cache: &Path, dest: &str, packages: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--cache-dir".to_string(),
+        cache.display().to_string(),
+        "pack".to_string(),
+    ];
+    args.extend(packages.iter().map(|p| p.to_string()));
+    args.extend(fixture.kiln_source_args());
+    args.extend(
+        [
+            "--cmd",
+            "node --version",
+            "--label",
+            "org.example=kiln",
+            "-o",
+            dest,
+        ]
+        .map(String::from),
+    );
+    args
+}
+
+/// Packs `packages` into `dest` with a cache in `cache`; returns the
 /// printed manifest digest.
 fn pack(
     fixture: &FixtureNixpkgs,
@@ -45,23 +69,8 @@ fn pack(
     packages: &[&str],
     env: &[(&str, &str)],
 ) -> String {
-    let nixpkgs = fixture.nixpkgs_dir().to_str().unwrap();
-    let mut args = vec![
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "pack",
-        "--nixpkgs",
-        nixpkgs,
-    ];
-    args.extend_from_slice(packages);
-    args.extend_from_slice(&[
-        "--cmd",
-        "node --version",
-        "--label",
-        "org.example=kiln",
-        "-o",
-        dest,
-    ]);
+    let args = pack_args(fixture, cache, dest, packages);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     succeed(kiln(&args, env), "kiln pack").trim().to_string()
 }
 
@@ -254,36 +263,18 @@ fn digest_is_the_same_for_any_thread_count_and_user_and_follows_source_date_epoc
         "SOURCE_DATE_EPOCH did not change the digest"
     );
 
-    // The test user cannot open the Nix database, so it gets the closure
-    // as a file, the same one root's Nix would give.
+    // The test user fetches the same store paths from the fixture's cache
+    // into a cache of its own.
     let home = user.tempdir();
-    let closure_file = home.path().join("closure");
-    let closure = fixture_closure(packages[0])
-        .into_iter()
-        .chain(fixture_closure(packages[1]))
-        .collect::<Vec<_>>();
-    let dump = Command::new("nix-store")
-        .arg("--dump-db")
-        .args(&closure)
-        .output()
-        .unwrap();
-    assert!(dump.status.success());
-    fs::write(&closure_file, dump.stdout).unwrap();
-    user.give(&closure_file);
+    let args = pack_args(
+        fixture,
+        &home.path().join("cache"),
+        &format!("oci:{}/out", home.path().display()),
+        &packages,
+    );
     let output = user
         .command(env!("CARGO_BIN_EXE_kiln"))
-        .args(["--cache-dir"])
-        .arg(home.path().join("cache"))
-        .args(["pack", packages[0], packages[1], "--closure"])
-        .arg(&closure_file)
-        .args([
-            "--cmd",
-            "node --version",
-            "--label",
-            "org.example=kiln",
-            "-o",
-        ])
-        .arg(format!("oci:{}/out", home.path().display()))
+        .args(&args)
         .output()
         .unwrap();
     let as_user = succeed(output, "kiln pack as the test user");
@@ -448,28 +439,27 @@ fn zstd_layers_are_read_by_skopeo() {
     }
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
-    let nixpkgs = fixture.nixpkgs_dir().to_str().unwrap();
     let cache = work.path().join("cache");
-    let digest = succeed(
-        kiln(
-            &[
-                "--cache-dir",
-                cache.to_str().unwrap(),
-                "pack",
-                "--nixpkgs",
-                nixpkgs,
-                "busybox",
-                "--compression",
-                "zstd",
-                "--max-layers",
-                "3",
-                "-o",
-                &format!("oci:{}:z", layout.display()),
-            ],
-            &[],
-        ),
-        "kiln pack --compression zstd",
+    let mut args = vec![
+        "--cache-dir".to_string(),
+        cache.display().to_string(),
+        "pack".to_string(),
+        "busybox".to_string(),
+    ];
+    args.extend(fixture.kiln_source_args());
+    args.extend(
+        [
+            "--compression",
+            "zstd",
+            "--max-layers",
+            "3",
+            "-o",
+            &format!("oci:{}:z", layout.display()),
+        ]
+        .map(String::from),
     );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let digest = succeed(kiln(&args, &[]), "kiln pack --compression zstd");
     let inspect = skopeo_inspect(&format!("oci:{}:z", layout.display()), &["--raw"]);
     let media_types: Vec<&str> = inspect["layers"]
         .as_array()
@@ -495,4 +485,115 @@ fn zstd_layers_are_read_by_skopeo() {
         &["--dest-compress", "--dest-compress-format", "gzip"],
     );
     oci_image_tool_validate(&gzip_layout, "g");
+}
+
+/// With no Nix on PATH, an empty cache and the host store ignored, `kiln
+/// pack nodejs` resolves the name from a lock, fetches the closure from the
+/// fixture's signed cache into kiln's own store, and the image runs node.
+#[test]
+fn pack_without_nix_fetches_the_closure_from_the_cache_and_runs_node() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&IMAGE_TOOLS) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    // The lock is written once with Nix, as a project would commit it.
+    let app = work.path().join("app");
+    fs::create_dir_all(&app).unwrap();
+    fs::write(
+        app.join("nixpacks.toml"),
+        "[phases.setup]\nnixPkgs = [\"nodejs\"]\n",
+    )
+    .unwrap();
+    let mut lock = vec!["lock".to_string(), app.display().to_string()];
+    lock.extend(fixture.kiln_source_args());
+    let lock: Vec<&str> = lock.iter().map(String::as_str).collect();
+    succeed(kiln(&lock, &[]), "kiln lock");
+
+    let cache = work.path().join("cache");
+    let layout = work.path().join("layout");
+    let mut args = pack_args(
+        fixture,
+        &cache,
+        &format!("oci:{}:v1", layout.display()),
+        &["nodejs"],
+    );
+    args.extend([
+        "--lock".to_string(),
+        app.join("kiln.lock").display().to_string(),
+        "--ignore-host-store".to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let digest = succeed(kiln(&args, &[("PATH", "/nonexistent")]), "kiln pack");
+    assert!(digest.trim().starts_with("sha256:"), "{digest}");
+
+    let nodejs = fixture.store_path("nodejs");
+    let in_kiln_store = cache.join("store").join(&nodejs["/nix/store/".len()..]);
+    assert!(
+        in_kiln_store.join("bin/node").is_file(),
+        "{nodejs} was not fetched into kiln's store"
+    );
+    let bundle = Bundle::unpack(&layout, "v1");
+    bundle.prepare(|_| {});
+    let output = bundle.run_to_completion("kiln-pack-no-nix");
+    let host = Command::new(format!("{nodejs}/bin/node"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "node in the image failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.stdout, host.stdout);
+}
+
+/// `--output docker://REF` and `--push REF` both push to a registry, and
+/// skopeo reads back the digest kiln printed.
+#[test]
+fn pack_pushes_with_docker_output_and_with_push() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let registry = Registry::start(RegistryKind::Plain);
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let mut digests = Vec::new();
+    for (flag, name) in [
+        ("-o", "docker://{host}/kiln/out:1"),
+        ("--push", "{host}/kiln/pushed:1"),
+    ] {
+        let target = name.replace("{host}", &host);
+        let mut args = vec![
+            "--cache-dir".to_string(),
+            cache.display().to_string(),
+            "pack".to_string(),
+            "busybox".to_string(),
+            flag.to_string(),
+            target,
+            "--insecure-registry".to_string(),
+            host.clone(),
+        ];
+        args.extend(fixture.kiln_source_args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        digests.push(
+            succeed(kiln(&args, &[]), "kiln pack to a registry")
+                .trim()
+                .to_string(),
+        );
+    }
+    assert_eq!(digests[0], digests[1], "the same image both ways");
+    for repository in ["kiln/out:1", "kiln/pushed:1"] {
+        let inspect = skopeo_inspect(
+            &format!("docker://{host}/{repository}"),
+            &["--tls-verify=false"],
+        );
+        assert_eq!(inspect["Digest"], digests[0].as_str(), "{repository}");
+    }
 }

@@ -18,11 +18,12 @@ fn setup() -> Option<(&'static FixtureNixpkgs, AsUser)> {
     Some((fixture, AsUser::get()?))
 }
 
-/// `kiln shell <args>` as the test user.
-fn kiln_shell(user: &AsUser, args: &[&str]) -> Output {
+/// `kiln shell <args>` as the test user, its packages from the fixture.
+fn kiln_shell(user: &AsUser, fixture: &FixtureNixpkgs, args: &[&str]) -> Output {
     let output = user
         .command(env!("CARGO_BIN_EXE_kiln"))
         .arg("shell")
+        .args(fixture.kiln_source_args())
         .args(args)
         .output()
         .expect("run kiln shell");
@@ -60,7 +61,7 @@ fn unprivileged_diff_applied_by_umoci_gives_the_expected_tree() {
     let store = store_path_args(fixture, &["bash", "coreutils", "busybox"]);
     args.extend(store.iter().map(String::as_str));
     args.extend(["--", "bash", "-c", &script]);
-    let output = kiln_shell(&user, &args);
+    let output = kiln_shell(&user, fixture, &args);
     assert!(output.status.success(), "kiln shell failed");
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
@@ -91,7 +92,7 @@ fn unprivileged_commands_cannot_reach_outside_their_root() {
     let store = store_path_args(fixture, &["bash", "coreutils", "busybox"]);
     args.extend(store.iter().map(String::as_str));
     args.extend(["--", "bash", "-c", &script]);
-    let output = kiln_shell(&user, &args);
+    let output = kiln_shell(&user, fixture, &args);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "the probe script failed: {stdout}");
     let lines: Vec<String> = stdout.lines().map(String::from).collect();
@@ -109,22 +110,13 @@ fn unprivileged_failure_exits_1_and_names_phase_and_command() {
     let store = store_path_args(fixture, &["bash"]);
     args.extend(store.iter().map(String::as_str));
     args.extend(["--", "bash", "-c", "exit 7"]);
-    let output = kiln_shell(&user, &args);
+    let output = kiln_shell(&user, fixture, &args);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("phase `shell` failed: `bash -c 'exit 7'` exited with code 7"),
         "{stderr}"
     );
-}
-
-#[test]
-fn shell_without_store_paths_is_a_usage_error() {
-    let Some((_, user)) = setup() else { return };
-    let app = user.tempdir();
-    let output = kiln_shell(&user, &[app.path().to_str().unwrap(), "--", "true"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--store-path"));
 }
 
 #[test]
@@ -142,6 +134,13 @@ fn a_user_without_subordinate_ids_gets_the_single_mapping() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    // nobody has no home: its cache is a folder it may write.
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        cache.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let store = store_path_args(fixture, &["bash", "coreutils"]);
     let output = Command::new("setpriv")
         .arg(format!("--reuid={}", nobody.uid))
@@ -149,8 +148,11 @@ fn a_user_without_subordinate_ids_gets_the_single_mapping() {
         .arg("--clear-groups")
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_kiln"))
+        .arg("--cache-dir")
+        .arg(cache.path())
         .arg("shell")
         .arg(app.path())
+        .args(fixture.kiln_source_args())
         .args(&store)
         .args([
             "--",

@@ -30,11 +30,27 @@ pub enum Destination {
     },
 }
 
+impl std::fmt::Display for Destination {
+    /// The destination as it is written on the command line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (transport, path, tag) = match self {
+            Destination::OciLayout { dir, tag } => ("oci", dir, tag),
+            Destination::OciArchive { file, tag } => ("oci-archive", file, tag),
+            Destination::DockerArchive { file, reference } => ("docker-archive", file, reference),
+        };
+        write!(f, "{transport}:{}", path.display())?;
+        match tag {
+            Some(tag) => write!(f, ":{tag}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A destination kiln cannot parse.
 #[derive(Debug, thiserror::Error)]
 pub enum DestinationError {
     /// No known transport prefix.
-    #[error("`{0}` is not an output kiln can write; use oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]")]
+    #[error("`{0}` is not an output kiln can write; use oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] or docker://REGISTRY/NAME[:TAG]")]
     UnknownTransport(String),
     /// The path part is empty.
     #[error("`{0}` names no file or folder")]

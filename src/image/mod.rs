@@ -55,6 +55,18 @@ pub struct Image {
     pub source_date_epoch: u64,
 }
 
+impl Image {
+    /// Sum of the compressed layer sizes.
+    pub fn compressed_size(&self) -> u64 {
+        self.layers.iter().map(|l| l.size).sum()
+    }
+
+    /// Sum of the layers' tar sizes.
+    pub fn uncompressed_size(&self) -> u64 {
+        self.layers.iter().map(|l| l.uncompressed_size).sum()
+    }
+}
+
 /// Builds an [`Image`] from layers and runtime settings.
 #[derive(Debug, Clone)]
 pub struct ImageBuilder {

@@ -6,18 +6,9 @@
 
 use std::collections::HashMap;
 
-use super::StorePathSource;
+use kiln_store::ClosurePath;
 
-/// A store path of a closure with what ranking needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClosurePath {
-    /// The path and where its files are.
-    pub source: StorePathSource,
-    /// Store paths it references (itself allowed), as in its narinfo.
-    pub references: Vec<String>,
-    /// Its NAR size, the tie-breaker: bigger paths first.
-    pub nar_size: u64,
-}
+use super::StorePathSource;
 
 /// Splits `closure` into at most `max_layers` groups (at least one), most
 /// popular first. Each of the first groups holds one path; the last holds
@@ -32,31 +23,32 @@ pub fn group_by_popularity(
     if ranked.len() <= max_layers {
         return ranked
             .into_iter()
-            .map(|path| vec![path.source.clone()])
+            .map(|path| vec![StorePathSource::from(path)])
             .collect();
     }
     let mut rest = ranked.split_off(max_layers - 1);
-    rest.sort_by(|a, b| a.source.store_path.cmp(&b.source.store_path));
+    rest.sort_by_key(|path| path.path.to_string());
     let mut groups: Vec<Vec<StorePathSource>> = ranked
         .into_iter()
-        .map(|path| vec![path.source.clone()])
+        .map(|path| vec![StorePathSource::from(path)])
         .collect();
-    groups.push(rest.into_iter().map(|path| path.source.clone()).collect());
+    groups.push(rest.into_iter().map(StorePathSource::from).collect());
     groups
 }
 
 fn rank(closure: &[ClosurePath]) -> Vec<&ClosurePath> {
-    let index: HashMap<&str, usize> = closure
+    let names: Vec<String> = closure.iter().map(|path| path.path.to_string()).collect();
+    let index: HashMap<&str, usize> = names
         .iter()
         .enumerate()
-        .map(|(i, path)| (path.source.store_path.as_str(), i))
+        .map(|(i, name)| (name.as_str(), i))
         .collect();
     let edges: Vec<Vec<usize>> = closure
         .iter()
         .map(|path| {
             path.references
                 .iter()
-                .filter_map(|r| index.get(r.as_str()).copied())
+                .filter_map(|r| index.get(r.to_string().as_str()).copied())
                 .collect()
         })
         .collect();
@@ -71,12 +63,7 @@ fn rank(closure: &[ClosurePath]) -> Vec<&ClosurePath> {
         popularity[b]
             .cmp(&popularity[a])
             .then(closure[b].nar_size.cmp(&closure[a].nar_size))
-            .then(
-                closure[a]
-                    .source
-                    .store_path
-                    .cmp(&closure[b].source.store_path),
-            )
+            .then(names[a].cmp(&names[b]))
     });
     order.into_iter().map(|i| &closure[i]).collect()
 }
@@ -103,11 +90,17 @@ mod tests {
     use super::*;
 
     fn path(name: &str, size: u64, refs: &[&str]) -> ClosurePath {
-        let full = |n: &str| format!("/nix/store/{:0<32}-{n}", n.len());
+        let full = |n: &str| {
+            kiln_store::parse_store_path(&format!("/nix/store/{:0<32}-{n}", n.len())).unwrap()
+        };
+        let path = full(name);
         ClosurePath {
-            source: StorePathSource::in_place(&full(name)),
+            location: path.to_string().into(),
+            path,
             references: refs.iter().map(|r| full(r)).collect(),
             nar_size: size,
+            file_size: None,
+            origin: kiln_store::Origin::HostStore,
         }
     }
 

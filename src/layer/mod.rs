@@ -33,7 +33,7 @@ pub use base::{base_files, BaseFiles};
 pub use cache::write_atomically;
 pub use cache::{pack_all, pack_all_with_progress, LayerCache, LayerJob};
 pub use compress::{Compression, Format};
-pub use grouping::{group_by_popularity, ClosurePath};
+pub use grouping::group_by_popularity;
 pub use profile::{profile, PROFILE_DIR};
 pub use progress::{NoProgress, PackProgress};
 pub use tree::{store_path_name, Content, Entry, Kind, Skipped, Tree};
@@ -77,6 +77,16 @@ impl StorePathSource {
         StorePathSource {
             store_path: store_path.to_string(),
             local: PathBuf::from(store_path),
+        }
+    }
+}
+
+impl From<&kiln_store::ClosurePath> for StorePathSource {
+    /// A realized path, read where the store put it.
+    fn from(path: &kiln_store::ClosurePath) -> StorePathSource {
+        StorePathSource {
+            store_path: path.path.to_string(),
+            local: path.location.clone(),
         }
     }
 }

@@ -30,8 +30,8 @@ pub use unpack::{unpack_layers, UnpackError};
 
 use std::path::PathBuf;
 
-/// How kiln talks to registries: credentials, trust and concurrency. Built
-/// once from the command line and shared by pushes and pulls.
+/// How kiln talks to registries: credentials, trust and concurrency,
+/// shared by pushes and pulls.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// User name and password given on the command line or in
@@ -51,27 +51,6 @@ pub struct RegistryConfig {
 impl RegistryConfig {
     /// Default blob concurrency (`--push-jobs`).
     pub const DEFAULT_JOBS: usize = 4;
-}
-
-impl RegistryConfig {
-    /// The configuration the command line asks for: `args` plus the
-    /// `--insecure-registry` hosts.
-    pub fn from_args(args: &crate::cli::RegistryArgs, insecure_hosts: &[String]) -> Self {
-        let credentials = match (&args.registry_username, &args.registry_password) {
-            (Some(username), Some(password)) => Some(Credentials {
-                username: username.clone(),
-                password: password.clone(),
-            }),
-            _ => None,
-        };
-        RegistryConfig {
-            credentials,
-            insecure_hosts: insecure_hosts.to_vec(),
-            ca_files: args.registry_ca_file.clone(),
-            jobs: usize::from(args.push_jobs),
-            ..RegistryConfig::default()
-        }
-    }
 }
 
 impl Default for RegistryConfig {
@@ -94,60 +73,4 @@ fn runtime() -> Result<tokio::runtime::Runtime, RegistryError> {
         .enable_all()
         .build()
         .map_err(RegistryError::Runtime)
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-    use crate::cli::{Cli, Command};
-
-    fn parse(args: &[&str]) -> Result<RegistryConfig, clap::Error> {
-        let cli = Cli::try_parse_from(["kiln", "build", "."].iter().chain(args))?;
-        let Command::Build(build) = cli.command else {
-            panic!("not a build command")
-        };
-        Ok(RegistryConfig::from_args(
-            &build.output.registry,
-            &build.output.insecure_registry,
-        ))
-    }
-
-    #[test]
-    fn command_line_flags_become_the_registry_config() {
-        let config = parse(&[
-            "--registry-username",
-            "u",
-            "--registry-password",
-            "p",
-            "--push-jobs",
-            "2",
-            "--registry-ca-file",
-            "/ca.pem",
-            "--insecure-registry",
-            "local:5000",
-        ])
-        .unwrap();
-        assert_eq!(
-            config.credentials,
-            Some(Credentials {
-                username: "u".into(),
-                password: "p".into()
-            })
-        );
-        assert_eq!(config.jobs, 2);
-        assert_eq!(config.ca_files, [PathBuf::from("/ca.pem")]);
-        assert_eq!(config.insecure_hosts, ["local:5000"]);
-    }
-
-    #[test]
-    fn defaults_and_usage_errors() {
-        let config = parse(&[]).unwrap();
-        assert_eq!(config.jobs, RegistryConfig::DEFAULT_JOBS);
-        assert!(parse(&["--push-jobs", "0"]).is_err());
-        if std::env::var_os("KILN_REGISTRY_PASSWORD").is_none() {
-            assert!(parse(&["--registry-username", "u"]).is_err());
-        }
-    }
 }

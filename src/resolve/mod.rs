@@ -1,4 +1,7 @@
-//! Package resolution: the plan's Nix attribute names to store paths.
+//! The package stage: the plan's Nix attribute names resolved to store
+//! paths ([`resolve`]), then fetched with their closure ([`realize`], by
+//! `kiln-store`). `kiln build`, `pack`, `shell`, `realize` and `lock` all
+//! get their packages here.
 //!
 //! Sources, in order: the app's `kiln.lock`; else the Nix evaluator
 //! (`nix-instantiate`) when it is installed, which also updates the lock;
@@ -8,6 +11,7 @@
 mod eval;
 mod eval_cache;
 pub mod lock;
+mod packages;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,6 +19,10 @@ use std::path::{Path, PathBuf};
 pub use eval::{expression, NixpkgsSource};
 pub use eval_cache::{EvalCache, EvalInputs};
 pub use lock::{Lock, LockEntry, LockError, LockedPackage, LOCK_FILE};
+pub use packages::{
+    build_groups, lock_plan, realize, resolve_names, resolve_plan, ImagePackages, PackageSources,
+    Packages, Wanted, BASE_PACKAGES,
+};
 
 /// Upstream Nixpacks' default nixpkgs archive (a nixpkgs commit), used for
 /// phases that name none.

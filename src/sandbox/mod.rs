@@ -28,6 +28,7 @@ mod mounts;
 mod output;
 pub mod preflight;
 mod protocol;
+mod quote;
 mod run;
 
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ pub use env::{phase_environment, PhaseEnvironment, DEFAULT_PATH};
 pub use error::SandboxError;
 pub use interrupt::cancel_on_interrupt;
 pub use output::Output;
+pub use quote::shell_quote;
 
 /// A store path made visible, read-only, at `/nix/store/<name>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

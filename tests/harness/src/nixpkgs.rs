@@ -168,6 +168,19 @@ impl FixtureNixpkgs {
         &self.public_key
     }
 
+    /// `--nixpkgs`, `--substituter` (the xz cache) and `--trusted-public-key`
+    /// for kiln: where it resolves and fetches the fixture's packages.
+    pub fn kiln_source_args(&self) -> Vec<String> {
+        vec![
+            "--nixpkgs".into(),
+            self.nixpkgs_dir().display().to_string(),
+            "--substituter".into(),
+            self.xz_cache_url(),
+            "--trusted-public-key".into(),
+            self.public_key().to_string(),
+        ]
+    }
+
     /// Every exposed attribute name and its store path.
     pub fn attributes(&self) -> &BTreeMap<String, String> {
         &self.attributes

@@ -28,7 +28,7 @@ struct AboveBars;
 
 impl Write for AboveBars {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::bars::print_above(|| io::stderr().write(buf))
+        super::bars::print_above(|| io::stderr().write(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {

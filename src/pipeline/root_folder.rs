@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::packages::ImagePackages;
 use crate::layer::{base_files, BaseFiles, Content, Kind, StorePathSource, Tree, PROFILE_DIR};
+use crate::resolve::ImagePackages;
 
 /// The base of a build.
 pub struct Base {
@@ -21,8 +21,6 @@ pub struct Base {
     pub files: BaseFiles,
     /// The packages, named first in the profile.
     pub packages: Vec<StorePathSource>,
-    /// Every path of the closure.
-    pub closure: Vec<StorePathSource>,
 }
 
 /// A pulled image the base files go on.
@@ -44,22 +42,8 @@ pub fn base(
     dir: &Path,
     on_image: Option<OnImage<'_>>,
 ) -> anyhow::Result<Base> {
-    let roots: Vec<StorePathSource> = packages
-        .roots
-        .iter()
-        .map(|(store_path, local)| StorePathSource {
-            store_path: store_path.clone(),
-            local: local.clone(),
-        })
-        .collect();
-    let closure: Vec<StorePathSource> = packages
-        .paths
-        .iter()
-        .map(|p| StorePathSource {
-            store_path: p.path.to_string(),
-            local: p.location.clone(),
-        })
-        .collect();
+    let roots = packages.roots.clone();
+    let closure: Vec<StorePathSource> = packages.paths.iter().map(StorePathSource::from).collect();
     let mut files = base_files(&roots, &closure);
     add_upstream_layout(&mut files.tree);
     if let Some(image) = on_image {
@@ -80,7 +64,6 @@ pub fn base(
         dir: dir.to_path_buf(),
         files,
         packages: roots,
-        closure,
     })
 }
 

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 /// returns `anyhow::Result`.
 macro_rules! outln {
     ($($arg:tt)*) => {
-        $crate::output::write_line(format_args!($($arg)*))?
+        $crate::report::stdout::write_line(format_args!($($arg)*))?
     };
 }
 pub(crate) use outln;

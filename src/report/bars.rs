@@ -12,7 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, 
 
 use kiln_store::{Origin, RealizeProgress, StorePath};
 
-use crate::build::human_size;
+use super::human_size;
 use crate::layer::{Layer, PackProgress};
 use crate::registry::{BlobFate, LayoutBlob, PushProgress};
 

@@ -9,10 +9,35 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 use serde_json::json;
 
-use super::assemble::Built;
-use super::phases::RanPhase;
-use crate::bars::{Bars, FetchBar, PackBar, PushBar};
+use super::bars::{Bars, FetchBar, PackBar, PushBar};
+use super::human_size;
 use crate::sandbox::Output;
+
+/// What the closing summary of a build says.
+pub struct Summary<'a> {
+    /// The image's name.
+    pub name: &'a str,
+    /// `sha256:<hex>` of its manifest.
+    pub digest: &'a str,
+    /// How many layers it has.
+    pub layers: usize,
+    /// Sum of the compressed layer sizes.
+    pub compressed: u64,
+    /// Sum of the layers' tar sizes.
+    pub uncompressed: u64,
+    /// Each phase, in order.
+    pub phases: Vec<PhaseLine>,
+}
+
+/// One phase in the closing summary.
+pub struct PhaseLine {
+    /// Its name.
+    pub name: String,
+    /// Whether its diff came from the phase cache.
+    pub cached: bool,
+    /// How long it ran.
+    pub seconds: f64,
+}
 
 /// Records and prints the stages of one build.
 pub struct Progress {
@@ -99,7 +124,7 @@ impl Progress {
     }
 
     /// The closing summary on stderr.
-    pub fn summary(&self, name: &str, built: &Built, phases: &[RanPhase]) {
+    pub fn summary(&self, summary: &Summary<'_>) {
         if self.quiet {
             return;
         }
@@ -109,7 +134,8 @@ impl Progress {
             .iter()
             .map(|(stage, seconds)| format!("{stage} {seconds:.1}s"))
             .collect();
-        let phases: Vec<String> = phases
+        let phases: Vec<String> = summary
+            .phases
             .iter()
             .map(|p| match p.cached {
                 true => format!("{} cached", p.name),
@@ -117,32 +143,18 @@ impl Progress {
             })
             .collect();
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(
+        let _ =
+            writeln!(
             err,
-            "built {name} {}\n  {} layers, {} compressed, {} uncompressed\n  stages: {}\n  phases: {}",
-            built.image.manifest_digest,
-            built.image.layers.len(),
-            human_size(built.compressed_size()),
-            human_size(built.uncompressed_size()),
+            "built {} {}\n  {} layers, {} compressed, {} uncompressed\n  stages: {}\n  phases: {}",
+            summary.name,
+            summary.digest,
+            summary.layers,
+            human_size(summary.compressed),
+            human_size(summary.uncompressed),
             stages.join(", "),
             if phases.is_empty() { "none".to_string() } else { phases.join(", ") },
         );
-    }
-}
-
-/// `bytes` the way people write sizes.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

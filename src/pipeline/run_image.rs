@@ -9,27 +9,28 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::assemble::{self, Built};
+use super::assemble::{self, ImageOptions};
+use super::base_image::BaseImage;
 use super::phases::{self, PhaseInputs, RanPhase};
 use super::root_folder;
-use crate::layer::{LayerCache, PackSettings};
-use crate::sandbox::{self, Network, PhaseEnvironment, Sandbox};
-use crate::shell::shell_quote;
+use crate::image::Image;
+use crate::layer::LayerCache;
+use crate::sandbox::{self, shell_quote, Network, PhaseEnvironment, Sandbox};
 
 /// Folder of the export run's diff that holds what the run image keeps.
 const EXPORT_DIR: &str = "kiln-export";
 
-/// The run image: `run_reference` pulled (or kiln's own base for `None`),
+/// The run image: the pulled `run_image` (or kiln's own base for `None`),
 /// the runtime packages, and `start.onlyIncludeFiles` of the app the
 /// phases in `ran` built.
 pub fn image(
     inputs: &PhaseInputs<'_>,
     ran: &[RanPhase],
-    run_reference: Option<String>,
+    run_image: Option<&BaseImage>,
     first_paths: &[String],
     cache: &LayerCache,
-    settings: &PackSettings,
-) -> anyhow::Result<Built> {
+    options: &ImageOptions,
+) -> anyhow::Result<Image> {
     let files = inputs
         .plan
         .start_phase
@@ -37,22 +38,11 @@ pub fn image(
         .and_then(|start| start.only_include_files.as_deref())
         .filter(|files| !files.is_empty());
     let kept = export_files(inputs, ran, files)?;
-    let run_image = run_reference
-        .map(|reference| {
-            super::pull_base(
-                &reference,
-                "run image",
-                inputs.command,
-                inputs.cache_root,
-                inputs.progress,
-            )
-        })
-        .transpose()?;
     let runtime = inputs.packages.runtime();
     let run_base = root_folder::base(
         &runtime,
         &inputs.work.join("run-base"),
-        run_image.as_ref().map(|image| root_folder::OnImage {
+        run_image.map(|image| root_folder::OnImage {
             root: &image.root,
             first_paths,
         }),
@@ -69,13 +59,12 @@ pub fn image(
         plan: inputs.plan,
         packages: &runtime,
         library_dirs: &inputs.packages.library_dirs,
-        base_image: run_image.as_ref(),
+        base_image: run_image,
         base: &run_base,
         app_root: &kept,
         phases: &[],
         cache,
-        settings,
-        command: inputs.command,
+        options,
         progress: inputs.progress,
     })
 }

@@ -8,11 +8,10 @@ use anyhow::{bail, Context};
 use kiln_providers::{BuildPlan, Phase};
 
 use super::base_image::BaseImage;
-use super::packages::Packages;
 use super::phase_cache::{self, PhaseCache, PhaseKey};
-use super::progress::Progress;
-use super::{app_files, app_view};
-use crate::cli::BuildCommand;
+use super::{app_files, app_view, PhaseOptions};
+use crate::report::Progress;
+use crate::resolve::Packages;
 use crate::sandbox::{self, PhaseEnvironment, Sandbox};
 
 /// Cache key of `cacheDirectories` when `--cache-key` is not given.
@@ -36,8 +35,8 @@ pub struct PhaseInputs<'a> {
     pub work: &'a Path,
     /// kiln's cache folder (phase cache, `cacheDirectories`).
     pub cache_root: &'a Path,
-    /// The command line (`--env`, `--network`, `--cache-key`, `--no-cache`).
-    pub command: &'a BuildCommand,
+    /// `--env`, network, cache key, phase cache on or off.
+    pub options: &'a PhaseOptions,
     /// Where progress lines go.
     pub progress: &'a Progress,
 }
@@ -99,24 +98,15 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
     let bash = packages
         .bash()
         .context("no package of the build has bin/bash, which runs the phases' commands")?;
-    let variables: Vec<(String, String)> = inputs
-        .plan
-        .variables
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let overrides = crate::shell::env_overrides(&inputs.command.plan.env)?;
-    let profile = packages.bin_dirs();
     let store_paths = packages.store_binds();
     let cache_key = inputs
-        .command
+        .options
         .cache_key
         .clone()
         .unwrap_or_else(|| DEFAULT_CACHE_KEY.to_string());
     let cancel = sandbox::cancel_on_interrupt().context("could not watch for Ctrl-C")?;
 
-    let phase_cache = if inputs.command.no_cache {
+    let phase_cache = if inputs.options.no_cache {
         None
     } else {
         Some(PhaseCache::open(inputs.cache_root)?)
@@ -182,14 +172,12 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
             }
         };
         let env = match step.phase {
-            Some((index, _)) => sandbox::phase_environment(&PhaseEnvironment {
-                variables: &variables,
-                overrides: &overrides,
-                paths: &image_paths(&inputs.phases[..=index]),
-                profile: &profile,
-                libraries: &packages.library_dirs,
-                metadata: None,
-            }),
+            Some((index, _)) => phase_environment(
+                inputs.plan,
+                &inputs.phases[..=index],
+                packages,
+                &inputs.options.env,
+            ),
             // The base image's own programs, unmixed with Nix's: its
             // maintainer scripts expect its tools and libraries.
             None => sandbox::phase_environment(&PhaseEnvironment::default()),
@@ -238,9 +226,9 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
         sandbox.store_paths = store_paths.clone();
         sandbox.env = env;
         sandbox.cancel = Some(cancel.clone());
-        sandbox.network = inputs.command.network.into();
+        sandbox.network = inputs.options.network;
         sandbox.output = inputs.progress.phase_output(name);
-        if !inputs.command.no_cache && !directories.is_empty() {
+        if !inputs.options.no_cache && !directories.is_empty() {
             let build_cache = inputs.cache_root.join("build-cache");
             sandbox.caches = sandbox::cache_binds(&build_cache, &cache_key, &directories)
                 .with_context(|| {
@@ -273,6 +261,31 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
         });
     }
     Ok(ran)
+}
+
+/// The environment commands run with after `phases` (the last one's):
+/// the plan's `variables`, `overrides` (`--env`) over them, the phases'
+/// `paths` and the packages' `bin` folders on `PATH`, their libraries.
+pub fn phase_environment(
+    plan: &BuildPlan,
+    phases: &[&Phase],
+    packages: &Packages,
+    overrides: &[(String, String)],
+) -> Vec<(String, String)> {
+    let variables: Vec<(String, String)> = plan
+        .variables
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    sandbox::phase_environment(&PhaseEnvironment {
+        variables: &variables,
+        overrides,
+        paths: &image_paths(phases),
+        profile: &packages.bin_dirs(),
+        libraries: &packages.library_dirs,
+        metadata: None,
+    })
 }
 
 /// A sandbox's lower folders, lowest first: the base image's files, the

@@ -9,7 +9,6 @@ use kiln_providers::plan::{DEBIAN_BASE_IMAGE, UBUNTU_BASE_IMAGE};
 use kiln_providers::BuildPlan;
 use oci_spec::image::Config;
 
-use crate::cli::BuildCommand;
 use crate::layer::{Format, Layer};
 use crate::registry::{self, Platform, PulledImage, PulledLayer, RegistryConfig};
 
@@ -44,16 +43,12 @@ impl BaseImage {
 /// The image to build on: `--base-image`, else the plan's `buildImage`
 /// unless it is one of upstream's own build images (which kiln's minimal
 /// base replaces: they hold Nix and Ubuntu, which kiln's images do without).
-pub fn build_base(plan: &BuildPlan, command: &BuildCommand) -> Option<String> {
+pub fn build_base(plan: &BuildPlan, base_image: Option<&str>) -> Option<String> {
     let from_plan = plan
         .build_image
         .as_deref()
         .filter(|image| ![UBUNTU_BASE_IMAGE, DEBIAN_BASE_IMAGE].contains(image));
-    command
-        .base_image
-        .as_deref()
-        .or(from_plan)
-        .map(str::to_string)
+    base_image.or(from_plan).map(str::to_string)
 }
 
 /// The image the app runs in, when the plan asks for a separate one
@@ -69,13 +64,11 @@ pub fn run_base(plan: &BuildPlan) -> Option<Option<String>> {
 /// manifest) under `<cache_root>/bases/`.
 pub fn pull(
     reference: &str,
-    command: &BuildCommand,
+    registry: &RegistryConfig,
     cache_root: &Path,
 ) -> anyhow::Result<BaseImage> {
-    let config =
-        RegistryConfig::from_args(&command.output.registry, &command.output.insecure_registry);
     let pulled = registry::pull_image(
-        &config,
+        registry,
         reference,
         &Platform::host(),
         &cache_root.join("blobs"),

@@ -1,0 +1,128 @@
+//! `kiln build`: an app folder to an image, through the build pipeline.
+
+use std::path::Path;
+
+use clap::Args;
+use serde_json::json;
+
+use super::args::{LayerArgs, Network, OutputArgs, PlanArgs, StoreArgs};
+use super::GlobalArgs;
+use crate::pipeline::{self, BuildOptions, Built, PhaseOptions};
+use crate::report::{outln, PhaseLine, Progress, Summary};
+
+/// `kiln build`.
+#[derive(Debug, Args)]
+pub struct BuildCommand {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub layers: LayerArgs,
+
+    /// Image to build on instead of kiln's minimal base, pulled from its
+    /// registry; its layers stay the image's first. Needed for `aptPkgs`
+    /// (a Debian or Ubuntu image). Overrides the plan's `buildImage`.
+    #[arg(long, value_name = "REFERENCE")]
+    pub base_image: Option<String>,
+
+    /// Key that selects which build caches (`cacheDirectories`) to share.
+    #[arg(long, value_name = "KEY")]
+    pub cache_key: Option<String>,
+
+    /// Start with empty build caches and save none.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Network for build commands: the host's, or none at all.
+    #[arg(long, value_enum, default_value_t = Network::Host)]
+    pub network: Network,
+}
+
+/// Plans the app, builds it and prints the result.
+pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
+    let progress = Progress::new(global.quiet);
+    let generated = command.plan.generate()?;
+    let name = image_name(command.output.name.as_deref(), &generated.app_dir);
+    let delivery = command.output.delivery(&name)?;
+    let options = BuildOptions {
+        delivery,
+        name,
+        sources: command.store.sources()?,
+        image: command.layers.options(&command.output.label)?,
+        base_image: command.base_image.clone(),
+        phases: PhaseOptions {
+            env: command.plan.env.pairs()?,
+            network: command.network.into(),
+            cache_key: command.cache_key.clone(),
+            no_cache: command.no_cache,
+        },
+        registry: command.output.registry_config(),
+        cache_root: global.cache_root()?,
+    };
+    let built = pipeline::build(&generated, &options, &progress)?;
+    if global.json {
+        outln!("{}", result_json(&options.name, &built, &progress));
+    } else {
+        progress.summary(&Summary {
+            name: &options.name,
+            digest: &built.image.manifest_digest,
+            layers: built.image.layers.len(),
+            compressed: built.image.compressed_size(),
+            uncompressed: built.image.uncompressed_size(),
+            phases: built
+                .phases
+                .iter()
+                .map(|p| PhaseLine {
+                    name: p.name.clone(),
+                    cached: p.cached,
+                    seconds: p.seconds,
+                })
+                .collect(),
+        });
+        outln!("{}", built.image.manifest_digest);
+    }
+    Ok(())
+}
+
+/// `--name`, else the app folder's name in lower case.
+fn image_name(name: Option<&str>, app_dir: &Path) -> String {
+    name.map(str::to_string).unwrap_or_else(|| {
+        app_dir
+            .canonicalize()
+            .ok()
+            .and_then(|dir| dir.file_name().map(|n| n.to_string_lossy().to_lowercase()))
+            .unwrap_or_else(|| "app".to_string())
+    })
+}
+
+/// What `--json` prints: the digest, where the image went, its layers,
+/// sizes, phases and the time of each stage.
+fn result_json(name: &str, built: &Built, progress: &Progress) -> serde_json::Value {
+    let phases: Vec<_> = built
+        .phases
+        .iter()
+        .map(|p| json!({"name": p.name, "cached": p.cached, "seconds": p.seconds}))
+        .collect();
+    json!({
+        "name": name,
+        "digest": built.image.manifest_digest,
+        "output": built.delivered.written.first(),
+        "pushed": built.delivered.pushed.first(),
+        "layers": built
+            .image
+            .layers
+            .iter()
+            .map(|l| json!({"digest": l.digest, "size": l.size, "holds": l.description}))
+            .collect::<Vec<_>>(),
+        "compressedSize": built.image.compressed_size(),
+        "uncompressedSize": built.image.uncompressed_size(),
+        "phases": phases,
+        "stages": progress.stages_json(),
+    })
+}

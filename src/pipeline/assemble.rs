@@ -1,0 +1,177 @@
+//! The pack stage: the image's layers (base files, the packages' closure,
+//! the profile, the app files, one layer per phase diff) and its config.
+//! The package layers and base environment are shared with `kiln pack`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use kiln_providers::BuildPlan;
+
+use super::base_image::BaseImage;
+use super::phases::{image_paths, RanPhase};
+use super::root_folder::Base;
+use crate::image::{Image, ImageBuilder};
+use kiln_store::ClosurePath;
+
+use crate::layer::{
+    group_by_popularity, pack_all_with_progress, profile, BaseFiles, LayerCache, LayerJob,
+    PackSettings, StorePathSource, PROFILE_DIR,
+};
+use crate::report::Progress;
+use crate::resolve::ImagePackages;
+
+/// Layers of every image besides the closure's: base files and profile.
+const OTHER_LAYERS: usize = 2;
+
+/// How an image's layers are packed, and its labels.
+#[derive(Debug, Clone)]
+pub struct ImageOptions {
+    /// Compression and mtime.
+    pub settings: PackSettings,
+    /// Most layers the image may have (`--max-layers`).
+    pub max_layers: usize,
+    /// Config labels (`--label`).
+    pub labels: Vec<(String, String)>,
+}
+
+/// `PATH` of every packed image: the profile first.
+pub fn image_path() -> String {
+    format!("{PROFILE_DIR}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+}
+
+/// The layers of an image of `packages` (closure `closure`): the base
+/// files, the closure's store paths grouped so that with the profile and
+/// `other_layers` more the image has at most `max_layers`, and the profile.
+/// Also returns the profile paths more than one package has (the package
+/// named first wins them).
+pub fn package_layer_jobs(
+    base: &BaseFiles,
+    packages: &[StorePathSource],
+    closure: &[ClosurePath],
+    max_layers: usize,
+    other_layers: usize,
+) -> anyhow::Result<(Vec<LayerJob>, Vec<String>)> {
+    let (profile_tree, collisions) = profile(packages)?;
+    let groups = group_by_popularity(
+        closure,
+        max_layers.saturating_sub(OTHER_LAYERS + other_layers),
+    );
+    let mut jobs = vec![LayerJob::Tree(base.tree.clone(), "base files".into())];
+    jobs.extend(groups.into_iter().map(LayerJob::StorePaths));
+    jobs.push(LayerJob::Tree(
+        profile_tree,
+        format!("profile {PROFILE_DIR}"),
+    ));
+    Ok((jobs, collisions))
+}
+
+/// `PATH` (`first_paths`, then the profile and the usual folders), the CA
+/// bundle variables and `labels` of an image on `base`.
+pub fn with_base_env(
+    builder: ImageBuilder,
+    base: &BaseFiles,
+    first_paths: &[String],
+    labels: &[(String, String)],
+) -> ImageBuilder {
+    let mut path: Vec<String> = first_paths.to_vec();
+    path.push(image_path());
+    let mut builder = builder.env("PATH", &path.join(":"));
+    if let Some(cert_file) = base.cert_file {
+        builder = builder
+            .env("SSL_CERT_FILE", cert_file)
+            .env("NIX_SSL_CERT_FILE", cert_file);
+    }
+    for (key, value) in labels {
+        builder = builder.label(key, value);
+    }
+    builder
+}
+
+/// What the pack stage needs.
+pub struct ImageInputs<'a> {
+    /// The plan (variables, start).
+    pub plan: &'a BuildPlan,
+    /// The packages the image holds.
+    pub packages: &'a ImagePackages,
+    /// Library folders for `LD_LIBRARY_PATH`.
+    pub library_dirs: &'a [String],
+    /// The pulled base image beneath everything, if any.
+    pub base_image: Option<&'a BaseImage>,
+    /// The base files.
+    pub base: &'a Base,
+    /// The folder holding `app/` (and `assets/`): the app as the phases saw
+    /// it, or only the files a run image keeps.
+    pub app_root: &'a Path,
+    /// The phases' diffs, in order.
+    pub phases: &'a [RanPhase],
+    /// Where layers are packed.
+    pub cache: &'a LayerCache,
+    /// Compression, mtime, layer count, labels.
+    pub options: &'a ImageOptions,
+    /// Where the pack bar is drawn.
+    pub progress: &'a Progress,
+}
+
+/// Packs every layer (in parallel) and builds the image config.
+pub fn image(inputs: &ImageInputs<'_>) -> anyhow::Result<Image> {
+    let (mut jobs, collisions) = package_layer_jobs(
+        &inputs.base.files,
+        &inputs.base.packages,
+        &inputs.packages.paths,
+        inputs.options.max_layers,
+        1 + inputs.phases.len() + inputs.base_image.map_or(0, |image| image.layers.len()),
+    )?;
+    // kiln's base packages (coreutils, bash) often share names with the
+    // plan's; the plan's packages come first and win, as intended.
+    for collision in collisions {
+        tracing::debug!("{collision}: more than one package has it; the plan's wins");
+    }
+    jobs.push(LayerJob::Folder {
+        prefix: String::new(),
+        dir: inputs.app_root.to_path_buf(),
+        description: "app files".into(),
+    });
+    jobs.extend(inputs.phases.iter().map(|phase| LayerJob::Folder {
+        prefix: String::new(),
+        dir: phase.upper.clone(),
+        description: format!("phase {}", phase.name),
+    }));
+    let bar = inputs.progress.pack_bar(jobs.len());
+    let settings = &inputs.options.settings;
+    let layers = pack_all_with_progress(inputs.cache, &jobs, settings, &bar)
+        .context("could not pack the image's layers")?;
+    drop(bar);
+
+    let phases: Vec<&kiln_providers::Phase> = inputs.plan.phases_in_order()?;
+    let mut builder = ImageBuilder::new(settings.source_date_epoch);
+    if let Some(image) = inputs.base_image {
+        if let Some(config) = &image.config {
+            builder = builder.inherit(config);
+        }
+        builder = builder.layers(image.layers.iter().cloned());
+    }
+    let builder = builder.layers(layers);
+    let mut builder = with_base_env(
+        builder,
+        &inputs.base.files,
+        &image_paths(&phases),
+        &inputs.options.labels,
+    );
+    if !inputs.library_dirs.is_empty() {
+        builder = builder.env("LD_LIBRARY_PATH", &inputs.library_dirs.join(":"));
+    }
+    for (key, value) in inputs.plan.variables.iter().flatten() {
+        builder = builder.env(key, value);
+    }
+    let start = inputs.plan.start_phase.as_ref();
+    if let Some(cmd) = start.and_then(|s| s.cmd.as_deref()) {
+        if !inputs.base.files.has_bash {
+            bail!("the start command runs through /bin/bash, and no package of the build has bin/bash");
+        }
+        builder = builder.start_command(cmd);
+    }
+    if let Some(user) = start.and_then(|s| s.user.as_deref()) {
+        builder = builder.user(user);
+    }
+    Ok(builder.build()?)
+}

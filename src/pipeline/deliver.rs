@@ -1,0 +1,153 @@
+//! The output stage: an image written where each target says, in skopeo's
+//! transport names: `oci:`, `oci-archive:`, `docker-archive:` through the
+//! image writers, `docker://` (or `--push`) through the registry client.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::image::{self, Destination, DestinationError, Image};
+use crate::registry::{self, PushRequest, RegistryConfig};
+use crate::report::Progress;
+
+/// One place an image goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A file or folder on this machine.
+    Write(Destination),
+    /// A registry reference (`registry/name[:tag]`).
+    Push(String),
+}
+
+impl FromStr for Target {
+    type Err = DestinationError;
+
+    /// `docker://REFERENCE` pushes, as in skopeo; anything else is a
+    /// [`Destination`].
+    fn from_str(text: &str) -> Result<Target, DestinationError> {
+        match text.strip_prefix("docker://") {
+            Some("") => Err(DestinationError::NoPath(text.to_string())),
+            Some(reference) => Ok(Target::Push(reference.to_string())),
+            None => text.parse().map(Target::Write),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Write(destination) => destination.fmt(f),
+            Target::Push(reference) => write!(f, "docker://{reference}"),
+        }
+    }
+}
+
+/// Where an image goes, and the tags it gets besides each target's own.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Every target, in order.
+    pub targets: Vec<Target>,
+    /// More tags (`--tag`).
+    pub tags: Vec<String>,
+}
+
+/// Where an image went.
+#[derive(Debug, Clone, Default)]
+pub struct Delivered {
+    /// The files and folders written, as targets name them.
+    pub written: Vec<String>,
+    /// `registry/name@sha256:...` of each push.
+    pub pushed: Vec<String>,
+}
+
+/// Writes or pushes `image` to every target of `delivery`.
+pub fn deliver(
+    image: &Image,
+    delivery: &Delivery,
+    registry: &RegistryConfig,
+    progress: &Progress,
+) -> anyhow::Result<Delivered> {
+    let mut delivered = Delivered::default();
+    for target in &delivery.targets {
+        match target {
+            Target::Write(destination) => {
+                let spinner = progress.spinner(&format!("output: writing {destination}"));
+                image::write(image, destination, &delivery.tags)
+                    .with_context(|| format!("could not write the image to {destination}"))?;
+                drop(spinner);
+                progress.stage("output", format!("wrote {destination}"));
+                delivered.written.push(destination.to_string());
+            }
+            Target::Push(reference) => {
+                let pushed = push(image, reference, &delivery.tags, registry, progress)?;
+                progress.stage("push", format!("pushed {pushed}"));
+                delivered.pushed.push(pushed);
+            }
+        }
+    }
+    Ok(delivered)
+}
+
+/// Pushes through an OCI layout in a temporary folder, which the registry
+/// module streams blobs from.
+fn push(
+    image: &Image,
+    reference: &str,
+    tags: &[String],
+    registry: &RegistryConfig,
+    progress: &Progress,
+) -> anyhow::Result<String> {
+    const LAYOUT_TAG: &str = "kiln-push";
+    let work = tempfile::Builder::new()
+        .prefix("kiln-push-")
+        .tempdir()
+        .context("could not create a folder to stage the push in")?;
+    let layout = work.path().join("push-layout");
+    let spinner = progress.spinner("push: staging the image");
+    image::write(
+        image,
+        &Destination::OciLayout {
+            dir: layout.clone(),
+            tag: Some(LAYOUT_TAG.to_string()),
+        },
+        &[],
+    )
+    .context("could not stage the image for pushing")?;
+    drop(spinner);
+    let outcome = registry::push_layout_with_progress(
+        registry,
+        &PushRequest {
+            layout: &layout,
+            layout_tag: Some(LAYOUT_TAG),
+            destination: reference,
+            extra_tags: tags,
+            mount_from: &[],
+        },
+        Arc::new(progress.push_bar()),
+    )
+    .with_context(|| format!("could not push the image to {reference}"))?;
+    Ok(outcome.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_references_push_and_the_rest_are_written() {
+        assert_eq!(
+            "docker://localhost:5000/app:1".parse::<Target>().unwrap(),
+            Target::Push("localhost:5000/app:1".into())
+        );
+        assert!(matches!(
+            "oci:out:1".parse::<Target>().unwrap(),
+            Target::Write(Destination::OciLayout { .. })
+        ));
+        assert!("docker://".parse::<Target>().is_err());
+        assert!("docker-daemon:app".parse::<Target>().is_err());
+        for text in ["docker://h/app:1", "oci:out:1", "oci-archive:a.tar"] {
+            assert_eq!(text.parse::<Target>().unwrap().to_string(), text);
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! `kiln pack`'s pipeline: realized packages straight to an image, with no
+//! app and no phases: base files, one layer per store path of the closure
+//! (grouped beyond the layer cap), the profile, and the config.
+
+use anyhow::{bail, Context};
+
+use super::assemble::{package_layer_jobs, with_base_env, ImageOptions};
+use crate::image::{Image, ImageBuilder};
+use crate::layer::{base_files, pack_all_with_progress, LayerCache, StorePathSource};
+use crate::report::Progress;
+use crate::resolve::Packages;
+
+/// What the image runs, and its environment.
+#[derive(Debug, Clone, Default)]
+pub struct PackOptions {
+    /// Command run through the packages' shell (`--cmd`).
+    pub cmd: Option<String>,
+    /// Entrypoint, exec form (`--entrypoint`).
+    pub entrypoint: Vec<String>,
+    /// Environment of the image (`--env`).
+    pub env: Vec<(String, String)>,
+}
+
+/// Packs the image of `packages`.
+pub fn pack(
+    packages: &Packages,
+    run: &PackOptions,
+    options: &ImageOptions,
+    cache: &LayerCache,
+    progress: &Progress,
+) -> anyhow::Result<Image> {
+    let roots = packages.roots.clone();
+    let closure = &packages.closure.paths;
+    let everything: Vec<StorePathSource> = closure.iter().map(StorePathSource::from).collect();
+    let base = base_files(&roots, &everything);
+    let (jobs, collisions) = package_layer_jobs(&base, &roots, closure, options.max_layers, 0)?;
+    for collision in collisions {
+        tracing::warn!("{collision}: more than one package has it; the one named first wins");
+    }
+    let bar = progress.pack_bar(jobs.len());
+    let layers = pack_all_with_progress(cache, &jobs, &options.settings, &bar)
+        .context("could not pack the image's layers")?;
+    drop(bar);
+
+    let builder = ImageBuilder::new(options.settings.source_date_epoch).layers(layers);
+    let mut builder = with_base_env(builder, &base, &[], &options.labels);
+    for (key, value) in &run.env {
+        builder = builder.env(key, value);
+    }
+    if !run.entrypoint.is_empty() {
+        builder = builder.entrypoint(run.entrypoint.clone());
+    }
+    if let Some(cmd) = &run.cmd {
+        builder = if !run.entrypoint.is_empty() {
+            builder.cmd(vec![cmd.clone()])
+        } else if base.has_bash {
+            builder.start_command(cmd)
+        } else if base.has_sh {
+            builder
+                .entrypoint(vec!["/bin/sh".into(), "-c".into()])
+                .cmd(vec![cmd.clone()])
+        } else {
+            bail!("--cmd runs through a shell, and no package in the closure has bin/bash or bin/sh; add bash (or busybox) to the packages, or use --entrypoint");
+        };
+    }
+    Ok(builder.build()?)
+}
