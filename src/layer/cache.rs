@@ -117,6 +117,18 @@ impl LayerCache {
         Ok(cache)
     }
 
+    /// Stores `bytes` (an image config, say) as a content-addressed blob
+    /// beside the layers, so every blob of an image is a file a writer or
+    /// the pusher streams from; returns its path.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<PathBuf, LayerError> {
+        let blob = self.blobs.join(hex::encode(Sha256::digest(bytes)));
+        if fs::metadata(&blob).is_ok_and(|m| m.len() == bytes.len() as u64) {
+            return Ok(blob);
+        }
+        write_atomically(&blob, bytes)?;
+        Ok(blob)
+    }
+
     /// The folder of content-addressed blobs (`blobs/sha256`).
     pub fn blobs_dir(&self) -> &Path {
         &self.blobs

@@ -7,8 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use oci_spec::image::MediaType;
+
 use crate::image::{self, Destination, DestinationError, Image};
-use crate::registry::{self, PushRequest, RegistryConfig};
+use crate::layer::LayerCache;
+use crate::registry::{self, LayoutBlob, LayoutImage, PushTarget, RegistryConfig};
 use crate::report::Progress;
 
 /// One place an image goes.
@@ -66,6 +69,7 @@ pub fn deliver(
     image: &Image,
     delivery: &Delivery,
     registry: &RegistryConfig,
+    cache: &LayerCache,
     progress: &Progress,
 ) -> anyhow::Result<Delivered> {
     let mut delivered = Delivered::default();
@@ -80,7 +84,7 @@ pub fn deliver(
                 delivered.written.push(destination.to_string());
             }
             Target::Push(reference) => {
-                let pushed = push(image, reference, &delivery.tags, registry, progress)?;
+                let pushed = push(image, reference, &delivery.tags, registry, cache, progress)?;
                 progress.stage("push", format!("pushed {pushed}"));
                 delivered.pushed.push(pushed);
             }
@@ -89,41 +93,40 @@ pub fn deliver(
     Ok(delivered)
 }
 
-/// Pushes through an OCI layout in a temporary folder, which the registry
-/// module streams blobs from.
+/// Pushes `image` straight from kiln's blob cache: the layers are there
+/// already and the config is put beside them, so nothing is written out
+/// or hashed again.
 fn push(
     image: &Image,
     reference: &str,
     tags: &[String],
     registry: &RegistryConfig,
+    cache: &LayerCache,
     progress: &Progress,
 ) -> anyhow::Result<String> {
-    const LAYOUT_TAG: &str = "kiln-push";
-    let work = tempfile::Builder::new()
-        .prefix("kiln-push-")
-        .tempdir()
-        .context("could not create a folder to stage the push in")?;
-    let layout = work.path().join("push-layout");
-    let spinner = progress.spinner("push: staging the image");
-    image::write(
-        image,
-        &Destination::OciLayout {
-            dir: layout.clone(),
-            tag: Some(LAYOUT_TAG.to_string()),
+    let config_blob = cache
+        .put_blob(&image.config)
+        .context("could not store the image config for pushing")?;
+    let pushed = LayoutImage::from_blobs(
+        image.manifest.clone(),
+        image.manifest_digest.clone(),
+        LayoutBlob {
+            digest: image.config_digest.clone(),
+            size: image.config.len() as u64,
+            media_type: MediaType::ImageConfig.to_string(),
+            path: config_blob,
         },
-        &[],
-    )
-    .context("could not stage the image for pushing")?;
-    drop(spinner);
-    let outcome = registry::push_layout_with_progress(
+        image.layers.iter().map(LayoutBlob::from).collect(),
+    );
+    let target = PushTarget {
+        destination: reference,
+        extra_tags: tags,
+        mount_from: &[],
+    };
+    let outcome = registry::push_image_with_progress(
         registry,
-        &PushRequest {
-            layout: &layout,
-            layout_tag: Some(LAYOUT_TAG),
-            destination: reference,
-            extra_tags: tags,
-            mount_from: &[],
-        },
+        &pushed,
+        &target,
         Arc::new(progress.push_bar()),
     )
     .with_context(|| format!("could not push the image to {reference}"))?;

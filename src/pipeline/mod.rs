@@ -182,7 +182,13 @@ pub fn build(
             human_size(image.compressed_size())
         ),
     );
-    let delivered = deliver(&image, &options.delivery, &options.registry, progress)?;
+    let delivered = deliver(
+        &image,
+        &options.delivery,
+        &options.registry,
+        &cache,
+        progress,
+    )?;
     Ok(Built {
         image,
         phases: ran,

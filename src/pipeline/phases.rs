@@ -2,6 +2,8 @@
 //! order, on the base, the app files and the diffs of the phases before it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -94,37 +96,22 @@ fn apt_command(packages: &[String]) -> String {
 /// Runs the apt step (when the plan has `aptPkgs`) and every phase that has
 /// commands, in order; returns their diffs.
 pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
-    let packages = inputs.packages;
-    let bash = packages
-        .bash()
-        .context("no package of the build has bin/bash, which runs the phases' commands")?;
-    let store_paths = packages.store_binds();
-    let cache_key = inputs
-        .options
-        .cache_key
-        .clone()
-        .unwrap_or_else(|| DEFAULT_CACHE_KEY.to_string());
-    let cancel = sandbox::cancel_on_interrupt().context("could not watch for Ctrl-C")?;
+    let runner = Runner::new(inputs)?;
+    let mut done = Done::default();
+    for (number, step) in steps(inputs.phases).into_iter().enumerate() {
+        let ran = runner.run(number, step, &done)?;
+        done.uppers.push(ran.0.upper.clone());
+        done.keys.push(ran.1);
+        done.ran.push(ran.0);
+    }
+    Ok(done.ran)
+}
 
-    let phase_cache = if inputs.options.no_cache {
-        None
-    } else {
-        Some(PhaseCache::open(inputs.cache_root)?)
-    };
-    let mut closure_paths: Vec<String> = store_paths.iter().map(|s| s.name.clone()).collect();
-    closure_paths.sort();
-    // What the steps stand on: the base image and the base files.
-    let base_key = match &phase_cache {
-        Some(_) => format!(
-            "{} {}",
-            inputs.base_image.map_or("", |image| image.digest.as_str()),
-            phase_cache::hash_folder(inputs.base)?
-        ),
-        None => String::new(),
-    };
-
-    let apt = apt_packages(inputs.phases);
-    let mut steps: Vec<Step<'_>> = Vec::new();
+/// The steps in order: the apt step when the plan has `aptPkgs`, then
+/// every phase with commands.
+fn steps<'a>(phases: &[&'a Phase]) -> Vec<Step<'a>> {
+    let apt = apt_packages(phases);
+    let mut steps: Vec<Step<'a>> = Vec::new();
     if !apt.is_empty() {
         steps.push(Step {
             name: APT_STEP,
@@ -132,7 +119,7 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
             phase: None,
         });
     }
-    for (index, phase) in inputs.phases.iter().enumerate() {
+    for (index, phase) in phases.iter().copied().enumerate() {
         let commands = phase.cmds.clone().unwrap_or_default();
         if !commands.is_empty() {
             steps.push(Step {
@@ -142,40 +129,88 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
             });
         }
     }
+    steps
+}
 
-    let mut uppers: Vec<PathBuf> = Vec::new();
-    let mut keys: Vec<String> = Vec::new();
-    let mut ran = Vec::new();
-    for (number, step) in steps.into_iter().enumerate() {
+/// The steps done so far: their diffs and phase-cache keys, in order.
+#[derive(Default)]
+struct Done {
+    uppers: Vec<PathBuf>,
+    keys: Vec<String>,
+    ran: Vec<RanPhase>,
+}
+
+/// What every step of a build shares.
+struct Runner<'a> {
+    inputs: &'a PhaseInputs<'a>,
+    bash: PathBuf,
+    store_paths: Vec<sandbox::StoreBind>,
+    /// Names of every visible store path, sorted: part of each key.
+    closure_paths: Vec<String>,
+    cache_key: String,
+    cancel: Arc<AtomicBool>,
+    phase_cache: Option<PhaseCache>,
+    /// What the steps stand on (the base image and the base files), for
+    /// the keys.
+    base_key: String,
+}
+
+impl<'a> Runner<'a> {
+    fn new(inputs: &'a PhaseInputs<'a>) -> anyhow::Result<Runner<'a>> {
+        let bash = inputs
+            .packages
+            .bash()
+            .context("no package of the build has bin/bash, which runs the phases' commands")?;
+        let store_paths = inputs.packages.store_binds();
+        let mut closure_paths: Vec<String> = store_paths.iter().map(|s| s.name.clone()).collect();
+        closure_paths.sort();
+        let cache_key = inputs
+            .options
+            .cache_key
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CACHE_KEY.to_string());
+        let cancel = sandbox::cancel_on_interrupt().context("could not watch for Ctrl-C")?;
+        let phase_cache = match inputs.options.no_cache {
+            true => None,
+            false => Some(PhaseCache::open(inputs.cache_root)?),
+        };
+        let base_key = match &phase_cache {
+            Some(_) => format!(
+                "{} {}",
+                inputs.base_image.map_or("", |image| image.digest.as_str()),
+                phase_cache::hash_folder(inputs.base)?
+            ),
+            None => String::new(),
+        };
+        Ok(Runner {
+            inputs,
+            bash,
+            store_paths,
+            closure_paths,
+            cache_key,
+            cancel,
+            phase_cache,
+            base_key,
+        })
+    }
+
+    /// Runs step `number` (or takes its diff from the phase cache) on the
+    /// steps `done`; returns it and its key.
+    fn run(
+        &self,
+        number: usize,
+        step: Step<'_>,
+        done: &Done,
+    ) -> anyhow::Result<(RanPhase, String)> {
+        let inputs = self.inputs;
         let started = Instant::now();
         let name = step.name;
-        let view = match step.phase {
-            Some((_, phase)) => match app_view::phase_files(phase, &inputs.app_root.join("app")) {
-                Some(files) => {
-                    let view = inputs.work.join(format!("view-{number}"));
-                    app_files::stage_selected(inputs.app_root, &view, &files)
-                        .with_context(|| format!("phase {name}: could not stage its files"))?;
-                    inputs.progress.note(format!(
-                        "phase {name}: sees only {} of the app",
-                        files.join(", ")
-                    ));
-                    view
-                }
-                None => inputs.app_root.to_path_buf(),
-            },
-            // Upstream installs apt packages before it copies the app in.
-            None => {
-                let view = inputs.work.join(format!("view-{number}"));
-                std::fs::create_dir_all(view.join("app"))
-                    .with_context(|| format!("could not create {}", view.display()))?;
-                view
-            }
-        };
+        let view = self.view(number, &step)?;
         let env = match step.phase {
             Some((index, _)) => phase_environment(
                 inputs.plan,
                 &inputs.phases[..=index],
-                packages,
+                inputs.packages,
                 &inputs.options.env,
             ),
             // The base image's own programs, unmixed with Nix's: its
@@ -186,51 +221,46 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
             .phase
             .and_then(|(_, phase)| phase.cache_directories.clone())
             .unwrap_or_default();
-        let key = match &phase_cache {
+        let key = match &self.phase_cache {
             Some(_) => PhaseKey {
                 name,
                 commands: &step.commands,
                 env: &env,
-                store_paths: &closure_paths,
+                store_paths: &self.closure_paths,
                 cache_directories: &directories,
                 app_files: &phase_cache::hash_folder(&view)?,
-                earlier: &keys,
-                base: &base_key,
+                earlier: &done.keys,
+                base: &self.base_key,
             }
             .digest(),
             None => String::new(),
         };
-        let lowers = lowers(inputs, &view, &uppers);
-
-        if let Some(upper) = phase_cache.as_ref().and_then(|c| c.lookup(&key)) {
-            let seconds = started.elapsed().as_secs_f64();
+        if let Some(upper) = self.phase_cache.as_ref().and_then(|c| c.lookup(&key)) {
             inputs
                 .progress
                 .note(format!("phase {name}: cached (phase cache {})", &key[..12]));
-            uppers.push(upper.clone());
-            keys.push(key);
-            ran.push(RanPhase {
+            let ran = RanPhase {
                 name: name.to_string(),
                 upper,
-                seconds,
+                seconds: started.elapsed().as_secs_f64(),
                 cached: true,
-            });
-            continue;
+            };
+            return Ok((ran, key));
         }
 
         let upper = inputs.work.join(format!("phase-{number}"));
         std::fs::create_dir(&upper)
             .with_context(|| format!("could not create {}", upper.display()))?;
-        let mut sandbox = Sandbox::new(name, bash.clone(), upper.clone(), step.commands);
-        sandbox.lowers = lowers;
-        sandbox.store_paths = store_paths.clone();
+        let mut sandbox = Sandbox::new(name, self.bash.clone(), upper, step.commands);
+        sandbox.lowers = lowers(inputs, &view, &done.uppers);
+        sandbox.store_paths = self.store_paths.clone();
         sandbox.env = env;
-        sandbox.cancel = Some(cancel.clone());
+        sandbox.cancel = Some(self.cancel.clone());
         sandbox.network = inputs.options.network;
         sandbox.output = inputs.progress.phase_output(name);
         if !inputs.options.no_cache && !directories.is_empty() {
             let build_cache = inputs.cache_root.join("build-cache");
-            sandbox.caches = sandbox::cache_binds(&build_cache, &cache_key, &directories)
+            sandbox.caches = sandbox::cache_binds(&build_cache, &self.cache_key, &directories)
                 .with_context(|| {
                     format!("phase {name}: could not prepare its cache directories")
                 })?;
@@ -239,10 +269,10 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
         let diff = sandbox
             .run()
             .with_context(|| format!("phase {name} failed"))?;
-        if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.cancel.load(Ordering::SeqCst) {
             bail!("interrupted during phase {name}");
         }
-        let upper = match &phase_cache {
+        let upper = match &self.phase_cache {
             Some(cache) => cache.record(&key, name, &diff.upper)?,
             None => diff.upper,
         };
@@ -251,16 +281,39 @@ pub fn run_all(inputs: &PhaseInputs<'_>) -> anyhow::Result<Vec<RanPhase>> {
         inputs
             .progress
             .note(format!("phase {name}: ran in {seconds:.1}s"));
-        uppers.push(upper.clone());
-        keys.push(key);
-        ran.push(RanPhase {
+        let ran = RanPhase {
             name: name.to_string(),
             upper,
             seconds,
             cached: false,
-        });
+        };
+        Ok((ran, key))
     }
-    Ok(ran)
+
+    /// The app as step `number` sees it: only the files a phase's commands
+    /// read when that is known, nothing for the apt step (upstream installs
+    /// apt packages before it copies the app in), else all of it.
+    fn view(&self, number: usize, step: &Step<'_>) -> anyhow::Result<PathBuf> {
+        let inputs = self.inputs;
+        let name = step.name;
+        let Some((_, phase)) = step.phase else {
+            let view = inputs.work.join(format!("view-{number}"));
+            std::fs::create_dir_all(view.join("app"))
+                .with_context(|| format!("could not create {}", view.display()))?;
+            return Ok(view);
+        };
+        let Some(files) = app_view::phase_files(phase, &inputs.app_root.join("app")) else {
+            return Ok(inputs.app_root.to_path_buf());
+        };
+        let view = inputs.work.join(format!("view-{number}"));
+        app_files::stage_selected(inputs.app_root, &view, &files)
+            .with_context(|| format!("phase {name}: could not stage its files"))?;
+        inputs.progress.note(format!(
+            "phase {name}: sees only {} of the app",
+            files.join(", ")
+        ));
+        Ok(view)
+    }
 }
 
 /// The environment commands run with after `phases` (the last one's):

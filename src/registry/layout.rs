@@ -26,6 +26,18 @@ pub struct LayoutBlob {
     pub path: PathBuf,
 }
 
+impl From<&crate::layer::Layer> for LayoutBlob {
+    /// A packed (or pulled) layer, pushed straight from its blob file.
+    fn from(layer: &crate::layer::Layer) -> LayoutBlob {
+        LayoutBlob {
+            digest: layer.digest.clone(),
+            size: layer.size,
+            media_type: layer.media_type().to_string(),
+            path: layer.blob.clone(),
+        }
+    }
+}
+
 /// A tagged image of an OCI layout, ready to push.
 #[derive(Debug, Clone)]
 pub struct LayoutImage {
@@ -110,6 +122,24 @@ impl LayoutImage {
                 .collect::<Result<_, _>>()?,
             manifest_bytes,
         })
+    }
+
+    /// An image whose manifest is `manifest_bytes` and whose blobs are
+    /// already files (kiln's blob cache): pushed as they are, nothing
+    /// written out or hashed again.
+    pub fn from_blobs(
+        manifest_bytes: Vec<u8>,
+        manifest_digest: String,
+        config: LayoutBlob,
+        layers: Vec<LayoutBlob>,
+    ) -> LayoutImage {
+        LayoutImage {
+            manifest_bytes,
+            manifest_media_type: MediaType::ImageManifest.to_string(),
+            manifest_digest,
+            config,
+            layers,
+        }
     }
 
     /// Every blob to upload: layers first, then the config.

@@ -25,7 +25,10 @@ pub use layout::{LayoutBlob, LayoutImage};
 pub use manifest::Platform;
 pub use progress::{BlobFate, NoPushProgress, PushProgress};
 pub use pull::{pull_image, PulledImage, PulledLayer};
-pub use push::{push_layout, push_layout_with_progress, PushOutcome, PushRequest};
+pub use push::{
+    push_image_with_progress, push_layout, push_layout_with_progress, PushOutcome, PushRequest,
+    PushTarget,
+};
 pub use unpack::{unpack_layers, UnpackError};
 
 use std::path::PathBuf;

@@ -85,13 +85,46 @@ pub fn push_layout_with_progress(
     progress: Arc<dyn PushProgress>,
 ) -> Result<PushOutcome, RegistryError> {
     let image = LayoutImage::open(request.layout, request.layout_tag)?;
-    let destination = parse_reference(request.destination)?;
-    runtime()?.block_on(push(config, request, &image, destination, &progress))
+    push_image_with_progress(config, &image, &request.into(), progress)
+}
+
+/// Where an image goes and what else its push may use.
+#[derive(Debug, Clone)]
+pub struct PushTarget<'a> {
+    /// Destination, `registry/name[:tag]` (a `docker://` prefix is allowed).
+    pub destination: &'a str,
+    /// More tags to put the manifest under (`--tag`).
+    pub extra_tags: &'a [String],
+    /// Repositories of the same registry that may already hold some blobs,
+    /// tried as cross-repository mount sources.
+    pub mount_from: &'a [String],
+}
+
+impl<'a> From<&PushRequest<'a>> for PushTarget<'a> {
+    fn from(request: &PushRequest<'a>) -> PushTarget<'a> {
+        PushTarget {
+            destination: request.destination,
+            extra_tags: request.extra_tags,
+            mount_from: request.mount_from,
+        }
+    }
+}
+
+/// Pushes `image`, whose blobs are files already (a layout's, or kiln's
+/// blob cache), to `target`, telling `progress` as it goes.
+pub fn push_image_with_progress(
+    config: &RegistryConfig,
+    image: &LayoutImage,
+    target: &PushTarget<'_>,
+    progress: Arc<dyn PushProgress>,
+) -> Result<PushOutcome, RegistryError> {
+    let destination = parse_reference(target.destination)?;
+    runtime()?.block_on(push(config, target, image, destination, &progress))
 }
 
 async fn push(
     config: &RegistryConfig,
-    request: &PushRequest<'_>,
+    request: &PushTarget<'_>,
     image: &LayoutImage,
     destination: Reference,
     progress: &Arc<dyn PushProgress>,
@@ -139,7 +172,7 @@ async fn push(
     let content_type =
         reqwest::header::HeaderValue::from_str(&image.manifest_media_type).map_err(|_| {
             RegistryError::Layout {
-                path: request.layout.to_path_buf(),
+                path: image.manifest_digest.clone().into(),
                 reason: format!(
                     "manifest media type `{}` is not a valid header",
                     image.manifest_media_type
