@@ -22,7 +22,7 @@ const FILE_MODE: u32 = 0o644;
 /// Replaces the file at `path` with `bytes`: readers see the old file or
 /// the new one complete, never a part, also after a crash.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = AtomicFile::new_in(folder_of(path))?;
+    let mut file = AtomicFile::beside(path)?;
     file.write_all(bytes)?;
     file.commit(path)
 }
@@ -42,6 +42,12 @@ impl AtomicFile {
             .prefix(TEMP_PREFIX)
             .tempfile_in(dir)?;
         Ok(AtomicFile { temp })
+    }
+
+    /// An empty temporary file in the folder of `target`, the name it will
+    /// be committed to.
+    pub fn beside(target: &Path) -> io::Result<AtomicFile> {
+        AtomicFile::new_in(folder_of(target))
     }
 
     /// The open file, for writers that borrow it (`BufWriter<&File>`).
@@ -180,7 +186,11 @@ mod tests {
         let mut file = AtomicFile::new_in(dir.path()).unwrap();
         io::copy(&mut &b"streamed"[..], file.as_file_mut()).unwrap();
         file.commit(&dir.path().join("sha256-hex")).unwrap();
-        assert_eq!(names(dir.path()), ["sha256-hex"]);
+        let target = dir.path().join("oci-archive.tar");
+        let file = AtomicFile::beside(&target).unwrap();
+        file.commit(&target).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"");
+        assert_eq!(names(dir.path()), ["oci-archive.tar", "sha256-hex"]);
         assert_eq!(
             fs::read(dir.path().join("sha256-hex")).unwrap(),
             b"streamed"
