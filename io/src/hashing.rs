@@ -19,6 +19,9 @@ impl Tally {
         }
     }
 
+    // Called for every write of layer packing from generic code in other
+    // crates, which cannot inline it otherwise without LTO.
+    #[inline]
     fn add(&mut self, bytes: &[u8]) {
         self.hasher.update(bytes);
         self.bytes += bytes.len() as u64;

@@ -11,6 +11,8 @@
 //!   are worth asking again. The loops stay with the clients, one blocking
 //!   and one async, so this crate needs no runtime.
 
+#![warn(missing_docs)]
+
 mod atomic;
 mod hashing;
 pub mod retry;
