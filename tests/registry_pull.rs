@@ -277,7 +277,7 @@ fn a_blob_corrupted_in_the_registry_is_refused_and_not_kept() {
         "the bad blob was kept"
     );
     assert!(
-        !left.iter().any(|name| name.starts_with(".download-")),
+        !left.iter().any(|name| name.starts_with(".tmp-")),
         "{left:?}"
     );
 }

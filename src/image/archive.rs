@@ -1,11 +1,11 @@
 //! Small tar writing shared by the archive outputs: fixed owner, mode and
 //! mtime for every entry, and the file replaced atomically.
 
-use std::fs::{File, Permissions};
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use kiln_io::AtomicFile;
 use tar::{Builder, EntryType, Header};
 
 use super::ImageError;
@@ -115,23 +115,11 @@ fn write_file_atomically(
     fill: impl FnOnce(&mut BufWriter<&File>) -> Result<(), ImageError>,
 ) -> Result<(), ImageError> {
     let io_err = |e: io::Error| ImageError::io(path, e);
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".tmp-kiln-")
-        .tempfile_in(dir)
-        .map_err(io_err)?;
+    let temp = AtomicFile::beside(path).map_err(io_err)?;
     {
         let mut out = BufWriter::with_capacity(1 << 20, temp.as_file());
         fill(&mut out)?;
         out.flush().map_err(io_err)?;
     }
-    temp.as_file()
-        .set_permissions(Permissions::from_mode(0o644))
-        .map_err(io_err)?;
-    temp.as_file().sync_all().map_err(io_err)?;
-    temp.persist(path).map_err(|e| io_err(e.error))?;
-    Ok(())
+    temp.commit(path).map_err(io_err)
 }

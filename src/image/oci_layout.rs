@@ -3,9 +3,11 @@
 //! `blobs/sha256/`). Writing into an existing layout keeps its other images
 //! and moves the given tags to this one.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
+use kiln_io::{write_atomically, AtomicFile};
 use serde_json::{json, Value};
 
 use super::{canonical_json, Image, ImageError};
@@ -25,7 +27,8 @@ pub fn write(image: &Image, dir: &Path, tags: &[String]) -> Result<(), ImageErro
     let existing = existing_index(dir)?;
     let blobs = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(|e| ImageError::io(&blobs, e))?;
-    crate::layer::write_atomically(&dir.join("oci-layout"), OCI_LAYOUT)?;
+    let layout = dir.join("oci-layout");
+    write_atomically(&layout, OCI_LAYOUT).map_err(|e| ImageError::io(&layout, e))?;
 
     for layer in &image.layers {
         copy_blob(&layer.blob, &blobs.join(hex(&layer.digest)), layer.size)?;
@@ -36,11 +39,12 @@ pub fn write(image: &Image, dir: &Path, tags: &[String]) -> Result<(), ImageErro
     ] {
         let path = blobs.join(hex(digest));
         if !same_size(&path, bytes.len() as u64) {
-            crate::layer::write_atomically(&path, bytes)?;
+            write_atomically(&path, bytes).map_err(|e| ImageError::io(&path, e))?;
         }
     }
     let index = index_with(existing, image, tags);
-    crate::layer::write_atomically(&dir.join("index.json"), &index)?;
+    let index_path = dir.join("index.json");
+    write_atomically(&index_path, &index).map_err(|e| ImageError::io(&index_path, e))?;
     Ok(())
 }
 
@@ -99,18 +103,12 @@ fn copy_blob(from: &Path, to: &Path, size: u64) -> Result<(), ImageError> {
     if same_size(to, size) {
         return Ok(());
     }
-    let dir = to.parent().unwrap_or(Path::new("."));
-    let temp = tempfile::Builder::new()
-        .prefix(".tmp-blob-")
-        .tempfile_in(dir)
-        .map_err(|e| ImageError::io(dir, e))?;
-    // fs::copy streams in the kernel (copy_file_range), never in memory.
-    fs::copy(from, temp.path()).map_err(|e| ImageError::io(from, e))?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| ImageError::io(to, e))?;
-    temp.persist(to).map_err(|e| ImageError::io(to, e.error))?;
-    Ok(())
+    let mut temp = AtomicFile::beside(to).map_err(|e| ImageError::io(to, e))?;
+    let mut source = File::open(from).map_err(|e| ImageError::io(from, e))?;
+    // File to File, io::copy copies in the kernel (copy_file_range), never
+    // through memory.
+    io::copy(&mut source, temp.as_file_mut()).map_err(|e| ImageError::io(from, e))?;
+    temp.commit(to).map_err(|e| ImageError::io(to, e))
 }
 
 fn same_size(path: &Path, size: u64) -> bool {

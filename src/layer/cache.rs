@@ -7,17 +7,17 @@
 //! Entries are complete or absent: written to a temporary name in the same
 //! folder, fsynced, renamed. A blob is reused only when its size matches.
 
-use std::fs::{self, File, Permissions};
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::fs;
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 
+use kiln_io::{write_atomically, AtomicFile, HashingWriter};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::compress::{BlockCompressor, Format};
-use super::digest::{sha256_hex, HashingWriter};
+use super::digest::sha256_hex;
 use super::progress::{NoProgress, PackProgress, ReportingWriter};
 use super::tree::Tree;
 use super::{Layer, LayerError, PackSettings, StorePathSource};
@@ -301,12 +301,8 @@ impl LayerCache {
         description: String,
         progress: &dyn PackProgress,
     ) -> Result<Layer, LayerError> {
-        let temp = tempfile::Builder::new()
-            .prefix(".tmp-layer-")
-            .tempfile_in(&self.blobs)
-            .map_err(|e| LayerError::io(&self.blobs, e))?;
-        let temp_path = temp.path().to_path_buf();
-        let io_err = |e| LayerError::io(&temp_path, e);
+        let io_err = |e| LayerError::io(&self.blobs, e);
+        let temp = AtomicFile::new_in(&self.blobs).map_err(io_err)?;
 
         // Reporting below the buffer costs one call per megabyte, not per write.
         let compressed = HashingWriter::new(BufWriter::with_capacity(
@@ -320,16 +316,10 @@ impl LayerCache {
         let compressed = compressor.finish().map_err(io_err)?;
         let (buffer, digest, size) = compressed.finish();
         buffer.into_inner().map_err(|e| io_err(e.into_error()))?;
-        temp.as_file()
-            .set_permissions(Permissions::from_mode(0o644))
-            .map_err(io_err)?;
-        temp.as_file().sync_all().map_err(io_err)?;
 
         let hex = sha256_hex(&digest).expect("HashingWriter makes sha256 digests");
         let blob = self.blobs.join(hex);
-        temp.persist(&blob)
-            .map_err(|e| LayerError::io(&blob, e.error))?;
-        sync_dir(&self.blobs)?;
+        temp.commit(&blob).map_err(|e| LayerError::io(&blob, e))?;
         Ok(Layer {
             digest,
             diff_id,
@@ -351,34 +341,8 @@ impl LayerCache {
         };
         let path = self.index_path(key);
         let json = serde_json::to_vec_pretty(&entry).expect("index entries serialize");
-        write_atomically(&path, &json)
+        write_atomically(&path, &json).map_err(|e| LayerError::io(&path, e))
     }
-}
-
-/// Writes `bytes` to `path` so that readers see the old file, or the new
-/// one complete: temp name in the same folder, fsync, rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayerError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| LayerError::io(dir, e))?;
-    temp.write_all(bytes).map_err(|e| LayerError::io(path, e))?;
-    temp.as_file()
-        .set_permissions(Permissions::from_mode(0o644))
-        .map_err(|e| LayerError::io(path, e))?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| LayerError::io(path, e))?;
-    temp.persist(path)
-        .map_err(|e| LayerError::io(path, e.error))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), LayerError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| LayerError::io(dir, e))
 }
 
 #[cfg(test)]

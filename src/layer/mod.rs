@@ -30,7 +30,6 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 pub use base::{base_files, BaseFiles};
-pub use cache::write_atomically;
 pub use cache::{pack_all, pack_all_with_progress, LayerCache, LayerJob};
 pub use compress::{Compression, Format};
 pub use grouping::group_by_popularity;

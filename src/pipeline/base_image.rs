@@ -135,12 +135,12 @@ fn unpacked_root(pulled: &PulledImage, cache_root: &Path) -> anyhow::Result<Unpa
         .tempdir_in(&bases)
         .with_context(|| format!("could not create a folder in {}", bases.display()))?;
     let sizes = registry::unpack_layers(&pulled.layers, &temp.path().join("root"))?;
-    crate::layer::write_atomically(
-        &temp.path().join("sizes.json"),
-        &serde_json::to_vec(&sizes)?,
-    )?;
+    // Plainly written: nothing reads the folder before commit_dir syncs it.
+    let sizes_path = temp.path().join("sizes.json");
+    std::fs::write(&sizes_path, serde_json::to_vec(&sizes)?)
+        .with_context(|| format!("could not write {}", sizes_path.display()))?;
     let temp = temp.keep();
-    if let Err(err) = std::fs::rename(&temp, &done) {
+    if let Err(err) = kiln_io::commit_dir(&temp, &done) {
         let _ = std::fs::remove_dir_all(&temp);
         if read(&done).is_none() {
             return Err(err).with_context(|| format!("could not move {}", done.display()));

@@ -12,11 +12,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use kiln_io::write_atomically;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::layer::digest::KeyHasher;
-use crate::layer::write_atomically;
 
 /// Bumped when what a key covers or an entry holds changes.
 const KEY_VERSION: &str = "kiln-phase-cache-2";
@@ -114,10 +114,9 @@ impl PhaseCache {
             return Ok(upper.to_path_buf());
         }
         let record = json!({"phase": phase, "key": key});
-        write_atomically(
-            &self.dir.join(format!("{key}.json")),
-            record.to_string().as_bytes(),
-        )?;
+        let record_path = self.dir.join(format!("{key}.json"));
+        write_atomically(&record_path, record.to_string().as_bytes())
+            .with_context(|| format!("could not write {}", record_path.display()))?;
         Ok(target)
     }
 }

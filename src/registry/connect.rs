@@ -5,13 +5,14 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use kiln_io::retry::RetryPolicy;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
 use super::auth;
 use super::error::{RegistryError, Site};
-use super::retry::{with_retry, Backoff};
+use super::retry::with_retry;
 use super::RegistryConfig;
 
 /// Blobs up to this size go up in one PUT; bigger ones in chunks, which
@@ -29,7 +30,7 @@ pub(crate) struct Session {
     /// Registry, repository and credential source, for errors.
     pub site: Site,
     /// Retry policy for every call.
-    pub backoff: Backoff,
+    pub backoff: RetryPolicy,
     /// The credentials in use (redacted in `Debug`).
     pub auth: RegistryAuth,
 }
@@ -107,7 +108,7 @@ pub(crate) async fn connect(
         chunked: build(false)?,
         reference,
         site,
-        backoff: Backoff::default(),
+        backoff: RetryPolicy::default(),
         auth,
     };
     futures_util::try_join!(

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use kiln_io::retry::is_retryable_status;
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 
 use super::unpack::UnpackError;
@@ -134,8 +135,8 @@ pub(crate) enum Retry {
 }
 
 impl Site {
-    /// Classifies `err` from `operation` as transient (connection errors, 429,
-    /// 5xx) or final, and words it.
+    /// Classifies `err` from `operation` as transient (connection errors,
+    /// the HTTP answers kiln-io's policy retries) or final, and words it.
     pub(crate) fn classify(
         &self,
         operation: &str,
@@ -166,7 +167,7 @@ impl Site {
                 let answer = format!("HTTP {code}: {}", one_line(&message));
                 match code {
                     401 | 403 => (Retry::Final, unauthorized(answer)),
-                    429 | 500..=599 => (Retry::Transient, refused(answer)),
+                    code if is_retryable_status(code) => (Retry::Transient, refused(answer)),
                     _ => (Retry::Final, refused(answer)),
                 }
             }
@@ -224,7 +225,7 @@ impl Site {
                     },
                 ),
                 code => (
-                    if code == 429 || code >= 500 {
+                    if is_retryable_status(code) {
                         Retry::Transient
                     } else {
                         Retry::Final
@@ -295,7 +296,9 @@ mod tests {
         };
         assert_eq!(site().classify("op", server(503)).0, Retry::Transient);
         assert_eq!(site().classify("op", server(429)).0, Retry::Transient);
+        assert_eq!(site().classify("op", server(408)).0, Retry::Transient);
         assert_eq!(site().classify("op", server(400)).0, Retry::Final);
+        assert_eq!(site().classify("op", server(404)).0, Retry::Final);
     }
 
     #[test]

@@ -6,11 +6,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use futures_util::{StreamExt, TryStreamExt};
+use kiln_io::{AtomicFile, HashingWriter};
 use oci_client::errors::{DigestError, OciDistributionError};
 use oci_client::manifest::OciDescriptor;
 use oci_client::{Reference, RegistryOperation};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
-use sha2::{Digest as _, Sha256};
 
 use super::connect::{connect, parse_reference, Session};
 use super::error::RegistryError;
@@ -254,24 +254,21 @@ struct Mismatch {
 }
 
 /// One download attempt: stream into a temporary file next to `path`,
-/// hashing as it goes; fsync and rename only when digest and size match, so
-/// the blob folder holds complete, verified blobs or nothing. Wire errors
-/// are retried by the caller; a mismatch is final.
+/// hashing as it goes; commit it only when digest and size match, so the
+/// blob folder holds complete, verified blobs or nothing. Wire errors are
+/// retried by the caller; a mismatch is final.
 async fn download(
     session: &Session,
     descriptor: &OciDescriptor,
     path: &Path,
 ) -> Result<Result<(), Mismatch>, OciDistributionError> {
-    let dir = path.parent().expect("blob path has a folder");
-    let mut temp = tempfile::Builder::new()
-        .prefix(".download-")
-        .tempfile_in(dir)?;
+    let mut temp = HashingWriter::new(AtomicFile::beside(path)?);
     let mut stream = session
         .client
         .pull_blob_stream(&session.reference, descriptor)
         .await?;
     let expected_size = descriptor.size as u64;
-    let mut hasher = Sha256::new();
+    // Counts the chunk that overflows too, which is never written.
     let mut bytes = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
@@ -285,15 +282,12 @@ async fn download(
         if bytes > expected_size {
             break;
         }
-        hasher.update(&chunk);
         temp.write_all(&chunk)?;
     }
-    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+    let (temp, actual, _) = temp.finish();
     if actual != descriptor.digest || bytes != expected_size {
         return Ok(Err(Mismatch { actual, bytes }));
     }
-    temp.as_file().sync_all()?;
-    temp.persist(path)
-        .map_err(|e| OciDistributionError::IoError(e.error))?;
+    temp.commit(path)?;
     Ok(Ok(()))
 }

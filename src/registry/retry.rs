@@ -1,37 +1,17 @@
 //! Repeating registry calls that failed for a passing reason (connection
-//! errors, 429, 5xx) with exponential backoff.
+//! errors, 408, 429, 5xx) on kiln-io's retry policy. oci-client's errors
+//! carry no headers, so a registry's `Retry-After` cannot be seen here.
 
 use std::future::Future;
-use std::time::Duration;
 
+use kiln_io::retry::RetryPolicy;
 use oci_client::errors::OciDistributionError;
 
 use super::error::{RegistryError, Retry, Site};
 
-/// How often and how patiently to retry.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Backoff {
-    /// Tries in all, the first included.
-    pub attempts: u32,
-    /// Wait before the second try; doubled each time after.
-    pub first_delay: Duration,
-    /// Longest single wait.
-    pub max_delay: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            attempts: 5,
-            first_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(4),
-        }
-    }
-}
-
 /// Runs `call` until it succeeds, fails for good, or runs out of attempts.
 pub(crate) async fn with_retry<T, F, Fut>(
-    backoff: Backoff,
+    backoff: RetryPolicy,
     site: &Site,
     operation: &str,
     mut call: F,
@@ -40,7 +20,6 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, OciDistributionError>>,
 {
-    let mut delay = backoff.first_delay;
     let mut attempt = 1;
     loop {
         let err = match call().await {
@@ -48,12 +27,15 @@ where
             Err(err) => err,
         };
         let (retry, err) = site.classify(operation, err);
-        if retry == Retry::Final || attempt >= backoff.attempts {
+        let wait = match retry {
+            Retry::Transient => backoff.wait_after(attempt, None),
+            Retry::Final => None,
+        };
+        let Some(wait) = wait else {
             return Err(err);
-        }
-        tracing::warn!(%err, attempt, "retrying in {delay:?}");
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(backoff.max_delay);
+        };
+        tracing::warn!(%err, attempt, "retrying in {wait:?}");
+        tokio::time::sleep(wait).await;
         attempt += 1;
     }
 }
@@ -61,6 +43,7 @@ where
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
+    use std::time::Duration;
 
     use super::*;
 
@@ -72,8 +55,8 @@ mod tests {
         }
     }
 
-    fn quick() -> Backoff {
-        Backoff {
+    fn quick() -> RetryPolicy {
+        RetryPolicy {
             attempts: 3,
             first_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),

@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
+use kiln_io::HashingReader;
 use tar::EntryType;
 
 use super::pull::PulledLayer;
@@ -79,11 +79,7 @@ pub fn unpack_layers(layers: &[PulledLayer], root: &Path) -> Result<Vec<u64>, Un
                 reason,
             }
         })?;
-        let mut hashed = HashingReader {
-            inner: reader,
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
+        let mut hashed = HashingReader::new(reader);
         apply_layer(&mut hashed, root, &layer.digest, &layer.media_type)?;
         // Whatever follows the end-of-archive marker is part of the diff ID.
         std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| UnpackError::Corrupt {
@@ -91,7 +87,7 @@ pub fn unpack_layers(layers: &[PulledLayer], root: &Path) -> Result<Vec<u64>, Un
             media_type: layer.media_type.clone(),
             reason: format!("cannot read to the end: {e}"),
         })?;
-        let actual = format!("sha256:{}", hex::encode(hashed.hasher.finalize()));
+        let (_, actual, bytes) = hashed.finish();
         if actual != layer.diff_id {
             return Err(UnpackError::DiffIdMismatch {
                 layer: layer.digest.clone(),
@@ -99,26 +95,9 @@ pub fn unpack_layers(layers: &[PulledLayer], root: &Path) -> Result<Vec<u64>, Un
                 actual,
             });
         }
-        sizes.push(hashed.bytes);
+        sizes.push(bytes);
     }
     Ok(sizes)
-}
-
-/// Hashes and counts what passes through, to check a layer's diff ID while
-/// it unpacks.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
 }
 
 fn decompress<'a>(reader: BufReader<File>, media_type: &str) -> Result<Box<dyn Read + 'a>, String> {
@@ -605,7 +584,7 @@ mod tests {
         std::fs::write(&blob, &bytes).unwrap();
         let mut layer = PulledLayer {
             digest: "sha256:blob".into(),
-            diff_id: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+            diff_id: crate::layer::digest::sha256_digest(&bytes),
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
             size: bytes.len() as u64,
             path: blob,

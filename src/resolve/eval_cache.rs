@@ -96,8 +96,7 @@ impl EvalCache {
         };
         fs::create_dir_all(&self.dir)?;
         let bytes = serde_json::to_vec(&stored).map_err(io::Error::other)?;
-        crate::layer::write_atomically(&self.dir.join(format!("{}.json", key(inputs)?)), &bytes)
-            .map_err(io::Error::other)
+        kiln_io::write_atomically(&self.dir.join(format!("{}.json", key(inputs)?)), &bytes)
     }
 }
 

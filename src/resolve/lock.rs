@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -148,16 +148,10 @@ impl Lock {
 
     /// Writes the lock to `path` through a synced temp file beside it.
     pub fn write(&self, path: &Path) -> Result<(), LockError> {
-        let io_err = |source| LockError::Io {
+        kiln_io::write_atomically(path, self.to_json().as_bytes()).map_err(|source| LockError::Io {
             path: path.to_path_buf(),
             source,
-        };
-        let temp = path.with_file_name(format!(".{LOCK_FILE}.tmp{}", std::process::id()));
-        let mut file = fs::File::create(&temp).map_err(io_err)?;
-        file.write_all(self.to_json().as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io_err)?;
-        fs::rename(&temp, path).map_err(io_err)
+        })
     }
 }
 

@@ -11,10 +11,11 @@
 //! and only then marked valid, so the folder holds complete paths or none.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use kiln_io::{commit_dir, write_atomically};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix_derivation::{StoreDir, StorePath};
@@ -174,15 +175,12 @@ impl Store {
         temp: &Path,
         info: &NarInfo,
     ) -> Result<(), StoreError> {
-        let dir = File::open(temp).at(temp)?;
-        nix::unistd::syncfs(&dir)
-            .map_err(io::Error::from)
-            .at(temp)?;
         let location = self.location(path);
-        fs::rename(temp, &location).at(&location)?;
-        write_atomically(&self.narinfo_copy(path), &info.to_canonical_bytes())?;
-        write_atomically(&self.marker(path), b"")?;
-        Ok(())
+        commit_dir(temp, &location).at(&location)?;
+        let narinfo = self.narinfo_copy(path);
+        write_atomically(&narinfo, &info.to_canonical_bytes()).at(&narinfo)?;
+        let marker = self.marker(path);
+        write_atomically(&marker, b"").at(marker)
     }
 
     /// Records that `path` was used now, for `prune`.
@@ -295,19 +293,6 @@ fn host_fingerprint(host: &Path, expected: &str) -> Option<String> {
         meta.ctime(),
         meta.ctime_nsec()
     ))
-}
-
-/// Writes `bytes` to `target` through a synced temp file in the same folder.
-fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let temp = target.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = File::create(&temp).at(&temp)?;
-    file.write_all(bytes).at(&temp)?;
-    file.sync_all().at(&temp)?;
-    fs::rename(&temp, target).at(target)?;
-    if let Some(parent) = target.parent() {
-        File::open(parent).and_then(|d| d.sync_all()).at(parent)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,15 +2,17 @@
 //!
 //! A substituter is a `file://` folder or an `http(s)://` server laid out as
 //! Nix writes binary caches (`nix-cache-info`, `<hash>.narinfo`, `nar/...`).
-//! HTTP requests are retried with backoff on connection errors, timeouts and
-//! 5xx answers; a 404 means "not here, ask the next cache".
+//! HTTP requests are retried with backoff (kiln-io's policy, honouring
+//! `Retry-After`) on connection errors, timeouts, 408, 429 and 5xx answers;
+//! a 404 means "not here, ask the next cache".
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use kiln_io::retry::{is_retryable_status, parse_retry_after, RetryPolicy};
 use nix_derivation::StorePath;
 use nix_narinfo::{NarInfo, TrustedPublicKey, MAX_NARINFO_SIZE};
 
@@ -35,14 +37,27 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// Longest wait for a response's headers, and for each read of its body.
     pub read_timeout: Duration,
-    /// Attempts after the first on a connection error, timeout or 5xx.
+    /// Attempts after the first on a connection error, timeout, 408, 429
+    /// or 5xx.
     pub retries: u32,
-    /// Wait before the first retry; doubled for each next one.
+    /// Wait before the first retry; doubled for each next one, up to the
+    /// shared [`RetryPolicy`]'s longest wait.
     pub backoff: Duration,
     /// How many narinfo and NAR downloads run at once.
     pub jobs: usize,
     /// Whether narinfo signatures are checked. Only `--no-verify` turns this off.
     pub verify_signatures: bool,
+}
+
+impl FetchOptions {
+    /// The shared retry policy with these options' tries and first wait.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: self.retries.saturating_add(1),
+            first_delay: self.backoff,
+            ..RetryPolicy::default()
+        }
+    }
 }
 
 impl Default for FetchOptions {
@@ -297,22 +312,32 @@ impl Substituter {
         agent: &ureq::Agent,
         options: &FetchOptions,
     ) -> Result<Option<Download>, StoreError> {
-        let mut delay = options.backoff;
-        let mut last_failure = String::new();
-        for attempt in 0..=options.retries {
-            if attempt > 0 {
-                std::thread::sleep(delay);
-                delay = delay.saturating_mul(2);
-            }
+        let policy = options.retry_policy();
+        let mut attempt = 1;
+        loop {
             let mut request = agent.get(url);
             if let Some(credentials) = &self.credentials {
                 request = request.header("Authorization", credentials.basic_auth_header());
             }
-            match request.call() {
+            let (failure, retry_after) = match request.call() {
                 Ok(response) => match response.status().as_u16() {
                     200..=299 => return Ok(Some(Box::new(response.into_body().into_reader()))),
                     404 | 410 => return Ok(None),
-                    status @ 500..=599 => last_failure = format!("the server answered {status}"),
+                    status if is_retryable_status(status) => {
+                        let retry_after = response
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|value| value.to_str().ok())
+                            .and_then(|value| parse_retry_after(value, SystemTime::now()));
+                        let failure = match retry_after {
+                            Some(wait) => format!(
+                                "the server answered {status} and asked to wait {}s",
+                                wait.as_secs()
+                            ),
+                            None => format!("the server answered {status}"),
+                        };
+                        (failure, retry_after)
+                    }
                     status => {
                         return Err(StoreError::Fetch {
                             url: url.to_string(),
@@ -327,25 +352,24 @@ impl Substituter {
                         })
                     }
                 },
-                Err(err) if is_transient(&err) => last_failure = err.to_string(),
+                Err(err) if is_transient(&err) => (err.to_string(), None),
                 Err(err) => {
                     return Err(StoreError::Fetch {
                         url: url.to_string(),
                         reason: err.to_string(),
                     })
                 }
-            }
-            if attempt < options.retries {
-                tracing::warn!(%url, attempt = attempt + 1, failure = %last_failure, "download failed, retrying");
-            }
+            };
+            let Some(wait) = policy.wait_after(attempt, retry_after) else {
+                return Err(StoreError::Fetch {
+                    url: url.to_string(),
+                    reason: format!("{failure} (gave up after {attempt} attempts)"),
+                });
+            };
+            tracing::warn!(%url, attempt, %failure, "download failed, retrying in {wait:?}");
+            std::thread::sleep(wait);
+            attempt += 1;
         }
-        Err(StoreError::Fetch {
-            url: url.to_string(),
-            reason: format!(
-                "{last_failure} (gave up after {} attempts)",
-                options.retries + 1
-            ),
-        })
     }
 }
 
@@ -469,6 +493,81 @@ mod tests {
             .open("missing.narinfo", &agent(&options), &options)
             .unwrap()
             .is_none());
+    }
+
+    /// Answers one request per entry of `answers` (a status line, maybe
+    /// with headers after it), in order, each with the body `ok`.
+    fn serve(answers: &'static [&'static str]) -> Substituter {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for answer in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut stream = &stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {answer}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+            }
+        });
+        Substituter::parse(&url).unwrap()
+    }
+
+    fn quick() -> FetchOptions {
+        FetchOptions {
+            backoff: Duration::from_millis(1),
+            ..FetchOptions::default()
+        }
+    }
+
+    #[test]
+    fn throttling_is_retried_after_the_wait_the_server_asks_for() {
+        let sub = serve(&["429 Too Many Requests\r\nRetry-After: 0", "200 OK"]);
+        let options = quick();
+        let mut body = String::new();
+        sub.open("x.narinfo", &agent(&options), &options)
+            .unwrap()
+            .expect("found after the retry")
+            .read_to_string(&mut body)
+            .unwrap();
+        assert_eq!(body, "ok");
+    }
+
+    #[test]
+    fn a_server_asking_for_a_long_wait_is_not_asked_again() {
+        let sub = serve(&["503 Service Unavailable\r\nRetry-After: 3600"]);
+        let options = quick();
+        let err = sub
+            .open("x.narinfo", &agent(&options), &options)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("answered 503 and asked to wait 3600s")
+                && err.contains("gave up after 1 attempts"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refusals_are_final() {
+        let sub = serve(&["403 Forbidden"]);
+        let options = quick();
+        let err = sub
+            .open("x.narinfo", &agent(&options), &options)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("answered 403") && err.contains("netrc"),
+            "{err}"
+        );
     }
 
     #[test]
