@@ -125,7 +125,7 @@ impl LayerCache {
         if fs::metadata(&blob).is_ok_and(|m| m.len() == bytes.len() as u64) {
             return Ok(blob);
         }
-        write_atomically(&blob, bytes)?;
+        write_atomically(&blob, bytes).map_err(|e| LayerError::io(&blob, e))?;
         Ok(blob)
     }
 
