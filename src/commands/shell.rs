@@ -12,7 +12,7 @@ use super::{GlobalArgs, UsageError};
 use crate::pipeline;
 use crate::report::Progress;
 use crate::resolve::{self, Packages};
-use crate::sandbox::{shell_quote, Output, Sandbox, StoreBind};
+use crate::sandbox::{self, shell_quote, Output, Sandbox, StoreBind};
 
 /// `kiln shell`.
 ///
@@ -68,6 +68,8 @@ pub fn run(global: &GlobalArgs, args: &ShellCommand) -> anyhow::Result<()> {
         .iter()
         .map(|base| existing_dir("--base", base))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Before fetching anything: can this machine run the sandbox at all?
+    sandbox::preflight::check()?;
     let generated = args.plan.generate()?;
     let phases = generated
         .plan

@@ -33,6 +33,18 @@ pub enum Format {
 }
 
 impl Format {
+    /// The compression a layer media type (OCI or Docker spelling) names;
+    /// `None` for an uncompressed tar.
+    pub fn of_media_type(media_type: &str) -> Option<Format> {
+        if media_type.ends_with("+zstd") || media_type.ends_with(".zstd") {
+            Some(Format::Zstd)
+        } else if media_type.ends_with("gzip") {
+            Some(Format::Gzip)
+        } else {
+            None
+        }
+    }
+
     /// The OCI media type of a layer in this format.
     pub fn media_type(self) -> &'static str {
         match self {

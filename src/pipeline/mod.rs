@@ -126,8 +126,6 @@ pub fn build(
     let copied = app_files::stage(app_dir, &app_root, plan.static_assets.as_ref())?;
     progress.stage("app", format!("{copied} files copied to /app"));
 
-    let cache = LayerCache::open(cache_root)
-        .with_context(|| format!("could not open the layer cache in {}", cache_root.display()))?;
     let phase_inputs = phases::PhaseInputs {
         plan,
         phases: &ordered,
@@ -147,41 +145,9 @@ pub fn build(
         format!("{} ran, {cached} from the phase cache", ran.len() - cached),
     );
 
-    let image = match base_image::run_base(plan) {
-        None => assemble::image(&assemble::ImageInputs {
-            plan,
-            packages: &packages.everything(),
-            library_dirs: &packages.library_dirs,
-            base_image: base_image.as_ref(),
-            base: &base,
-            app_root: &app_root,
-            phases: &ran,
-            cache: &cache,
-            options: &options.image,
-            progress,
-        })?,
-        Some(run_reference) => {
-            let run_image = run_reference
-                .map(|reference| pull_base(&reference, "run image", options, progress))
-                .transpose()?;
-            run_image::image(
-                &phase_inputs,
-                &ran,
-                run_image.as_ref(),
-                &first_paths,
-                &cache,
-                &options.image,
-            )?
-        }
-    };
-    progress.stage(
-        "pack",
-        format!(
-            "{} layers, {} compressed",
-            image.layers.len(),
-            human_size(image.compressed_size())
-        ),
-    );
+    let cache = LayerCache::open(cache_root)
+        .with_context(|| format!("could not open the layer cache in {}", cache_root.display()))?;
+    let image = pack_image(&phase_inputs, &ran, &base, &first_paths, &cache, options)?;
     let delivered = deliver(
         &image,
         &options.delivery,
@@ -194,6 +160,54 @@ pub fn build(
         phases: ran,
         delivered,
     })
+}
+
+/// The pack stage of a build: the image the app was built in, or a run
+/// image of its own when the plan asks for one (`start.runImage`).
+fn pack_image(
+    inputs: &phases::PhaseInputs<'_>,
+    ran: &[RanPhase],
+    base: &root_folder::Base,
+    first_paths: &[String],
+    cache: &LayerCache,
+    options: &BuildOptions,
+) -> anyhow::Result<Image> {
+    let image = match base_image::run_base(inputs.plan) {
+        None => assemble::image(&assemble::ImageInputs {
+            plan: inputs.plan,
+            packages: &inputs.packages.everything(),
+            library_dirs: &inputs.packages.library_dirs,
+            base_image: inputs.base_image,
+            base,
+            app_root: inputs.app_root,
+            phases: ran,
+            cache,
+            options: &options.image,
+            progress: inputs.progress,
+        })?,
+        Some(run_reference) => {
+            let run_image = run_reference
+                .map(|reference| pull_base(&reference, "run image", options, inputs.progress))
+                .transpose()?;
+            run_image::image(
+                inputs,
+                ran,
+                run_image.as_ref(),
+                first_paths,
+                cache,
+                &options.image,
+            )?
+        }
+    };
+    inputs.progress.stage(
+        "pack",
+        format!(
+            "{} layers, {} compressed",
+            image.layers.len(),
+            human_size(image.compressed_size())
+        ),
+    );
+    Ok(image)
 }
 
 /// kiln's base files for `packages`, written into the new folder `dir`:

@@ -248,35 +248,11 @@ impl<'a> Runner<'a> {
             return Ok((ran, key));
         }
 
-        let upper = inputs.work.join(format!("phase-{number}"));
-        std::fs::create_dir(&upper)
-            .with_context(|| format!("could not create {}", upper.display()))?;
-        let mut sandbox = Sandbox::new(name, self.bash.clone(), upper, step.commands);
-        sandbox.lowers = lowers(inputs, &view, &done.uppers);
-        sandbox.store_paths = self.store_paths.clone();
-        sandbox.env = env;
-        sandbox.cancel = Some(self.cancel.clone());
-        sandbox.network = inputs.options.network;
-        sandbox.output = inputs.progress.phase_output(name);
-        if !inputs.options.no_cache && !directories.is_empty() {
-            let build_cache = inputs.cache_root.join("build-cache");
-            sandbox.caches = sandbox::cache_binds(&build_cache, &self.cache_key, &directories)
-                .with_context(|| {
-                    format!("phase {name}: could not prepare its cache directories")
-                })?;
-        }
-        let spinner = inputs.progress.spinner(&format!("phase {name}"));
-        let diff = sandbox
-            .run()
-            .with_context(|| format!("phase {name} failed"))?;
-        if self.cancel.load(Ordering::SeqCst) {
-            bail!("interrupted during phase {name}");
-        }
+        let upper = self.execute(number, step, &view, env, &directories, done)?;
         let upper = match &self.phase_cache {
-            Some(cache) => cache.record(&key, name, &diff.upper)?,
-            None => diff.upper,
+            Some(cache) => cache.record(&key, name, &upper)?,
+            None => upper,
         };
-        drop(spinner);
         let seconds = started.elapsed().as_secs_f64();
         inputs
             .progress
@@ -288,6 +264,46 @@ impl<'a> Runner<'a> {
             cached: false,
         };
         Ok((ran, key))
+    }
+
+    /// Runs `step`'s commands in the sandbox over the steps `done`; returns
+    /// its diff.
+    fn execute(
+        &self,
+        number: usize,
+        step: Step<'_>,
+        view: &Path,
+        env: Vec<(String, String)>,
+        directories: &[String],
+        done: &Done,
+    ) -> anyhow::Result<PathBuf> {
+        let inputs = self.inputs;
+        let name = step.name;
+        let upper = inputs.work.join(format!("phase-{number}"));
+        std::fs::create_dir(&upper)
+            .with_context(|| format!("could not create {}", upper.display()))?;
+        let mut sandbox = Sandbox::new(name, self.bash.clone(), upper, step.commands);
+        sandbox.lowers = lowers(inputs, view, &done.uppers);
+        sandbox.store_paths = self.store_paths.clone();
+        sandbox.env = env;
+        sandbox.cancel = Some(self.cancel.clone());
+        sandbox.network = inputs.options.network;
+        sandbox.output = inputs.progress.phase_output(name);
+        if !inputs.options.no_cache && !directories.is_empty() {
+            let build_cache = inputs.cache_root.join("build-cache");
+            sandbox.caches = sandbox::cache_binds(&build_cache, &self.cache_key, directories)
+                .with_context(|| {
+                    format!("phase {name}: could not prepare its cache directories")
+                })?;
+        }
+        let _spinner = inputs.progress.spinner(&format!("phase {name}"));
+        let diff = sandbox
+            .run()
+            .with_context(|| format!("phase {name} failed"))?;
+        if self.cancel.load(Ordering::SeqCst) {
+            bail!("interrupted during phase {name}");
+        }
+        Ok(diff.upper)
     }
 
     /// The app as step `number` sees it: only the files a phase's commands

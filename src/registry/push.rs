@@ -169,6 +169,18 @@ async fn push(
         };
         list.push(blob.digest.clone());
     }
+    put_manifest(&session, image, &outcome.tags).await?;
+    tracing::info!(image = %outcome, uploaded = outcome.uploaded.len(), mounted = outcome.mounted.len(), present = outcome.present.len(), "pushed");
+    Ok(outcome)
+}
+
+/// Puts the manifest under every tag, or under its digest alone when
+/// there is none.
+async fn put_manifest(
+    session: &Session,
+    image: &LayoutImage,
+    tags: &[String],
+) -> Result<(), RegistryError> {
     let content_type =
         reqwest::header::HeaderValue::from_str(&image.manifest_media_type).map_err(|_| {
             RegistryError::Layout {
@@ -179,22 +191,18 @@ async fn push(
                 ),
             }
         })?;
-    // Without a tag the manifest is put under its digest alone.
-    let targets: Vec<(Reference, String)> = if outcome.tags.is_empty() {
+    let reference = &session.reference;
+    let targets: Vec<(Reference, String)> = if tags.is_empty() {
         vec![(
-            session
-                .reference
-                .clone_with_digest(image.manifest_digest.clone()),
+            reference.clone_with_digest(image.manifest_digest.clone()),
             "putting the manifest".to_string(),
         )]
     } else {
-        outcome
-            .tags
-            .iter()
+        tags.iter()
             .map(|tag| {
                 let target = Reference::with_tag(
-                    session.reference.registry().to_string(),
-                    session.reference.repository().to_string(),
+                    reference.registry().to_string(),
+                    reference.repository().to_string(),
                     tag.clone(),
                 );
                 (target, format!("putting the manifest under tag {tag}"))
@@ -211,8 +219,7 @@ async fn push(
         })
         .await?;
     }
-    tracing::info!(image = %outcome, uploaded = outcome.uploaded.len(), mounted = outcome.mounted.len(), present = outcome.present.len(), "pushed");
-    Ok(outcome)
+    Ok(())
 }
 
 /// The destination's tag (`latest` when it names neither tag nor digest)

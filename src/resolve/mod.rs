@@ -261,55 +261,10 @@ pub fn resolve(
         let entry = match locked {
             Some(entry) if !options.refresh => entry.clone(),
             _ => {
-                let source = match &options.nixpkgs {
-                    Some(dir) => NixpkgsSource::Folder(dir.clone()),
-                    None => NixpkgsSource::Archive(archive.clone()),
-                };
-                let inputs = EvalInputs {
-                    source: &source,
-                    overlays: &group.overlays,
-                    attributes: &attributes,
-                    system: &system,
-                };
-                let cached = options
-                    .eval_cache
-                    .as_ref()
-                    .filter(|_| !options.refresh)
-                    .and_then(|cache| cache.get(&inputs));
-                let entry = match cached {
-                    Some(entry) => {
-                        if answer == Answer::Lock {
-                            answer = Answer::Cached;
-                        }
-                        entry
-                    }
-                    None => {
-                        let evaluator =
-                            find_evaluator(options).ok_or_else(|| ResolveError::NoEvaluator {
-                                packages: missing(
-                                    &lock,
-                                    &archive,
-                                    &group.overlays,
-                                    &system,
-                                    &attributes,
-                                ),
-                                lock: options.lock_file.display().to_string(),
-                            })?;
-                        let mut entry = eval::evaluate(
-                            &evaluator,
-                            &source,
-                            &archive,
-                            &group.overlays,
-                            &attributes,
-                        )?;
-                        // Locks are looked up by kiln's idea of the system.
-                        entry.system = system.clone();
-                        if let Some(cache) = &options.eval_cache {
-                            cache.put(&inputs, &entry);
-                        }
-                        answer = Answer::Evaluated;
-                        entry
-                    }
+                let (entry, from) = unlocked_entry(group, &attributes, &lock, options)?;
+                answer = match (answer, from) {
+                    (_, Answer::Evaluated) | (Answer::Evaluated, _) => Answer::Evaluated,
+                    _ => Answer::Cached,
                 };
                 lock.merge(entry.clone());
                 entry
@@ -347,6 +302,48 @@ pub fn resolve(
         groups: resolved,
         answer,
     })
+}
+
+/// The lock entry of `group` when the lock lacks it: an earlier
+/// evaluation from kiln's cache ([`Answer::Cached`]), else a new one
+/// ([`Answer::Evaluated`], recorded in the cache).
+fn unlocked_entry(
+    group: &PackageGroup,
+    attributes: &[String],
+    lock: &Lock,
+    options: &ResolveOptions,
+) -> Result<(LockEntry, Answer), ResolveError> {
+    let archive = group.nixpkgs_archive.clone().unwrap_or_default();
+    let system = current_system();
+    let source = match &options.nixpkgs {
+        Some(dir) => NixpkgsSource::Folder(dir.clone()),
+        None => NixpkgsSource::Archive(archive.clone()),
+    };
+    let inputs = EvalInputs {
+        source: &source,
+        overlays: &group.overlays,
+        attributes,
+        system: &system,
+    };
+    let cached = options
+        .eval_cache
+        .as_ref()
+        .filter(|_| !options.refresh)
+        .and_then(|cache| cache.get(&inputs));
+    if let Some(entry) = cached {
+        return Ok((entry, Answer::Cached));
+    }
+    let evaluator = find_evaluator(options).ok_or_else(|| ResolveError::NoEvaluator {
+        packages: missing(lock, &archive, &group.overlays, &system, attributes),
+        lock: options.lock_file.display().to_string(),
+    })?;
+    let mut entry = eval::evaluate(&evaluator, &source, &archive, &group.overlays, attributes)?;
+    // Locks are looked up by kiln's idea of the system.
+    entry.system = system.clone();
+    if let Some(cache) = &options.eval_cache {
+        cache.put(&inputs, &entry);
+    }
+    Ok((entry, Answer::Evaluated))
 }
 
 fn missing(
