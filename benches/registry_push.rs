@@ -5,14 +5,25 @@
 //! ratios kiln/skopeo. Targets (issue 7): cold at most 0.8x skopeo, warm
 //! under 0.3 s.
 //!
+//! Then a built image (the same closure packed by kiln into its blob cache)
+//! pushed cold the way `kiln build --push` did before (written to an OCI
+//! layout, read back and hashed, then pushed) and the way it does now
+//! (straight from the blob cache), side by side; ratio now/before.
+//!
 //! Run: `cargo bench --bench registry_push` (as root, with the test
 //! components installed; `ROUNDS=N` to change the number of rounds).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kiln::registry::{push_layout, AuthEnv, PushRequest, RegistryConfig};
+use kiln::image::{self, Destination, Image, ImageBuilder};
+use kiln::layer::{Compression, Format, LayerCache, PackSettings, StorePathSource};
+use kiln::pipeline::push_image;
+use kiln::registry::{
+    push_layout, AuthEnv, NoPushProgress, PushRequest, PushTarget, RegistryConfig,
+};
 use kiln_harness::images::{closure, store_path_image};
 use kiln_harness::process::run;
 use kiln_harness::{require, FixtureNixpkgs, Registry, RegistryKind};
@@ -72,6 +83,92 @@ fn main() {
         &times.skopeo_warm,
         "target kiln < 0.300 s",
     );
+    built_image_push(&paths, dir.path(), rounds);
+}
+
+/// Cold pushes of a kiln-built image: staged through a layout as before,
+/// and straight from the blob cache as now, alternating.
+fn built_image_push(paths: &[PathBuf], work: &Path, rounds: usize) {
+    let cache = LayerCache::open(&work.join("cache")).expect("layer cache");
+    let image = built_image(&cache, paths);
+    let (mut staged, mut direct) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let registry = Registry::start(RegistryKind::Plain);
+        let config = config_for(&registry, work);
+        let layout = work.join(format!("staged-{round}"));
+        staged.push(time(|| staged_push(&config, &registry, &image, &layout)));
+        drop(registry);
+        let registry = Registry::start(RegistryKind::Plain);
+        let config = config_for(&registry, work);
+        direct.push(time(|| {
+            let destination = format!("{}/bench/built:direct", registry.host());
+            let target = PushTarget {
+                destination: &destination,
+                extra_tags: &[],
+                mount_from: &[],
+            };
+            push_image(&image, &target, &config, &cache, Arc::new(NoPushProgress))
+                .expect("push from the blob cache");
+        }));
+    }
+    let (before, now) = (median(&staged), median(&direct));
+    println!(
+        "built image, cold: staged through a layout {:.3} s, from the blob cache {:.3} s, ratio now/before {:.2}x",
+        before.as_secs_f64(),
+        now.as_secs_f64(),
+        now.as_secs_f64() / before.as_secs_f64()
+    );
+}
+
+/// The closure packed by kiln, one layer per store path.
+fn built_image(cache: &LayerCache, paths: &[PathBuf]) -> Image {
+    let settings = PackSettings {
+        compression: Compression::new(Format::Gzip, None).expect("gzip"),
+        source_date_epoch: 1,
+    };
+    let layers = paths
+        .iter()
+        .map(|path| {
+            let source = StorePathSource::in_place(&path.display().to_string());
+            cache
+                .pack_store_paths(&[source], &settings)
+                .expect("pack a store path")
+        })
+        .collect::<Vec<_>>();
+    ImageBuilder::new(1).layers(layers).build().expect("image")
+}
+
+/// What `kiln build --push` did before: the image written to a layout,
+/// then read back, checked and pushed.
+fn staged_push(config: &RegistryConfig, registry: &Registry, image: &Image, layout: &Path) {
+    let destination = Destination::OciLayout {
+        dir: layout.to_path_buf(),
+        tag: Some("t".into()),
+    };
+    image::write(image, &destination, &[]).expect("stage the layout");
+    let reference = format!("{}/bench/built:staged", registry.host());
+    push_layout(
+        config,
+        &PushRequest {
+            layout,
+            layout_tag: Some("t"),
+            destination: &reference,
+            extra_tags: &[],
+            mount_from: &[],
+        },
+    )
+    .expect("push the staged layout");
+}
+
+fn config_for(registry: &Registry, home: &Path) -> RegistryConfig {
+    RegistryConfig {
+        insecure_hosts: vec![registry.host()],
+        auth_env: AuthEnv {
+            home: Some(home.to_path_buf()),
+            ..AuthEnv::default()
+        },
+        ..RegistryConfig::default()
+    }
 }
 
 #[derive(Default)]
@@ -83,14 +180,7 @@ struct Times {
 }
 
 fn kiln_push(registry: &Registry, layout: &Path, home: &Path) {
-    let config = RegistryConfig {
-        insecure_hosts: vec![registry.host()],
-        auth_env: AuthEnv {
-            home: Some(home.to_path_buf()),
-            ..AuthEnv::default()
-        },
-        ..RegistryConfig::default()
-    };
+    let config = config_for(registry, home);
     let destination = format!("{}/bench/node:kiln", registry.host());
     push_layout(
         &config,

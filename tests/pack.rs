@@ -518,7 +518,7 @@ fn pack_without_nix_fetches_the_closure_from_the_cache_and_runs_node() {
         fixture,
         &cache,
         &format!("oci:{}:v1", layout.display()),
-        &["nodejs"],
+        &["nodejs", "bash"],
     );
     args.extend([
         "--lock".to_string(),

@@ -11,7 +11,9 @@ use oci_spec::image::MediaType;
 
 use crate::image::{self, Destination, DestinationError, Image};
 use crate::layer::LayerCache;
-use crate::registry::{self, LayoutBlob, LayoutImage, PushTarget, RegistryConfig};
+use crate::registry::{
+    self, LayoutBlob, LayoutImage, PushOutcome, PushProgress, PushTarget, RegistryConfig,
+};
 use crate::report::Progress;
 
 /// One place an image goes.
@@ -84,7 +86,13 @@ pub fn deliver(
                 delivered.written.push(destination.to_string());
             }
             Target::Push(reference) => {
-                let pushed = push(image, reference, &delivery.tags, registry, cache, progress)?;
+                let target = PushTarget {
+                    destination: reference,
+                    extra_tags: &delivery.tags,
+                    mount_from: &[],
+                };
+                let bar = Arc::new(progress.push_bar());
+                let pushed = push_image(image, &target, registry, cache, bar)?.to_string();
                 progress.stage("push", format!("pushed {pushed}"));
                 delivered.pushed.push(pushed);
             }
@@ -96,14 +104,13 @@ pub fn deliver(
 /// Pushes `image` straight from kiln's blob cache: the layers are there
 /// already and the config is put beside them, so nothing is written out
 /// or hashed again.
-fn push(
+pub fn push_image(
     image: &Image,
-    reference: &str,
-    tags: &[String],
+    target: &PushTarget<'_>,
     registry: &RegistryConfig,
     cache: &LayerCache,
-    progress: &Progress,
-) -> anyhow::Result<String> {
+    progress: Arc<dyn PushProgress>,
+) -> anyhow::Result<PushOutcome> {
     let config_blob = cache
         .put_blob(&image.config)
         .context("could not store the image config for pushing")?;
@@ -118,19 +125,8 @@ fn push(
         },
         image.layers.iter().map(LayoutBlob::from).collect(),
     );
-    let target = PushTarget {
-        destination: reference,
-        extra_tags: tags,
-        mount_from: &[],
-    };
-    let outcome = registry::push_image_with_progress(
-        registry,
-        &pushed,
-        &target,
-        Arc::new(progress.push_bar()),
-    )
-    .with_context(|| format!("could not push the image to {reference}"))?;
-    Ok(outcome.to_string())
+    registry::push_image_with_progress(registry, &pushed, target, progress)
+        .with_context(|| format!("could not push the image to {}", target.destination))
 }
 
 #[cfg(test)]

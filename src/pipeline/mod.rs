@@ -31,7 +31,7 @@ use crate::resolve::{self, PackageSources, Packages};
 use crate::sandbox::Network;
 
 pub use assemble::{image_path, ImageOptions};
-pub use deliver::{deliver, Delivered, Delivery, Target};
+pub use deliver::{deliver, push_image, Delivered, Delivery, Target};
 pub use pack::{pack, PackOptions};
 pub use phases::{apt_packages, phase_environment, RanPhase};
 

@@ -12,7 +12,10 @@ use kiln_store::{
     Substituters,
 };
 
-use super::{EvalCache, Evaluator, PackageGroup, ResolveOptions, Resolved, LOCK_FILE};
+use super::{
+    EvalCache, Evaluator, PackageGroup, ResolveOptions, Resolved, DEFAULT_NIXPKGS_ARCHIVE,
+    LOCK_FILE,
+};
 use crate::layer::StorePathSource;
 use crate::resolve;
 use crate::sandbox::StoreBind;
@@ -415,12 +418,18 @@ fn package_groups(phases: &[&Phase], local_nixpkgs: bool) -> Vec<PackageGroup> {
         .collect()
 }
 
-/// The attribute names of the groups with `archive`, in plan order, so the
-/// profile's first package wins a name collision as the plan intends.
+/// The attribute names of the groups with `archive` (a group naming none
+/// has the default one), in plan order, so the profile's first package
+/// wins a name collision as the plan intends.
 fn group_order(groups: &[PackageGroup], archive: &str) -> Vec<String> {
     groups
         .iter()
-        .filter(|g| g.nixpkgs_archive.clone().unwrap_or_default() == archive)
+        .filter(|g| {
+            g.nixpkgs_archive
+                .as_deref()
+                .unwrap_or(DEFAULT_NIXPKGS_ARCHIVE)
+                == archive
+        })
         .flat_map(|g| g.pkgs.iter().cloned())
         .collect()
 }
@@ -445,6 +454,16 @@ mod tests {
         let remote = package_groups(&[&phase], false);
         assert_eq!(remote[0].overlays.len(), 2);
         assert_eq!(remote[0].pkgs, ["nodejs_18"]);
+    }
+
+    #[test]
+    fn a_group_without_an_archive_orders_the_default_archive() {
+        let groups = build_groups(&[], false);
+        assert_eq!(
+            group_order(&groups, DEFAULT_NIXPKGS_ARCHIVE),
+            BASE_PACKAGES.map(String::from)
+        );
+        assert!(group_order(&groups, "other").is_empty());
     }
 
     #[test]
