@@ -29,6 +29,8 @@ mod output;
 pub mod preflight;
 mod protocol;
 mod run;
+mod scratch;
+mod validate;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
