@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder,
-    ImageManifestBuilder, MediaType, Os, RootFsBuilder,
+    Arch, Config, ConfigBuilder, DescriptorBuilder, HistoryBuilder, ImageConfiguration,
+    ImageConfigurationBuilder, ImageManifest, ImageManifestBuilder, MediaType, Os, RootFsBuilder,
 };
 use serde_json::Value;
 
@@ -214,8 +214,59 @@ impl ImageBuilder {
     /// The config and manifest, serialized deterministically.
     pub fn build(self) -> Result<Image, ImageError> {
         let created = rfc3339(self.source_date_epoch)?;
-        let spec = |what| move |source| ImageError::Spec { what, source };
+        let config = canonical_json(&self.image_config(&created)?);
+        let config_digest = sha256_digest(&config);
+        let manifest = canonical_json(&self.manifest(&config, &config_digest, created)?);
+        let manifest_digest = sha256_digest(&manifest);
+        Ok(Image {
+            config,
+            config_digest,
+            manifest,
+            manifest_digest,
+            layers: self.layers,
+            source_date_epoch: self.source_date_epoch,
+        })
+    }
 
+    /// The image config: runtime settings, one history entry and one diffID
+    /// per layer.
+    fn image_config(&self, created: &str) -> Result<ImageConfiguration, ImageError> {
+        let config = self.runtime_config()?;
+        let history = self
+            .layers
+            .iter()
+            .map(|layer| {
+                HistoryBuilder::default()
+                    .created(created.to_string())
+                    .created_by(format!("kiln: {}", layer.description))
+                    .build()
+                    .map_err(spec("history"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let rootfs = RootFsBuilder::default()
+            .typ("layers")
+            .diff_ids(
+                self.layers
+                    .iter()
+                    .map(|l| l.diff_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .build()
+            .map_err(spec("rootfs"))?;
+        ImageConfigurationBuilder::default()
+            .created(created.to_string())
+            .architecture(Arch::default())
+            .os(Os::Linux)
+            .config(config)
+            .rootfs(rootfs)
+            .history(history)
+            .build()
+            .map_err(spec("config"))
+    }
+
+    /// What the container runs and how: environment, entrypoint, command,
+    /// working folder, user and labels.
+    fn runtime_config(&self) -> Result<Config, ImageError> {
         let mut config = ConfigBuilder::default()
             .env(
                 self.env
@@ -241,45 +292,22 @@ impl ImageBuilder {
                     .collect::<std::collections::HashMap<_, _>>(),
             );
         }
-        let config = config.build().map_err(spec("config"))?;
+        config.build().map_err(spec("config"))
+    }
 
-        let history = self
-            .layers
-            .iter()
-            .map(|layer| {
-                HistoryBuilder::default()
-                    .created(created.clone())
-                    .created_by(format!("kiln: {}", layer.description))
-                    .build()
-                    .map_err(spec("history"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let rootfs = RootFsBuilder::default()
-            .typ("layers")
-            .diff_ids(
-                self.layers
-                    .iter()
-                    .map(|l| l.diff_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .build()
-            .map_err(spec("rootfs"))?;
-        let image_config = ImageConfigurationBuilder::default()
-            .created(created.clone())
-            .architecture(Arch::default())
-            .os(Os::Linux)
-            .config(config)
-            .rootfs(rootfs)
-            .history(history)
-            .build()
-            .map_err(spec("config"))?;
-        let config_bytes = canonical_json(&image_config);
-        let config_digest = sha256_digest(&config_bytes);
-
+    /// The manifest naming the config (`config` bytes with `config_digest`)
+    /// and the layers, annotated with the creation time unless an
+    /// annotation already says it.
+    fn manifest(
+        &self,
+        config: &[u8],
+        config_digest: &str,
+        created: String,
+    ) -> Result<ImageManifest, ImageError> {
         let config_descriptor = DescriptorBuilder::default()
             .media_type(MediaType::ImageConfig)
-            .digest(parse_digest(&config_digest))
-            .size(config_bytes.len() as u64)
+            .digest(parse_digest(config_digest))
+            .size(config.len() as u64)
             .build()
             .map_err(spec("config descriptor"))?;
         let layer_descriptors = self
@@ -298,7 +326,7 @@ impl ImageBuilder {
         annotations
             .entry(CREATED_ANNOTATION.to_string())
             .or_insert(created);
-        let manifest = ImageManifestBuilder::default()
+        ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
             .config(config_descriptor)
@@ -309,18 +337,14 @@ impl ImageBuilder {
                     .collect::<std::collections::HashMap<_, _>>(),
             )
             .build()
-            .map_err(spec("manifest"))?;
-        let manifest_bytes = canonical_json(&manifest);
-        let manifest_digest = sha256_digest(&manifest_bytes);
-        Ok(Image {
-            config: config_bytes,
-            config_digest,
-            manifest: manifest_bytes,
-            manifest_digest,
-            layers: self.layers,
-            source_date_epoch: self.source_date_epoch,
-        })
+            .map_err(spec("manifest"))
     }
+}
+
+/// Turns an oci-spec builder error into an [`ImageError`] naming `what`
+/// was being built.
+fn spec(what: &'static str) -> impl Fn(oci_spec::OciSpecError) -> ImageError {
+    move |source| ImageError::Spec { what, source }
 }
 
 /// Writes `image` to `destination`, tagged with the destination's tag and

@@ -274,21 +274,15 @@ struct Collector<'a> {
 }
 
 impl Collector<'_> {
+    /// Adds `path` as the entry `name` (the root itself when `name` is
+    /// empty) and, for a folder, everything below it.
     fn visit(&mut self, name: Vec<u8>, path: &Path, meta: &Metadata) -> Result<(), LayerError> {
-        let file_type = meta.file_type();
         let base = path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
         let is_whiteout =
-            self.walk == Walk::Folder && file_type.is_char_device() && meta.rdev() == 0;
+            self.walk == Walk::Folder && meta.file_type().is_char_device() && meta.rdev() == 0;
         if is_whiteout {
             let whiteout = sibling(&name, &[WHITEOUT_PREFIX, base].concat());
-            self.tree.insert(Entry {
-                name: whiteout,
-                mode: 0o644,
-                kind: Kind::File {
-                    size: 0,
-                    content: Content::Bytes(Arc::from(&[][..])),
-                },
-            });
+            self.tree.insert(empty_file(whiteout));
             return Ok(());
         }
         if self.walk == Walk::Folder && base.starts_with(WHITEOUT_PREFIX) && !name.is_empty() {
@@ -300,6 +294,32 @@ impl Collector<'_> {
             Walk::StorePath => nar_mode(meta),
             Walk::Folder => meta.mode() & 0o7777,
         };
+        let Some(kind) = self.kind(&name, path, meta)? else {
+            return Ok(());
+        };
+        let is_dir = kind == Kind::Dir;
+        if !name.is_empty() {
+            self.tree.insert(Entry {
+                name: name.clone(),
+                mode,
+                kind,
+            });
+        }
+        if is_dir {
+            self.visit_children(&name, path)?;
+        }
+        Ok(())
+    }
+
+    /// What `path` becomes in the layer; `None` for what is skipped.
+    /// Remembers files with other hard links when links are preserved.
+    fn kind(
+        &mut self,
+        name: &[u8],
+        path: &Path,
+        meta: &Metadata,
+    ) -> Result<Option<Kind>, LayerError> {
+        let file_type = meta.file_type();
         let kind = if file_type.is_dir() {
             Kind::Dir
         } else if file_type.is_file() {
@@ -307,7 +327,7 @@ impl Collector<'_> {
                 self.links
                     .entry((meta.dev(), meta.ino()))
                     .or_default()
-                    .push(name.clone());
+                    .push(name.to_vec());
             }
             Kind::File {
                 size: meta.len(),
@@ -323,7 +343,7 @@ impl Collector<'_> {
                 path: path.to_path_buf(),
                 reason: "sockets cannot be stored in an image layer",
             });
-            return Ok(());
+            return Ok(None);
         } else if file_type.is_fifo() && self.walk == Walk::Folder {
             Kind::Fifo
         } else {
@@ -332,36 +352,37 @@ impl Collector<'_> {
                 what: describe(meta),
             });
         };
-        let is_dir = kind == Kind::Dir;
-        if !name.is_empty() {
-            self.tree.insert(Entry {
-                name: name.clone(),
-                mode,
-                kind,
-            });
+        Ok(Some(kind))
+    }
+
+    /// The opaque marker of an opaque overlay folder, then every entry of
+    /// the folder `path` named `name`.
+    fn visit_children(&mut self, name: &[u8], path: &Path) -> Result<(), LayerError> {
+        if self.walk == Walk::Folder && is_opaque(path)? {
+            self.tree.insert(empty_file(child(name, OPAQUE_MARKER)));
         }
-        if is_dir {
-            if self.walk == Walk::Folder && is_opaque(path)? {
-                self.tree.insert(Entry {
-                    name: child(&name, OPAQUE_MARKER),
-                    mode: 0o644,
-                    kind: Kind::File {
-                        size: 0,
-                        content: Content::Bytes(Arc::from(&[][..])),
-                    },
-                });
-            }
-            let entries = fs::read_dir(path).map_err(|e| LayerError::io(path, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| LayerError::io(path, e))?;
-                let child_path = entry.path();
-                let meta = fs::symlink_metadata(&child_path)
-                    .map_err(|e| LayerError::io(&child_path, e))?;
-                let child_name = child(&name, entry.file_name().as_bytes());
-                self.visit(child_name, &child_path, &meta)?;
-            }
+        let entries = fs::read_dir(path).map_err(|e| LayerError::io(path, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| LayerError::io(path, e))?;
+            let child_path = entry.path();
+            let meta =
+                fs::symlink_metadata(&child_path).map_err(|e| LayerError::io(&child_path, e))?;
+            let child_name = child(name, entry.file_name().as_bytes());
+            self.visit(child_name, &child_path, &meta)?;
         }
         Ok(())
+    }
+}
+
+/// An empty regular file, as OCI whiteouts and opaque markers are.
+fn empty_file(name: Vec<u8>) -> Entry {
+    Entry {
+        name,
+        mode: 0o644,
+        kind: Kind::File {
+            size: 0,
+            content: Content::Bytes(Arc::from(&[][..])),
+        },
     }
 }
 

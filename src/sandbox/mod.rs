@@ -30,6 +30,8 @@ pub mod preflight;
 mod protocol;
 mod quote;
 mod run;
+mod scratch;
+mod validate;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;

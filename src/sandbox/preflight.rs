@@ -13,6 +13,7 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getgid, getuid, pipe2, ForkResult};
+use tempfile::TempDir;
 
 use super::child::exit;
 use super::SandboxError;
@@ -66,37 +67,7 @@ const PROBE_STEPS: [&str; 6] = [
 /// Tries what every sandbox needs in a throwaway child: a user and mount
 /// namespace and an overlay mounted inside it.
 fn probe() -> Result<(), (String, String)> {
-    let temp = tempfile::Builder::new()
-        .prefix("kiln-preflight-")
-        .tempdir()
-        .map_err(|e| {
-            (
-                format!("could not create a temporary folder: {e}"),
-                "Check TMPDIR.".into(),
-            )
-        })?;
-    for name in ["lower", "upper", "work", "merged"] {
-        fs::create_dir(temp.path().join(name)).map_err(|e| {
-            (
-                format!("could not create a temporary folder: {e}"),
-                "Check TMPDIR.".into(),
-            )
-        })?;
-    }
-    let path = |name: &str| {
-        CString::new(temp.path().join(name).into_os_string().into_encoded_bytes())
-            .unwrap_or_default()
-    };
-    let overlay_options = CString::new(format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
-        temp.path().join("lower").display(),
-        temp.path().join("upper").display(),
-        temp.path().join("work").display()
-    ))
-    .unwrap_or_default();
-    let merged = path("merged");
-    let uid_map = format!("0 {} 1\n", getuid());
-    let gid_map = format!("0 {} 1\n", getgid());
+    let setup = ProbeSetup::new()?;
     let (reader, writer) = pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| (format!("could not make a pipe: {e}"), String::new()))?;
 
@@ -106,40 +77,7 @@ fn probe() -> Result<(), (String, String)> {
         Err(errno) => return Err((format!("could not fork: {errno}"), String::new())),
         Ok(ForkResult::Child) => {
             drop(reader);
-            let steps: [&dyn Fn() -> Result<(), Errno>; 6] = [
-                &|| nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS),
-                &|| write_proc("/proc/self/setgroups", b"deny"),
-                &|| write_proc("/proc/self/uid_map", uid_map.as_bytes()),
-                &|| write_proc("/proc/self/gid_map", gid_map.as_bytes()),
-                &|| {
-                    nix::mount::mount(
-                        None::<&str>,
-                        "/",
-                        None::<&str>,
-                        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                        None::<&str>,
-                    )
-                },
-                &|| {
-                    nix::mount::mount(
-                        Some("overlay"),
-                        merged.as_c_str(),
-                        Some("overlay"),
-                        MsFlags::empty(),
-                        Some(overlay_options.as_c_str()),
-                    )
-                },
-            ];
-            for (index, step) in steps.iter().enumerate() {
-                if let Err(errno) = step() {
-                    let mut report = [0u8; 8];
-                    report[..4].copy_from_slice(&(index as u32).to_le_bytes());
-                    report[4..].copy_from_slice(&(errno as i32).to_le_bytes());
-                    let _ = nix::unistd::write(writer.as_fd(), &report);
-                    exit(1);
-                }
-            }
-            exit(0)
+            probe_child(&setup, &writer)
         }
         Ok(ForkResult::Parent { child }) => child,
     };
@@ -150,6 +88,95 @@ fn probe() -> Result<(), (String, String)> {
         None => Ok(()),
         Some((step, errno)) => Err(explain(step, errno)),
     }
+}
+
+/// What the probe's child needs, prepared before `fork` so the child only
+/// makes system calls.
+struct ProbeSetup {
+    /// Holds the overlay's folders until the probe is over.
+    _temp: TempDir,
+    merged: CString,
+    overlay_options: CString,
+    uid_map: String,
+    gid_map: String,
+}
+
+impl ProbeSetup {
+    fn new() -> Result<ProbeSetup, (String, String)> {
+        let temp_folder_error = |e: std::io::Error| {
+            (
+                format!("could not create a temporary folder: {e}"),
+                "Check TMPDIR.".to_string(),
+            )
+        };
+        let temp = tempfile::Builder::new()
+            .prefix("kiln-preflight-")
+            .tempdir()
+            .map_err(temp_folder_error)?;
+        for name in ["lower", "upper", "work", "merged"] {
+            fs::create_dir(temp.path().join(name)).map_err(temp_folder_error)?;
+        }
+        let merged = CString::new(
+            temp.path()
+                .join("merged")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap_or_default();
+        let overlay_options = CString::new(format!(
+            "lowerdir={},upperdir={},workdir={},userxattr",
+            temp.path().join("lower").display(),
+            temp.path().join("upper").display(),
+            temp.path().join("work").display()
+        ))
+        .unwrap_or_default();
+        Ok(ProbeSetup {
+            _temp: temp,
+            merged,
+            overlay_options,
+            uid_map: format!("0 {} 1\n", getuid()),
+            gid_map: format!("0 {} 1\n", getgid()),
+        })
+    }
+}
+
+/// The forked child: runs `PROBE_STEPS` in order and reports the first that
+/// fails (its index and errno) through `writer`, then `_exit`s.
+fn probe_child(setup: &ProbeSetup, writer: &OwnedFd) -> ! {
+    let steps: [&dyn Fn() -> Result<(), Errno>; 6] = [
+        &|| nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS),
+        &|| write_proc("/proc/self/setgroups", b"deny"),
+        &|| write_proc("/proc/self/uid_map", setup.uid_map.as_bytes()),
+        &|| write_proc("/proc/self/gid_map", setup.gid_map.as_bytes()),
+        &|| {
+            nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+        },
+        &|| {
+            nix::mount::mount(
+                Some("overlay"),
+                setup.merged.as_c_str(),
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(setup.overlay_options.as_c_str()),
+            )
+        },
+    ];
+    for (index, step) in steps.iter().enumerate() {
+        if let Err(errno) = step() {
+            let mut report = [0u8; 8];
+            report[..4].copy_from_slice(&(index as u32).to_le_bytes());
+            report[4..].copy_from_slice(&(errno as i32).to_le_bytes());
+            let _ = nix::unistd::write(writer.as_fd(), &report);
+            exit(1);
+        }
+    }
+    exit(0)
 }
 
 fn read_report(reader: &OwnedFd) -> Option<(usize, Errno)> {

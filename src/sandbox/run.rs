@@ -3,11 +3,8 @@
 //! the timeout and cancellation, and clean up whatever happened.
 
 use std::ffi::CString;
-use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -18,14 +15,15 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
-use tempfile::TempDir;
 
 use super::child::{self, ChildPlan, ExtraStep};
 use super::hide;
 use super::idmap::IdMaps;
-use super::mounts::{self, c_path, Layout, Step};
+use super::mounts::{self, c_path, Step};
 use super::output::LineSplitter;
 use super::protocol::{Record, RecordReader};
+use super::scratch::Scratch;
+use super::validate::validate;
 use super::{preflight, Network, Output, PhaseDiff, Sandbox, SandboxError};
 
 /// How often the caller checks the timeout and the cancel flag while the
@@ -452,175 +450,6 @@ fn child_plan(
         output,
         caller_areas: hide::caller_areas(),
     })
-}
-
-/// Refuses inputs the sandbox cannot use, naming the fix.
-fn validate(sandbox: &Sandbox) -> Result<(), SandboxError> {
-    let invalid = |reason: String| {
-        Err(SandboxError::InvalidInput {
-            phase: sandbox.name.clone(),
-            reason,
-        })
-    };
-    // The overlay mount options separate folders with `:` and options with
-    // `,`; kiln does not escape them, so such folders are refused.
-    let overlay_safe = |path: &Path| {
-        let bytes = path.as_os_str().as_bytes();
-        path.is_absolute() && !bytes.iter().any(|b| matches!(b, b':' | b',' | b'\\'))
-    };
-    for lower in sandbox.lowers.iter().chain(&sandbox.app_source) {
-        if !overlay_safe(lower) || !lower.is_dir() {
-            return invalid(format!(
-                "lower folder {} must be an existing folder given by an absolute path without `:`, `,` or `\\`",
-                lower.display()
-            ));
-        }
-    }
-    if !overlay_safe(&sandbox.upper) {
-        return invalid(format!(
-            "upper folder {} must be an absolute path without `:`, `,` or `\\`",
-            sandbox.upper.display()
-        ));
-    }
-    match fs::read_dir(&sandbox.upper).map(|mut entries| entries.next().is_none()) {
-        Ok(true) => {}
-        Ok(false) => {
-            return invalid(format!(
-                "upper folder {} is not empty; give each phase a fresh folder",
-                sandbox.upper.display()
-            ))
-        }
-        Err(e) => {
-            return invalid(format!(
-                "upper folder {} cannot be read ({e}); create it first",
-                sandbox.upper.display()
-            ))
-        }
-    }
-    for store in &sandbox.store_paths {
-        let name_ok = !store.name.is_empty()
-            && !store.name.starts_with('.')
-            && !store.name.contains(['/', '\0']);
-        if !name_ok || fs::metadata(&store.host).is_err() {
-            return invalid(format!(
-                "store path {} (from {}) must be an existing path with a plain name",
-                store.name,
-                store.host.display()
-            ));
-        }
-    }
-    let inside_ok = |path: &Path| {
-        path.is_absolute()
-            && path
-                .components()
-                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-    };
-    for cache in &sandbox.caches {
-        if !inside_ok(&cache.inside) || !cache.host.is_dir() {
-            return invalid(format!(
-                "cache folder {} must exist and its place inside, {}, must be absolute without `..`",
-                cache.host.display(),
-                cache.inside.display()
-            ));
-        }
-    }
-    if !inside_ok(&sandbox.workdir) {
-        return invalid(format!(
-            "working directory {} must be absolute without `..`",
-            sandbox.workdir.display()
-        ));
-    }
-    let bash_bound = sandbox.store_paths.iter().any(|store| {
-        sandbox
-            .bash
-            .starts_with(Path::new("/nix/store").join(&store.name))
-    });
-    if !bash_bound || !inside_ok(&sandbox.bash) {
-        return invalid(format!(
-            "bash {} is not inside a store path of the closure; add the bash package to the phase",
-            sandbox.bash.display()
-        ));
-    }
-    if sandbox.commands.is_empty() {
-        return invalid("no commands to run".into());
-    }
-    Ok(())
-}
-
-/// The sandbox's temporary folders, removed on drop whatever happened.
-struct Scratch {
-    mount_point: TempDir,
-    work: TempDir,
-}
-
-impl Scratch {
-    fn new(sandbox: &Sandbox) -> Result<Scratch, SandboxError> {
-        let error = |path: &Path| {
-            let phase = sandbox.name.clone();
-            let path = path.to_path_buf();
-            move |source| SandboxError::Io {
-                phase,
-                action: "create the sandbox folder",
-                path,
-                source,
-            }
-        };
-        let parent = scratch_parent();
-        let mount_point = tempfile::Builder::new()
-            .prefix("kiln-sandbox-")
-            .tempdir_in(&parent)
-            .map_err(error(&parent))?;
-        let beside = sandbox.upper.parent().unwrap_or(Path::new("/"));
-        let work = tempfile::Builder::new()
-            .prefix(".kiln-work-")
-            .tempdir_in(beside)
-            .map_err(error(beside))?;
-        Ok(Scratch { mount_point, work })
-    }
-
-    fn layout(&self) -> Layout {
-        Layout {
-            scratch: self.mount_point.path().to_path_buf(),
-            work: self.work.path().to_path_buf(),
-        }
-    }
-}
-
-/// Where the sandbox's mount point folder goes: the user's runtime folder
-/// or `/dev/shm` (memory filesystems, where creating and removing it is
-/// nearly free), else the temporary folder. Nothing is ever written into it
-/// on the host: the sandbox mounts a tmpfs over it in its own namespace.
-fn scratch_parent() -> PathBuf {
-    let writable = |dir: &Path| {
-        dir.is_dir() && nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
-    };
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([PathBuf::from("/dev/shm")])
-        .find(|dir| dir.is_absolute() && writable(dir))
-        .unwrap_or_else(std::env::temp_dir)
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // overlayfs leaves a `work` folder with mode 000 in its work folder,
-        // which its owner cannot list, so removal would fail without this.
-        open_up(self.work.path());
-    }
-}
-
-fn open_up(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            let path = entry.path();
-            let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o700));
-            open_up(&path);
-        }
-    }
 }
 
 fn setup_error(sandbox: &Sandbox, step: &str, errno: Errno) -> SandboxError {

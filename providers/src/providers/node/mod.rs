@@ -59,34 +59,8 @@ impl Provider for Node {
     fn plan(&self, app: &App, env: &Environment) -> Result<Option<BuildPlan>, PlanError> {
         let pkg = package_json(app);
         let manager = PackageManager::of(app, &pkg);
-
-        let mut setup = Phase::setup(Some(nix_packages(app, env)?));
-        setup.nixpkgs_archive = Some(nix_archive(app, &pkg, manager)?.into());
-        if uses_dependency(app, "prisma") {
-            setup.add_nix_pkgs(&[Pkg::new("openssl")]);
-        }
-        if uses_dependency(app, "sharp") {
-            setup.add_nix_libs(&["gcc-unwrapped"]);
-        }
-        if uses_dependency(app, "puppeteer") {
-            setup.add_apt_pkgs(PUPPETEER_APT_PKGS);
-        }
-        if uses_dependency(app, "canvas") {
-            setup.add_nix_libs(&["libuuid", "libGL"]);
-        }
-
-        let install_cmd = install_command(app, manager);
-        let mut install = if uses_corepack(app, env, &pkg)? {
-            let mut phase = Phase::install(Some(
-                "npm install -g corepack@0.24.1 && corepack enable".into(),
-            ));
-            phase.cmds.get_or_insert_with(Vec::new).extend(install_cmd);
-            phase
-        } else {
-            Phase::install(install_cmd)
-        };
-        install.add_cache_directory(manager.cache_dir());
-        install.add_path("/app/node_modules/.bin");
+        let setup = setup_phase(app, env, &pkg, manager)?;
+        let mut install = install_phase(app, env, &pkg, manager)?;
         let package_files = package_jsons(app)?;
         if package_files
             .iter()
@@ -94,27 +68,7 @@ impl Provider for Node {
         {
             install.add_cache_directory(CYPRESS_CACHE_DIR);
         }
-
-        let mut build = Phase::build(build_command(app, env, &pkg, manager));
-        for (dir, p) in &package_files {
-            if p.all_dependencies().contains("next") {
-                build.add_cache_directory(if dir.is_empty() {
-                    ".next/cache".to_string()
-                } else {
-                    format!("{dir}/.next/cache")
-                });
-            }
-        }
-        build.add_cache_directory(NODE_MODULES_CACHE_DIR);
-        for dir in pkg.cache_directories.iter().flatten() {
-            build.add_cache_directory(dir.clone());
-        }
-        if let Some(file) = tsbuildinfo_file(app) {
-            build.add_cache_directory(file);
-        }
-        if monorepo::moon_app(app, env).is_some() {
-            build.add_cache_directory(".moon/cache/outputs");
-        }
+        let build = build_phase(app, env, &pkg, manager, &package_files);
 
         let start = start_command(app, env, &pkg, manager)?.map(StartPhase::new);
         let mut phases = vec![setup, install, build];
@@ -125,21 +79,107 @@ impl Provider for Node {
         if serves_spa {
             plan.add_static_assets(spa::static_assets());
         }
-        plan.add_variables(Variables::from([
-            ("NODE_ENV".to_string(), "production".to_string()),
-            ("NPM_CONFIG_PRODUCTION".to_string(), "false".to_string()),
-            ("CI".to_string(), "true".to_string()),
-        ]));
-        if spa::is_vite(app, &pkg) {
-            let out_dir = env
-                .config("SPA_OUT_DIR")
-                .unwrap_or_else(|| spa::vite_output_directory(app, &pkg));
-            plan.add_variables(Variables::from([(
-                "NIXPACKS_SPA_OUTPUT_DIR".to_string(),
-                out_dir,
-            )]));
-        }
+        add_variables(&mut plan, app, env, &pkg);
         Ok(Some(plan))
+    }
+}
+
+/// Node, the package manager and the system libraries the dependencies
+/// need (Prisma, sharp, Puppeteer, canvas).
+fn setup_phase(
+    app: &App,
+    env: &Environment,
+    pkg: &PackageJson,
+    manager: PackageManager,
+) -> Result<Phase, PlanError> {
+    let mut setup = Phase::setup(Some(nix_packages(app, env)?));
+    setup.nixpkgs_archive = Some(nix_archive(app, pkg, manager)?.into());
+    if uses_dependency(app, "prisma") {
+        setup.add_nix_pkgs(&[Pkg::new("openssl")]);
+    }
+    if uses_dependency(app, "sharp") {
+        setup.add_nix_libs(&["gcc-unwrapped"]);
+    }
+    if uses_dependency(app, "puppeteer") {
+        setup.add_apt_pkgs(PUPPETEER_APT_PKGS);
+    }
+    if uses_dependency(app, "canvas") {
+        setup.add_nix_libs(&["libuuid", "libGL"]);
+    }
+    Ok(setup)
+}
+
+/// The install command, after enabling corepack when `packageManager` asks
+/// for another manager than npm, with the manager's cache.
+fn install_phase(
+    app: &App,
+    env: &Environment,
+    pkg: &PackageJson,
+    manager: PackageManager,
+) -> Result<Phase, PlanError> {
+    let install_cmd = install_command(app, manager);
+    let mut install = if uses_corepack(app, env, pkg)? {
+        let mut phase = Phase::install(Some(
+            "npm install -g corepack@0.24.1 && corepack enable".into(),
+        ));
+        phase.cmds.get_or_insert_with(Vec::new).extend(install_cmd);
+        phase
+    } else {
+        Phase::install(install_cmd)
+    };
+    install.add_cache_directory(manager.cache_dir());
+    install.add_path("/app/node_modules/.bin");
+    Ok(install)
+}
+
+/// The build command with the caches of Next, TypeScript, moon and the
+/// folders `package.json` names.
+fn build_phase(
+    app: &App,
+    env: &Environment,
+    pkg: &PackageJson,
+    manager: PackageManager,
+    package_files: &[(String, PackageJson)],
+) -> Phase {
+    let mut build = Phase::build(build_command(app, env, pkg, manager));
+    for (dir, p) in package_files {
+        if p.all_dependencies().contains("next") {
+            build.add_cache_directory(if dir.is_empty() {
+                ".next/cache".to_string()
+            } else {
+                format!("{dir}/.next/cache")
+            });
+        }
+    }
+    build.add_cache_directory(NODE_MODULES_CACHE_DIR);
+    for dir in pkg.cache_directories.iter().flatten() {
+        build.add_cache_directory(dir.clone());
+    }
+    if let Some(file) = tsbuildinfo_file(app) {
+        build.add_cache_directory(file);
+    }
+    if monorepo::moon_app(app, env).is_some() {
+        build.add_cache_directory(".moon/cache/outputs");
+    }
+    build
+}
+
+/// The production environment upstream sets, and where a Vite SPA's
+/// build output is.
+fn add_variables(plan: &mut BuildPlan, app: &App, env: &Environment, pkg: &PackageJson) {
+    plan.add_variables(Variables::from([
+        ("NODE_ENV".to_string(), "production".to_string()),
+        ("NPM_CONFIG_PRODUCTION".to_string(), "false".to_string()),
+        ("CI".to_string(), "true".to_string()),
+    ]));
+    if spa::is_vite(app, pkg) {
+        let out_dir = env
+            .config("SPA_OUT_DIR")
+            .unwrap_or_else(|| spa::vite_output_directory(app, pkg));
+        plan.add_variables(Variables::from([(
+            "NIXPACKS_SPA_OUTPUT_DIR".to_string(),
+            out_dir,
+        )]));
     }
 }
 

@@ -46,63 +46,8 @@ impl Provider for Php {
     }
 
     fn plan(&self, app: &App, env: &Environment) -> Result<Option<BuildPlan>, PlanError> {
-        let composer: Option<ComposerJson> = app.read_json("composer.json").ok();
-        let version = php_version(composer.as_ref());
-        let (_, php, archive) = PHP_VERSIONS
-            .iter()
-            .find(|(v, _, _)| *v == version)
-            .expect("php_version returns a listed version");
-        let mut extensions = composer
-            .as_ref()
-            .map(|c| extensions(c, version))
-            .unwrap_or_default();
-        extensions.sort_unstable();
-
-        let with_extensions = extensions
-            .iter()
-            .map(|e| format!("pe.all.{e}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let extension_pkgs: Vec<String> = extensions
-            .iter()
-            .map(|e| format!("{php}Extensions.{e}"))
-            .collect();
-        let mut pkgs = vec![
-            Pkg::new(format!(
-                "({php}.withExtensions (pe: pe.enabled ++ [{with_extensions}]))"
-            )),
-            Pkg::new("nginx"),
-            Pkg::new("libmysqlclient"),
-            Pkg::new(format!("{php}Packages.composer")),
-        ];
-        pkgs.extend(node::nix_packages(app, env)?);
-        pkgs.extend(extension_pkgs.iter().map(Pkg::new));
-        let mut setup = Phase::setup(Some(pkgs));
-        setup.nixpkgs_archive = Some((*archive).into());
-        let libs: Vec<&str> = extension_pkgs.iter().map(String::as_str).collect();
-        setup.add_nix_libs(&libs);
-        setup.add_nix_libs(&["libmysqlclient"]);
-
-        let mut install = Phase::install(Some(
-            "mkdir -p /var/log/nginx && mkdir -p /var/cache/nginx".into(),
-        ));
-        if app.includes_file("composer.json") {
-            install.add_cmd("composer install --ignore-platform-reqs");
-        }
-        if let Some(cmd) = node::install_command_of(app) {
-            install.add_cmd(cmd);
-        }
-
-        let mut phases = vec![setup, install];
-        let pkg_json: serde_json::Value = app.read_json("package.json").unwrap_or_default();
-        let has_script = |name: &str| pkg_json["scripts"][name].is_string();
-        let manager = node::package_manager_command(app);
-        if has_script("prod") {
-            phases.push(Phase::build(Some(format!("{manager} run prod"))));
-        } else if has_script("build") {
-            phases.push(Phase::build(Some(format!("{manager} run build"))));
-        }
-
+        let mut phases = vec![setup_phase(app, env)?, install_phase(app)];
+        phases.extend(build_phase(app));
         let mut plan = BuildPlan::new(phases, Some(start(app)));
         plan.add_static_assets(StaticAssets::from([
             (
@@ -125,6 +70,76 @@ impl Provider for Php {
         }
         plan.add_variables(variables);
         Ok(Some(plan))
+    }
+}
+
+/// PHP of the version composer asks for with the extensions it requires,
+/// nginx, composer, and Node for asset builds.
+fn setup_phase(app: &App, env: &Environment) -> Result<Phase, PlanError> {
+    let composer: Option<ComposerJson> = app.read_json("composer.json").ok();
+    let version = php_version(composer.as_ref());
+    let (_, php, archive) = PHP_VERSIONS
+        .iter()
+        .find(|(v, _, _)| *v == version)
+        .expect("php_version returns a listed version");
+    let mut extensions = composer
+        .as_ref()
+        .map(|c| extensions(c, version))
+        .unwrap_or_default();
+    extensions.sort_unstable();
+
+    let with_extensions = extensions
+        .iter()
+        .map(|e| format!("pe.all.{e}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let extension_pkgs: Vec<String> = extensions
+        .iter()
+        .map(|e| format!("{php}Extensions.{e}"))
+        .collect();
+    let mut pkgs = vec![
+        Pkg::new(format!(
+            "({php}.withExtensions (pe: pe.enabled ++ [{with_extensions}]))"
+        )),
+        Pkg::new("nginx"),
+        Pkg::new("libmysqlclient"),
+        Pkg::new(format!("{php}Packages.composer")),
+    ];
+    pkgs.extend(node::nix_packages(app, env)?);
+    pkgs.extend(extension_pkgs.iter().map(Pkg::new));
+    let mut setup = Phase::setup(Some(pkgs));
+    setup.nixpkgs_archive = Some((*archive).into());
+    let libs: Vec<&str> = extension_pkgs.iter().map(String::as_str).collect();
+    setup.add_nix_libs(&libs);
+    setup.add_nix_libs(&["libmysqlclient"]);
+    Ok(setup)
+}
+
+/// nginx's folders, then composer's and the Node package manager's installs.
+fn install_phase(app: &App) -> Phase {
+    let mut install = Phase::install(Some(
+        "mkdir -p /var/log/nginx && mkdir -p /var/cache/nginx".into(),
+    ));
+    if app.includes_file("composer.json") {
+        install.add_cmd("composer install --ignore-platform-reqs");
+    }
+    if let Some(cmd) = node::install_command_of(app) {
+        install.add_cmd(cmd);
+    }
+    install
+}
+
+/// The `prod` script of `package.json`, else its `build` script, if any.
+fn build_phase(app: &App) -> Option<Phase> {
+    let pkg_json: serde_json::Value = app.read_json("package.json").unwrap_or_default();
+    let has_script = |name: &str| pkg_json["scripts"][name].is_string();
+    let manager = node::package_manager_command(app);
+    if has_script("prod") {
+        Some(Phase::build(Some(format!("{manager} run prod"))))
+    } else if has_script("build") {
+        Some(Phase::build(Some(format!("{manager} run build"))))
+    } else {
+        None
     }
 }
 

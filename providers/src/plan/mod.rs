@@ -1,11 +1,19 @@
 //! The build plan: phases, start phase, variables and static assets, in the
-//! Nixpacks plan schema, and how plans from several sources merge.
+//! Nixpacks plan schema, and how plans from several sources merge
+//! (`merge`) and are settled before printing (`pin`).
+
+mod merge;
+mod pin;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::order::{self, OrderError};
+
+pub use merge::{fill_hole, remove_holes};
 
 /// Environment variables of a plan, sorted by name as upstream prints them.
 pub type Variables = BTreeMap<String, String>;
@@ -18,9 +26,6 @@ pub type Phases = BTreeMap<String, Phase>;
 
 /// The item in a list that stands for "the lower plan's items here".
 pub const HOLE: &str = "...";
-
-/// Upstream's older spelling of [`HOLE`], still accepted in config files.
-const AUTO: &str = "@auto";
 
 /// The nixpkgs revision upstream pins phases that use Nix to.
 pub const NIXPKGS_ARCHIVE: &str = "5148520bfab61f99fd25fb9ff7bfbb50dad3c9db";
@@ -251,61 +256,6 @@ impl Phase {
     pub fn add_path(&mut self, path: impl Into<String>) {
         self.paths.get_or_insert_with(Vec::new).push(path.into());
     }
-
-    /// Merges `over` onto `self`: lists of `over` replace ours except where
-    /// they hold [`HOLE`], scalars of `over` win when set.
-    pub fn merge(&self, over: &Phase) -> Phase {
-        let mut phase = self.clone();
-        phase.nixpkgs_archive = over
-            .nixpkgs_archive
-            .clone()
-            .or(phase.nixpkgs_archive.take());
-        fill_hole(&mut phase.cmds, &over.cmds);
-        fill_hole(&mut phase.depends_on, &over.depends_on);
-        fill_hole(&mut phase.nix_pkgs, &over.nix_pkgs);
-        fill_hole(&mut phase.nix_libs, &over.nix_libs);
-        fill_hole(&mut phase.apt_pkgs, &over.apt_pkgs);
-        fill_hole(&mut phase.nix_overlays, &over.nix_overlays);
-        fill_hole(&mut phase.only_include_files, &over.only_include_files);
-        fill_hole(&mut phase.cache_directories, &over.cache_directories);
-        fill_hole(&mut phase.paths, &over.paths);
-        phase
-    }
-
-    /// Settles the phase for printing: pins the nixpkgs archive when the
-    /// phase uses Nix, and drops holes no lower plan filled.
-    fn pin(&mut self, legacy_openssl: bool) {
-        if self.uses_nix() && self.nixpkgs_archive.is_none() {
-            let archive = if legacy_openssl {
-                NIXPKGS_ARCHIVE_LEGACY_OPENSSL
-            } else {
-                NIXPKGS_ARCHIVE
-            };
-            self.nixpkgs_archive = Some(archive.into());
-        }
-        for list in [
-            &mut self.cmds,
-            &mut self.depends_on,
-            &mut self.nix_pkgs,
-            &mut self.nix_libs,
-            &mut self.apt_pkgs,
-            &mut self.nix_overlays,
-            &mut self.only_include_files,
-            &mut self.cache_directories,
-            &mut self.paths,
-        ] {
-            remove_holes(list);
-        }
-    }
-
-    fn prefix_names(&mut self, prefix: &str) {
-        self.name = Some(format!("{prefix}:{}", self.name()));
-        if let Some(deps) = &mut self.depends_on {
-            for dep in deps {
-                *dep = format!("{prefix}:{dep}");
-            }
-        }
-    }
 }
 
 impl StartPhase {
@@ -327,16 +277,6 @@ impl StartPhase {
         self.only_include_files
             .get_or_insert_with(Vec::new)
             .push(file.into());
-    }
-
-    /// Merges `over` onto `self` the way [`Phase::merge`] does.
-    pub fn merge(&self, over: &StartPhase) -> StartPhase {
-        let mut start = self.clone();
-        start.cmd = over.cmd.clone().or(start.cmd.take());
-        start.run_image = over.run_image.clone().or(start.run_image.take());
-        fill_hole(&mut start.only_include_files, &over.only_include_files);
-        start.user = over.user.clone().or(start.user.take());
-        start
     }
 }
 
@@ -403,94 +343,6 @@ impl BuildPlan {
         )
     }
 
-    /// Merges `over` onto `self`: `over` wins, with [`HOLE`] in its lists
-    /// standing for ours.
-    pub fn merge(&self, over: &BuildPlan) -> BuildPlan {
-        let mut plan = self.clone();
-        fill_hole(&mut plan.providers, &over.providers);
-        plan.build_image = over.build_image.clone().or(plan.build_image.take());
-        merge_maps(&mut plan.static_assets, &over.static_assets);
-        merge_maps(&mut plan.variables, &over.variables);
-        match (&mut plan.phases, &over.phases) {
-            (None, phases) => plan.phases = phases.clone(),
-            (Some(ours), Some(theirs)) => {
-                for (name, their_phase) in theirs {
-                    let base = ours.remove(name).unwrap_or_else(|| {
-                        let mut phase = Phase::new(name.clone());
-                        match name.as_str() {
-                            "install" => phase.depends_on_phase("setup"),
-                            "build" => phase.depends_on_phase("install"),
-                            _ => {}
-                        }
-                        phase
-                    });
-                    ours.insert(name.clone(), base.merge(their_phase));
-                }
-            }
-            (Some(_), None) => {}
-        }
-        plan.start_phase = match (plan.start_phase.take(), &over.start_phase) {
-            (None, start) => start.clone(),
-            (start, None) => start,
-            (Some(ours), Some(theirs)) => Some(ours.merge(theirs)),
-        };
-        plan.name_phases();
-        plan
-    }
-
-    /// Merges plans from lowest to highest priority.
-    pub fn merge_all<'a>(plans: impl IntoIterator<Item = &'a BuildPlan>) -> BuildPlan {
-        plans
-            .into_iter()
-            .fold(BuildPlan::default(), |acc, plan| acc.merge(plan))
-    }
-
-    /// Gives every phase the name it has in the map. Like upstream, this
-    /// makes an unset phase map empty, so that later merges give new
-    /// `install` and `build` phases their default dependencies.
-    pub(crate) fn name_phases(&mut self) {
-        for (name, phase) in self.phases.get_or_insert_with(Phases::new) {
-            phase.name = Some(name.clone());
-        }
-    }
-
-    /// Prefixes every phase name and dependency, for the second and later
-    /// providers of a plan.
-    pub(crate) fn prefix_phases(&mut self, prefix: &str) {
-        if let Some(phases) = self.phases.take() {
-            let phases = phases
-                .into_iter()
-                .map(|(name, mut phase)| {
-                    phase.name = Some(name);
-                    phase.prefix_names(prefix);
-                    (phase.name().to_string(), phase)
-                })
-                .collect();
-            self.phases = Some(phases);
-        }
-    }
-
-    /// Settles the plan as upstream does before printing: providers emptied,
-    /// build image and nixpkgs archives pinned, unfilled holes dropped.
-    pub(crate) fn pin(&mut self, use_debian: bool) {
-        self.providers = Some(Vec::new());
-        if self.build_image.is_none() {
-            let image = if use_debian {
-                DEBIAN_BASE_IMAGE
-            } else {
-                UBUNTU_BASE_IMAGE
-            };
-            self.build_image = Some(image.into());
-        }
-        self.name_phases();
-        for phase in self.phases.get_or_insert_with(Phases::new).values_mut() {
-            phase.pin(use_debian);
-        }
-        if let Some(start) = &mut self.start_phase {
-            remove_holes(&mut start.only_include_files);
-        }
-    }
-
     /// The plan as upstream's pretty JSON (phase names left out).
     pub fn to_json(&self) -> String {
         let plan = self.without_phase_names();
@@ -509,165 +361,5 @@ impl BuildPlan {
             phase.name = None;
         }
         plan
-    }
-}
-
-/// Replaces `lower` by `upper` when `upper` is set, with each [`HOLE`] (or
-/// `@auto`) in `upper` kept and followed by the items of `lower`.
-pub fn fill_hole(lower: &mut Option<Vec<String>>, upper: &Option<Vec<String>>) {
-    let Some(upper) = upper else { return };
-    let below = lower.take().unwrap_or_default();
-    let mut merged = Vec::with_capacity(upper.len() + below.len());
-    for item in upper {
-        merged.push(item.clone());
-        if is_hole(item) {
-            merged.extend(below.iter().cloned());
-        }
-    }
-    *lower = Some(merged);
-}
-
-/// Drops every [`HOLE`] and `@auto` from a list.
-pub fn remove_holes(list: &mut Option<Vec<String>>) {
-    if let Some(items) = list {
-        items.retain(|item| !is_hole(item));
-    }
-}
-
-fn is_hole(item: &str) -> bool {
-    item == HOLE || item == AUTO
-}
-
-fn merge_maps(
-    lower: &mut Option<BTreeMap<String, String>>,
-    upper: &Option<BTreeMap<String, String>>,
-) {
-    match (lower.as_mut(), upper) {
-        (_, None) => {}
-        (None, Some(upper)) => *lower = Some(upper.clone()),
-        (Some(lower), Some(upper)) => lower.extend(upper.clone()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn strings(items: &[&str]) -> Option<Vec<String>> {
-        Some(items.iter().map(|s| s.to_string()).collect())
-    }
-
-    #[test]
-    fn hole_is_replaced_by_lower_items_in_place() {
-        let mut lower = strings(&["a", "b"]);
-        fill_hole(&mut lower, &strings(&["x", "...", "z"]));
-        assert_eq!(lower, strings(&["x", "...", "a", "b", "z"]));
-        remove_holes(&mut lower);
-        assert_eq!(lower, strings(&["x", "a", "b", "z"]));
-    }
-
-    #[test]
-    fn list_without_hole_replaces_and_unset_keeps() {
-        let mut lower = strings(&["a"]);
-        fill_hole(&mut lower, &strings(&["b"]));
-        assert_eq!(lower, strings(&["b"]));
-        fill_hole(&mut lower, &None);
-        assert_eq!(lower, strings(&["b"]));
-        let mut none = None;
-        fill_hole(&mut none, &strings(&["...", "c"]));
-        assert_eq!(none, strings(&["...", "c"]));
-    }
-
-    #[test]
-    fn merge_higher_plan_wins_and_keeps_lower_phases() {
-        let mut lower = BuildPlan::new(
-            vec![
-                Phase::setup(Some(vec![Pkg::new("nodejs")])),
-                Phase::build(Some("b".into())),
-            ],
-            Some(StartPhase::new("low")),
-        );
-        lower.add_variables(Variables::from([
-            ("A".into(), "1".into()),
-            ("B".into(), "1".into()),
-        ]));
-        let mut upper = BuildPlan::default();
-        let mut setup = Phase::new("setup");
-        setup.nix_pkgs = strings(&["...", "cowsay"]);
-        upper.add_phase(setup);
-        upper.add_phase(Phase::new("install"));
-        upper.add_variables(Variables::from([("B".into(), "2".into())]));
-        upper.set_start_phase(StartPhase {
-            user: Some("app".into()),
-            ..StartPhase::default()
-        });
-
-        let merged = lower.merge(&upper);
-        assert_eq!(
-            merged.phase("setup").unwrap().nix_pkgs,
-            strings(&["...", "nodejs", "cowsay"])
-        );
-        assert_eq!(merged.phase("build").unwrap().cmds, strings(&["b"]));
-        assert_eq!(
-            merged.phase("install").unwrap().depends_on,
-            strings(&["setup"])
-        );
-        let start = merged.start_phase.unwrap();
-        assert_eq!(start.cmd.as_deref(), Some("low"));
-        assert_eq!(start.user.as_deref(), Some("app"));
-        let vars = merged.variables.unwrap();
-        assert_eq!(vars["A"], "1");
-        assert_eq!(vars["B"], "2");
-    }
-
-    #[test]
-    fn new_install_and_build_phases_get_default_dependencies() {
-        let lower = BuildPlan::new(vec![Phase::new("setup")], None);
-        let mut upper = BuildPlan::default();
-        upper.add_phase(Phase::new("install"));
-        upper.add_phase(Phase::new("build"));
-        let merged = lower.merge(&upper);
-        assert_eq!(
-            merged.phase("install").unwrap().depends_on,
-            strings(&["setup"])
-        );
-        assert_eq!(
-            merged.phase("build").unwrap().depends_on,
-            strings(&["install"])
-        );
-    }
-
-    #[test]
-    fn json_omits_unset_fields_and_phase_names() {
-        let mut plan = BuildPlan::new(vec![Phase::install(Some("npm ci".into()))], None);
-        plan.pin(false);
-        let json = plan.to_json();
-        assert_eq!(
-            json,
-            "{\n  \"providers\": [],\n  \"buildImage\": \"ghcr.io/railwayapp/nixpacks:ubuntu-1745885067\",\n  \"phases\": {\n    \"install\": {\n      \"dependsOn\": [\n        \"setup\"\n      ],\n      \"cmds\": [\n        \"npm ci\"\n      ]\n    }\n  }\n}"
-        );
-    }
-
-    #[test]
-    fn pin_sets_archive_only_for_nix_phases() {
-        let mut plan = BuildPlan::new(
-            vec![
-                Phase::setup(Some(vec![Pkg::new("go")])),
-                Phase::install(None),
-            ],
-            None,
-        );
-        plan.pin(false);
-        assert_eq!(
-            plan.phase("setup").unwrap().nixpkgs_archive.as_deref(),
-            Some(NIXPKGS_ARCHIVE)
-        );
-        assert_eq!(plan.phase("install").unwrap().nixpkgs_archive, None);
-    }
-
-    #[test]
-    fn override_renders_as_nix_expression() {
-        let pkg = Pkg::new("python3").with_override("openssl", "openssl_1_1");
-        assert_eq!(pkg.name, "(python3.override { openssl = openssl_1_1; })");
     }
 }
