@@ -17,14 +17,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::compress::{BlockCompressor, Format};
-use super::digest::sha256_hex;
+use super::digest::{sha256_hex, KeyHasher};
 use super::progress::{NoProgress, PackProgress, ReportingWriter};
 use super::tree::Tree;
 use super::{Layer, LayerError, PackSettings, StorePathSource};
 
-/// Bumped when the tar or compression code changes its output, so older
-/// index entries are not reused for a layer that would now differ.
-const LAYER_FORMAT_VERSION: &str = "kiln-layer-1";
+/// Bumped when the tar or compression code changes its output, or the key
+/// itself changes, so older index entries are not reused for a layer that
+/// would now differ.
+const LAYER_FORMAT_VERSION: &str = "kiln-layer-2";
 
 /// Buffer between the compressor and the blob file.
 const BLOB_BUFFER: usize = 1 << 20;
@@ -230,7 +231,7 @@ impl LayerCache {
     }
 
     fn key(&self, kind: &str, content: &str, settings: &PackSettings) -> String {
-        let mut hasher = Sha256::new();
+        let mut hasher = KeyHasher::new();
         for part in [
             LAYER_FORMAT_VERSION,
             kind,
@@ -238,10 +239,9 @@ impl LayerCache {
             &settings.compression.key(),
             &settings.source_date_epoch.to_string(),
         ] {
-            hasher.update(part.as_bytes());
-            hasher.update([0]);
+            hasher.field(part.as_bytes());
         }
-        hex::encode(hasher.finalize())
+        hasher.hex()
     }
 
     fn index_path(&self, key: &str) -> PathBuf {

@@ -92,17 +92,10 @@ pub fn build(
         .with_context(|| format!("the plan of {} cannot be built", app_dir.display()))?;
     let base_reference = base_image::build_base(plan, options.base_image.as_deref());
     refuse_unsupported(&ordered, base_reference.is_some())?;
+    let names: Vec<&str> = ordered.iter().map(|p| p.name()).collect();
     progress.stage(
         "plan",
-        format!(
-            "{} phases: {}",
-            ordered.len(),
-            ordered
-                .iter()
-                .map(|p| p.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        format!("{} phases: {}", names.len(), names.join(", ")),
     );
 
     let cache_root = &options.cache_root;
