@@ -164,6 +164,13 @@ pub struct StoreArgs {
     /// /nix/store already has it.
     #[arg(long)]
     pub ignore_host_store: bool,
+
+    /// The Nix that evaluates package names, by store path: fetched from
+    /// the binary caches with its closure and signatures checked, and run
+    /// in the sandbox. Default: the host's `nix-instantiate` when there is
+    /// one, else a pinned Nix release from the caches.
+    #[arg(long, env = "KILN_EVALUATOR", value_name = "STORE_PATH")]
+    pub evaluator: Option<String>,
 }
 
 impl StoreArgs {
@@ -191,6 +198,15 @@ impl StoreArgs {
             jobs: self.jobs.max(1),
             verify_signatures: true,
             use_host_store: !self.ignore_host_store,
+            evaluator: self
+                .evaluator
+                .as_ref()
+                .map(|path| {
+                    kiln_store::parse_store_path(path)
+                        .map(|p| p.to_string())
+                        .map_err(|err| UsageError(format!("--evaluator {path}: {err}")))
+                })
+                .transpose()?,
         })
     }
 }

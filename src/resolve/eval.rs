@@ -1,15 +1,15 @@
-//! Evaluating attribute names with the real Nix evaluator:
+//! Evaluating attribute names with the real Nix evaluator, in the sandbox:
 //! `nix-instantiate --eval --strict --json` of an expression like the one
-//! upstream Nixpacks generates (import the nixpkgs archive, apply the
-//! overlays), returning each attribute's `outPath` and `drvPath`.
+//! upstream Nixpacks generates (import nixpkgs, apply the overlays),
+//! returning each attribute's `outPath` and `drvPath`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::Deserialize;
 
 use super::lock::{LockEntry, LockedPackage};
+use super::sandboxed::{self, EvaluationFiles, NixEvaluator, NIXPKGS_INSIDE};
 use super::ResolveError;
 
 /// Where nixpkgs comes from for an evaluation.
@@ -36,54 +36,57 @@ struct EvaluatedPackage {
     drv: Option<String>,
 }
 
-/// Evaluates `attributes` with `nix_instantiate` against `source` and
-/// `overlays`; the entry is recorded under `archive`.
+/// Evaluates `attributes` with `evaluator`, in the sandbox, against the
+/// nixpkgs folder of `source` and the local `overlays`; the entry is
+/// recorded under `archive`. Scratch folders go under `work`.
 pub fn evaluate(
-    nix_instantiate: &Path,
+    evaluator: &NixEvaluator,
+    work: &Path,
     source: &NixpkgsSource,
     archive: &str,
     overlays: &[String],
     attributes: &[String],
 ) -> Result<LockEntry, ResolveError> {
-    let expression = expression(source, overlays, attributes)?;
+    let failed = |message: String| ResolveError::Evaluation {
+        source_name: describe(source),
+        message,
+    };
+    let NixpkgsSource::Folder(nixpkgs) = source else {
+        return Err(failed(
+            "kiln evaluates a nixpkgs folder: fetch the archive first".into(),
+        ));
+    };
+    let local_overlays = overlays
+        .iter()
+        .map(|overlay| match overlay.starts_with('/') {
+            true => Ok(PathBuf::from(overlay)),
+            false => Err(failed(format!(
+                "overlay {overlay} must be fetched before the evaluation, which has no network"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let files = EvaluationFiles {
+        nixpkgs,
+        overlays: &local_overlays,
+    };
+    let inside = NixpkgsSource::Folder(PathBuf::from(NIXPKGS_INSIDE));
+    let expression = expression(&inside, &files.overlays_inside(), attributes)?;
     tracing::debug!(%expression, "evaluating");
-    let mut command = Command::new(nix_instantiate);
-    command.args(["--eval", "--strict", "--json"]);
-    if needs_no_store(source, overlays) && !can_write_nix_store() {
-        // Computing store paths writes nothing, so a user who may not open
-        // the machine's Nix store (or its daemon) can still evaluate a
-        // local nixpkgs: Nix's in-memory store is enough.
-        command.args(["--readonly-mode", "--store", "dummy://"]);
-    }
-    let output =
-        command
-            .args(["-E", &expression])
-            .output()
-            .map_err(|err| ResolveError::Evaluation {
-                source_name: describe(source),
-                message: format!("could not run {}: {err}", nix_instantiate.display()),
-            })?;
-    if !output.status.success() {
-        return Err(ResolveError::Evaluation {
-            source_name: describe(source),
-            message: last_lines(&String::from_utf8_lossy(&output.stderr)),
-        });
-    }
-    let evaluated: Evaluated =
-        serde_json::from_slice(&output.stdout).map_err(|err| ResolveError::Evaluation {
-            source_name: describe(source),
-            message: format!("nix-instantiate printed unexpected JSON: {err}"),
-        })?;
+    let json = sandboxed::run(evaluator, &files, &expression, work).map_err(|message| {
+        failed(match overlays.is_empty() {
+            true => message,
+            false => format!("{message}\n(with the overlays {})", overlays.join(", ")),
+        })
+    })?;
+    let evaluated: Evaluated = serde_json::from_str(&json)
+        .map_err(|err| failed(format!("nix-instantiate printed unexpected JSON: {err}")))?;
     let mut packages = BTreeMap::new();
     for (attribute, package) in evaluated.packages {
         if kiln_store::parse_store_path(&package.out).is_err() {
-            return Err(ResolveError::Evaluation {
-                source_name: describe(source),
-                message: format!(
-                    "{attribute} evaluated to `{}`, not a store path",
-                    package.out
-                ),
-            });
+            return Err(failed(format!(
+                "{attribute} evaluated to `{}`, not a store path",
+                package.out
+            )));
         }
         packages.insert(
             attribute,
@@ -101,26 +104,11 @@ pub fn evaluate(
     })
 }
 
-/// Whether the evaluation fetches nothing: a local nixpkgs, local overlays.
-fn needs_no_store(source: &NixpkgsSource, overlays: &[String]) -> bool {
-    matches!(source, NixpkgsSource::Folder(_)) && overlays.iter().all(|o| o.starts_with('/'))
-}
-
-fn can_write_nix_store() -> bool {
-    nix::unistd::access("/nix/var/nix/db", nix::unistd::AccessFlags::W_OK).is_ok()
-}
-
 fn describe(source: &NixpkgsSource) -> String {
     match source {
         NixpkgsSource::Archive(archive) => format!("nixpkgs archive {archive}"),
         NixpkgsSource::Folder(dir) => format!("nixpkgs folder {}", dir.display()),
     }
-}
-
-/// The evaluator's last lines: where Nix puts the actual error.
-fn last_lines(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.trim().lines().collect();
-    lines[lines.len().saturating_sub(6)..].join("\n")
 }
 
 /// The Nix expression evaluating `attributes` to their paths.

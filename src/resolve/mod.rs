@@ -3,20 +3,23 @@
 //! `kiln-store`). `kiln build`, `pack`, `shell`, `realize` and `lock` all
 //! get their packages here.
 //!
-//! Sources, in order: the app's `kiln.lock`; else the Nix evaluator
-//! (`nix-instantiate`) when it is installed, which also updates the lock;
-//! else an error that says how to get either. Packages are grouped by
+//! Sources, in order: the app's `kiln.lock`; kiln's evaluation cache; else
+//! a Nix evaluator run in the sandbox (the host's `nix-instantiate`, else a
+//! Nix kiln fetches from the binary caches). Packages are grouped by
 //! nixpkgs archive the way upstream Nixpacks groups them.
 
 mod eval;
 mod eval_cache;
+mod evaluator;
 pub mod lock;
 mod packages;
+pub mod sandboxed;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use eval::{expression, NixpkgsSource};
+pub use evaluator::{Evaluator, StoreEvaluator};
 pub use eval_cache::{EvalCache, EvalInputs};
 pub use lock::{Lock, LockEntry, LockError, LockedPackage, LOCK_FILE};
 pub use packages::{
@@ -58,32 +61,31 @@ pub struct ResolveOptions {
     /// Earlier evaluations to reuse and record, when set. `refresh` skips
     /// reading it.
     pub eval_cache: Option<EvalCache>,
-}
-
-/// Which Nix evaluator resolution may run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Evaluator {
-    /// `nix-instantiate` from `PATH`, when it is there.
-    FromPath,
-    /// This program.
-    Program(PathBuf),
-    /// None: only the lock answers.
-    Disabled,
+    /// Where the evaluation sandbox keeps its scratch folders (in kiln's
+    /// cache, whose filesystem has the user xattrs overlays need).
+    pub work: PathBuf,
 }
 
 impl ResolveOptions {
     /// Options for the app in `app_dir`: its `kiln.lock`, evaluating (and
-    /// writing the lock) only for attributes the lock lacks.
-    pub fn for_app(app_dir: &Path) -> ResolveOptions {
+    /// writing the lock) only for attributes the lock lacks, with the
+    /// host's evaluator; scratch folders in `cache_root`.
+    pub fn for_app(app_dir: &Path, cache_root: &Path) -> ResolveOptions {
         ResolveOptions {
             lock_file: app_dir.join(LOCK_FILE),
             nixpkgs: None,
             refresh: false,
             write_lock: true,
-            evaluator: Evaluator::FromPath,
+            evaluator: Evaluator::Auto(None),
             eval_cache: None,
+            work: eval_work(cache_root),
         }
     }
+}
+
+/// The evaluation sandboxes' scratch folder in kiln's cache.
+pub fn eval_work(cache_root: &Path) -> PathBuf {
+    cache_root.join("eval-work")
 }
 
 /// Where a resolution's answer came from.
@@ -333,11 +335,21 @@ fn unlocked_entry(
     if let Some(entry) = cached {
         return Ok((entry, Answer::Cached));
     }
-    let evaluator = find_evaluator(options).ok_or_else(|| ResolveError::NoEvaluator {
-        packages: missing(lock, &archive, &group.overlays, &system, attributes),
-        lock: options.lock_file.display().to_string(),
-    })?;
-    let mut entry = eval::evaluate(&evaluator, &source, &archive, &group.overlays, attributes)?;
+    let evaluator = options
+        .evaluator
+        .find()?
+        .ok_or_else(|| ResolveError::NoEvaluator {
+            packages: missing(lock, &archive, &group.overlays, &system, attributes),
+            lock: options.lock_file.display().to_string(),
+        })?;
+    let mut entry = eval::evaluate(
+        &evaluator,
+        &options.work,
+        &source,
+        &archive,
+        &group.overlays,
+        attributes,
+    )?;
     // Locks are looked up by kiln's idea of the system.
     entry.system = system.clone();
     if let Some(cache) = &options.eval_cache {
@@ -360,23 +372,6 @@ fn missing(
         .cloned()
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn find_evaluator(options: &ResolveOptions) -> Option<PathBuf> {
-    match &options.evaluator {
-        Evaluator::Program(program) => return Some(program.clone()),
-        Evaluator::Disabled => return None,
-        Evaluator::FromPath => {}
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("nix-instantiate"))
-        .find(|candidate| {
-            use std::os::unix::fs::PermissionsExt;
-            candidate
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
 }
 
 #[cfg(test)]
@@ -418,7 +413,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let options = ResolveOptions {
             evaluator: Evaluator::Disabled,
-            ..ResolveOptions::for_app(dir.path())
+            ..ResolveOptions::for_app(dir.path(), dir.path())
         };
         let groups = [PackageGroup {
             pkgs: vec!["nodejs_18".into()],
@@ -457,7 +452,7 @@ mod tests {
         lock.write(&dir.path().join(LOCK_FILE)).unwrap();
         let options = ResolveOptions {
             evaluator: Evaluator::Program("/nonexistent/nix-instantiate".into()),
-            ..ResolveOptions::for_app(dir.path())
+            ..ResolveOptions::for_app(dir.path(), dir.path())
         };
         let resolved = resolve(
             &[PackageGroup {

@@ -144,6 +144,9 @@ pub struct PackageSources {
     pub verify_signatures: bool,
     /// Whether paths valid in the host's `/nix/store` are used in place.
     pub use_host_store: bool,
+    /// The Nix that evaluates package names, by store path (`--evaluator`);
+    /// `None`: the host's, else kiln's pinned release.
+    pub evaluator: Option<String>,
 }
 
 impl PackageSources {
@@ -177,8 +180,9 @@ impl PackageSources {
             refresh: false,
             // Resolving reads the lock, never writes it; `kiln lock` does.
             write_lock: false,
-            evaluator: Evaluator::FromPath,
+            evaluator: Evaluator::for_sources(self, cache_root),
             eval_cache: Some(EvalCache::open(cache_root)),
+            work: super::eval_work(cache_root),
         }
     }
 }
@@ -355,6 +359,7 @@ pub fn lock_plan(
     phases: &[&Phase],
     sources: &PackageSources,
     app_dir: &Path,
+    cache_root: &Path,
 ) -> anyhow::Result<(PathBuf, Resolved)> {
     let groups = build_groups(phases, sources.nixpkgs.is_some());
     let options = ResolveOptions {
@@ -362,8 +367,9 @@ pub fn lock_plan(
         nixpkgs: sources.nixpkgs.clone(),
         refresh: true,
         write_lock: true,
-        evaluator: Evaluator::FromPath,
+        evaluator: Evaluator::for_sources(sources, cache_root),
         eval_cache: None,
+        work: super::eval_work(cache_root),
     };
     let resolved = resolve::resolve(&groups, &options)?;
     Ok((options.lock_file, resolved))

@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::CacheBind;
+use super::FolderBind;
 
 /// The binds for a plan's `cacheDirectories` (absolute, or relative to
 /// `/app`): `<build_cache>/<cache_key>/<hash of the path inside>/`, created
@@ -14,13 +14,13 @@ pub fn cache_binds(
     build_cache: &Path,
     cache_key: &str,
     directories: &[String],
-) -> io::Result<Vec<CacheBind>> {
+) -> io::Result<Vec<FolderBind>> {
     if cache_key.is_empty() || cache_key.starts_with('.') || cache_key.contains(['/', '\0']) {
         return Err(invalid(format!(
             "cache key {cache_key:?} must be a non-empty name without `/` that does not start with `.`"
         )));
     }
-    let mut binds: Vec<CacheBind> = Vec::new();
+    let mut binds: Vec<FolderBind> = Vec::new();
     for directory in directories {
         let inside = inside_path(directory)?;
         if binds.iter().any(|bind| bind.inside == inside) {
@@ -30,7 +30,7 @@ pub fn cache_binds(
         let name: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
         let host = build_cache.join(cache_key).join(name);
         std::fs::create_dir_all(&host)?;
-        binds.push(CacheBind { host, inside });
+        binds.push(FolderBind { host, inside });
     }
     Ok(binds)
 }

@@ -32,8 +32,8 @@ use super::protocol::Record;
 pub(super) struct ChildPlan {
     pub(super) namespaces: CloneFlags,
     pub(super) steps: Vec<Step>,
-    pub(super) bash: CString,
-    pub(super) commands: Vec<[CString; 3]>,
+    /// Each command's argument list; the first is the program's path.
+    pub(super) commands: Vec<Vec<CString>>,
     pub(super) env: Vec<CString>,
     pub(super) dev_null: CString,
     /// Where commands write; `None` leaves them the caller's stdio.
@@ -248,8 +248,8 @@ fn outcome_record(index: u32, outcome: WaitStatus) -> Record {
 }
 
 /// The command's process: default signal handling, its output on the pipe,
-/// then `bash -c`.
-fn exec_command(plan: &ChildPlan, argv: &[CString; 3], index: u32, status: BorrowedFd<'_>) -> ! {
+/// then its program (`bash -c`, or a program run with no shell).
+fn exec_command(plan: &ChildPlan, argv: &[CString], index: u32, status: BorrowedFd<'_>) -> ! {
     for signal in Signal::iterator() {
         if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
             // SAFETY: restoring the default action installs no handler.
@@ -290,7 +290,7 @@ fn exec_command(plan: &ChildPlan, argv: &[CString; 3], index: u32, status: Borro
     if let Err(errno) = Errno::result(closed) {
         exec_failed(index, errno, status);
     }
-    let errno = match nix::unistd::execve(plan.bash.as_c_str(), argv, &plan.env) {
+    let errno = match nix::unistd::execve(argv[0].as_c_str(), argv, &plan.env) {
         Err(errno) => errno,
         Ok(never) => match never {},
     };

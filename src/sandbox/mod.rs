@@ -54,10 +54,11 @@ pub struct StoreBind {
     pub name: String,
 }
 
-/// A persistent host folder bound read-write inside the sandbox; what the
-/// commands write there is kept for the next build and never captured.
+/// A host folder made visible at a place inside the sandbox: read-write
+/// for caches (kept for the next build, never captured), read-only for
+/// [`Sandbox::read_only`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheBind {
+pub struct FolderBind {
     /// The folder on the host.
     pub host: PathBuf,
     /// Absolute path inside the sandbox.
@@ -87,7 +88,11 @@ pub struct Sandbox {
     /// The phase's whole closure; no other store path is visible.
     pub store_paths: Vec<StoreBind>,
     /// Cache folders (see [`cache_binds`]).
-    pub caches: Vec<CacheBind>,
+    pub caches: Vec<FolderBind>,
+    /// Host folders bound read-only at their place inside (a host
+    /// program's files, a source tree a tool reads); nothing under them can
+    /// be written.
+    pub read_only: Vec<FolderBind>,
     /// A host folder shown at `/app` copy-on-write, whose changes are thrown
     /// away (`kiln shell`); builds put the app in `lowers` instead.
     pub app_source: Option<PathBuf>,
@@ -99,6 +104,9 @@ pub struct Sandbox {
     pub bash: PathBuf,
     /// The commands, run in order until one fails.
     pub commands: Vec<String>,
+    /// Instead of the commands through bash, this program with these
+    /// arguments, run once with no shell (see [`Sandbox::program`]).
+    pub argv: Option<Vec<String>>,
     /// Network access.
     pub network: Network,
     /// The whole phase is killed after this long.
@@ -120,15 +128,48 @@ impl Sandbox {
             upper,
             store_paths: Vec::new(),
             caches: Vec::new(),
+            read_only: Vec::new(),
             app_source: None,
             env: Vec::new(),
             workdir: PathBuf::from("/app"),
             bash,
             commands,
+            argv: None,
             network: Network::Host,
             timeout: None,
             output: Output::prefixed_stderr(name),
             cancel: None,
+        }
+    }
+
+    /// A run named `name` of one program with no shell: `argv[0]` is its
+    /// absolute path inside the sandbox, in a bound store path or a
+    /// read-only folder. For tools whose closure has no bash (a Nix
+    /// evaluator). Otherwise as [`Sandbox::new`].
+    pub fn program(name: &str, argv: Vec<String>, upper: PathBuf) -> Sandbox {
+        let program = PathBuf::from(argv.first().cloned().unwrap_or_default());
+        Sandbox {
+            argv: Some(argv),
+            ..Sandbox::new(name, program, upper, Vec::new())
+        }
+    }
+
+    /// The argument lists run, in order: each command through bash, or the
+    /// one program.
+    pub fn argvs(&self) -> Vec<Vec<String>> {
+        match &self.argv {
+            Some(argv) => vec![argv.clone()],
+            None => self
+                .commands
+                .iter()
+                .map(|command| {
+                    vec![
+                        self.bash.display().to_string(),
+                        "-c".to_string(),
+                        command.clone(),
+                    ]
+                })
+                .collect(),
         }
     }
 

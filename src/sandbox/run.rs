@@ -19,7 +19,7 @@ use nix::unistd::{fork, pipe2, ForkResult, Pid};
 use super::child::{self, ChildPlan, ExtraStep};
 use super::hide;
 use super::idmap::IdMaps;
-use super::mounts::{self, c_path, Step};
+use super::mounts::{self, Step};
 use super::output::LineSplitter;
 use super::protocol::{Record, RecordReader};
 use super::scratch::Scratch;
@@ -341,11 +341,15 @@ impl Watch<'_> {
     }
 
     fn command(&self, index: u32) -> String {
-        self.sandbox
-            .commands
-            .get(index as usize)
-            .cloned()
-            .unwrap_or_default()
+        match &self.sandbox.argv {
+            Some(argv) => argv.join(" "),
+            None => self
+                .sandbox
+                .commands
+                .get(index as usize)
+                .cloned()
+                .unwrap_or_default(),
+        }
     }
 
     /// The outcome once everything ended.
@@ -371,7 +375,7 @@ impl Watch<'_> {
         if let Some(failure) = self.failure.take() {
             return Err(failure);
         }
-        if self.succeeded == self.sandbox.commands.len() {
+        if self.succeeded == self.sandbox.argvs().len() {
             return Ok(());
         }
         Err(SandboxError::Ended {
@@ -379,7 +383,7 @@ impl Watch<'_> {
             detail: format!(
                 "{} of {} commands finished; the sandbox process ended with {first:?}",
                 self.succeeded,
-                self.sandbox.commands.len()
+                self.sandbox.argvs().len()
             ),
         })
     }
@@ -408,16 +412,13 @@ fn child_plan(
     let c_string = |text: &str, what: &str| {
         CString::new(text).map_err(|_| invalid(format!("{what} contains a NUL byte: {text:?}")))
     };
-    let bash = c_path(&sandbox.bash).map_err(|e| invalid(e.to_string()))?;
     let commands = sandbox
-        .commands
+        .argvs()
         .iter()
-        .map(|command| {
-            Ok([
-                bash.clone(),
-                c_string("-c", "argument")?,
-                c_string(command, "the command")?,
-            ])
+        .map(|argv| {
+            argv.iter()
+                .map(|arg| c_string(arg, "the command"))
+                .collect::<Result<Vec<_>, SandboxError>>()
         })
         .collect::<Result<Vec<_>, SandboxError>>()?;
     let env = sandbox
@@ -443,7 +444,6 @@ fn child_plan(
     Ok(ChildPlan {
         namespaces,
         steps,
-        bash,
         commands,
         env,
         dev_null: c_string("/dev/null", "path")?,

@@ -21,14 +21,15 @@ fn first_problem(sandbox: &Sandbox) -> Result<(), String> {
     check_upper(&sandbox.upper)?;
     check_store_paths(sandbox)?;
     check_caches(sandbox)?;
+    check_read_only(sandbox)?;
     if !is_plain_absolute(&sandbox.workdir) {
         return Err(format!(
             "working directory {} must be absolute without `..`",
             sandbox.workdir.display()
         ));
     }
-    check_bash(sandbox)?;
-    if sandbox.commands.is_empty() {
+    check_program(sandbox)?;
+    if sandbox.argvs().is_empty() {
         return Err("no commands to run".into());
     }
     Ok(())
@@ -110,18 +111,41 @@ fn check_caches(sandbox: &Sandbox) -> Result<(), String> {
     Ok(())
 }
 
-/// bash runs every command, so it must be in a store path the sandbox binds.
-fn check_bash(sandbox: &Sandbox) -> Result<(), String> {
-    let bash_bound = sandbox.store_paths.iter().any(|store| {
-        sandbox
-            .bash
-            .starts_with(Path::new("/nix/store").join(&store.name))
-    });
-    if !bash_bound || !is_plain_absolute(&sandbox.bash) {
+/// bash runs every command (or the one program runs), so it must be in a
+/// store path or read-only folder the sandbox binds.
+fn check_program(sandbox: &Sandbox) -> Result<(), String> {
+    let program = &sandbox.bash;
+    let in_store = sandbox
+        .store_paths
+        .iter()
+        .any(|store| program.starts_with(Path::new("/nix/store").join(&store.name)));
+    let in_folder = sandbox
+        .read_only
+        .iter()
+        .any(|bind| program.starts_with(&bind.inside));
+    let bound = match sandbox.argv {
+        Some(_) => in_store || in_folder,
+        None => in_store,
+    };
+    if !bound || !is_plain_absolute(program) {
         return Err(format!(
-            "bash {} is not inside a store path of the closure; add the bash package to the phase",
-            sandbox.bash.display()
+            "{} {} is not inside a store path of the closure; add the bash package to the phase",
+            if sandbox.argv.is_some() { "the program" } else { "bash" },
+            program.display()
         ));
+    }
+    Ok(())
+}
+
+fn check_read_only(sandbox: &Sandbox) -> Result<(), String> {
+    for bind in &sandbox.read_only {
+        if !is_plain_absolute(&bind.inside) || !bind.host.exists() {
+            return Err(format!(
+                "read-only folder {} must exist and its place inside, {}, must be absolute without `..`",
+                bind.host.display(),
+                bind.inside.display()
+            ));
+        }
     }
     Ok(())
 }

@@ -21,7 +21,6 @@ use nix::mount::MsFlags;
 
 pub(super) use execute::execute;
 pub(super) use plan::plan;
-pub(super) use step::c_path;
 
 /// What a mount point must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,6 +30,7 @@ pub(in crate::sandbox) fn plan(sandbox: &Sandbox, layout: &Layout) -> io::Result
     }
     steps.extend(store_path_binds(sandbox, root)?);
     steps.extend(cache_binds(sandbox, root)?);
+    steps.extend(read_only_binds(sandbox, root)?);
     steps.extend(host_file_binds(root)?);
     steps.extend(special_filesystems(root)?);
     steps.push(Step {
@@ -128,6 +129,14 @@ fn mount_points(sandbox: &Sandbox) -> BTreeMap<PathBuf, (Kind, u32)> {
     }
     for cache in &sandbox.caches {
         add(relative(&cache.inside), Kind::Dir, 0o755);
+    }
+    for bind in &sandbox.read_only {
+        let kind = if bind.host.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        add(relative(&bind.inside), kind, 0o755);
     }
     points
 }
@@ -233,6 +242,21 @@ fn cache_binds(sandbox: &Sandbox, root: &Path) -> io::Result<Vec<Step>> {
     Ok(steps)
 }
 
+/// Each read-only folder (or file) at its place inside.
+fn read_only_binds(sandbox: &Sandbox, root: &Path) -> io::Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    for bind in &sandbox.read_only {
+        let kind = if bind.host.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        steps.push(beneath(root, &bind.inside, kind, "a read-only folder")?);
+        steps.extend(read_only_bind(&bind.host, &under(root, &bind.inside))?);
+    }
+    Ok(steps)
+}
+
 /// The host's name resolution files that exist, read-only.
 fn host_file_binds(root: &Path) -> io::Result<Vec<Step>> {
     let mut steps = Vec::new();
@@ -257,7 +281,7 @@ fn host_file_binds(root: &Path) -> io::Result<Vec<Step>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{CacheBind, StoreBind};
+    use crate::sandbox::{FolderBind, StoreBind};
 
     #[test]
     fn mount_points_come_after_their_parents() {
@@ -272,7 +296,7 @@ mod tests {
             host: store.path().to_path_buf(),
             name: "b-bash".into(),
         });
-        sandbox.caches.push(CacheBind {
+        sandbox.caches.push(FolderBind {
             host: store.path().to_path_buf(),
             inside: PathBuf::from("/app/node_modules/.cache"),
         });
