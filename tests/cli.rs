@@ -187,3 +187,24 @@ fn rust_log_and_verbosity_choose_what_is_logged_to_stderr_only() {
         "RUST_LOG does not win over -vv"
     );
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let output = kiln(&["--version"]);
+    assert!(output.status.success());
+    let version = stdout(&output);
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git");
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    assert!(
+        version.starts_with(&format!("kiln {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    assert!(
+        !head.is_empty() && version.contains(&head),
+        "{version} does not name HEAD {head}"
+    );
+}

@@ -36,7 +36,12 @@ use clap::{Args, Parser, Subcommand};
 ///
 ///   kiln build . --push registry.example/app:1.0
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "kiln",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KILN_COMMIT"), ")"),
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

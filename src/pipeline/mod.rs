@@ -217,7 +217,9 @@ fn realize_packages(
     options: &BuildOptions,
     progress: &Progress,
 ) -> anyhow::Result<Packages> {
+    let spinner = progress.spinner("packages: evaluating package names");
     let wanted = resolve::resolve_plan(phases, &options.sources, app_dir, &options.cache_root)?;
+    drop(spinner);
     let fetch_bar = progress.fetch_bar();
     let packages = resolve::realize(&wanted, &options.sources, &options.cache_root, &fetch_bar)
         .context("could not fetch the plan's Nix packages")?;

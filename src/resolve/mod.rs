@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use eval::{expression, NixpkgsSource};
-pub use evaluator::{Evaluator, StoreEvaluator};
 pub use eval_cache::{EvalCache, EvalInputs};
+pub use evaluator::{Evaluator, StoreEvaluator};
 pub use lock::{Lock, LockEntry, LockError, LockedPackage, LOCK_FILE};
 pub use packages::{
     build_groups, lock_plan, realize, resolve_names, resolve_plan, ImagePackages, PackageSources,
@@ -349,7 +349,17 @@ fn unlocked_entry(
         &archive,
         &group.overlays,
         attributes,
-    )?;
+    )
+    .map_err(|err| match err {
+        ResolveError::Evaluation {
+            source_name,
+            message,
+        } => ResolveError::Evaluation {
+            source_name: format!("{source_name} (packages {})", attributes.join(", ")),
+            message,
+        },
+        other => other,
+    })?;
     // Locks are looked up by kiln's idea of the system.
     entry.system = system.clone();
     if let Some(cache) = &options.eval_cache {

@@ -127,7 +127,12 @@ pub fn run(
     expression: &str,
     work: &Path,
 ) -> Result<String, String> {
-    let io = |e: std::io::Error| format!("could not prepare the evaluation in {}: {e}", work.display());
+    let io = |e: std::io::Error| {
+        format!(
+            "could not prepare the evaluation in {}: {e}",
+            work.display()
+        )
+    };
     std::fs::create_dir_all(work).map_err(io)?;
     let scratch = tempfile::Builder::new()
         .prefix("eval-")

@@ -130,7 +130,11 @@ fn check_program(sandbox: &Sandbox) -> Result<(), String> {
     if !bound || !is_plain_absolute(program) {
         return Err(format!(
             "{} {} is not inside a store path of the closure; add the bash package to the phase",
-            if sandbox.argv.is_some() { "the program" } else { "bash" },
+            if sandbox.argv.is_some() {
+                "the program"
+            } else {
+                "bash"
+            },
             program.display()
         ));
     }
