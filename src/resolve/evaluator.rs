@@ -9,7 +9,6 @@ use kiln_store::NoProgress;
 
 use super::packages::{realize, PackageSources, Wanted};
 use super::sandboxed::NixEvaluator;
-use super::ResolveError;
 
 /// Nix releases by system, the store paths Nix's own `upgrade-nix` falls
 /// back to (nixpkgs' `nixos/modules/installer/tools/nix-fallback-paths.nix`,
@@ -66,15 +65,14 @@ impl Evaluator {
         }
     }
 
-    /// The evaluator, ready to run; `None` when there is none to run. A
-    /// Nix from the caches is fetched (and its signatures checked) here,
-    /// only when an evaluation is needed.
-    pub fn find(&self) -> Result<Option<NixEvaluator>, ResolveError> {
+    /// The evaluator, ready to run; `None` when there is none to run, an
+    /// error saying why one could not be had. A Nix from the caches is
+    /// fetched (and its signatures checked) here, only when an evaluation
+    /// is needed.
+    pub fn find(&self) -> Result<Option<NixEvaluator>, String> {
         let host = |program: &Path| {
-            NixEvaluator::host(program).map_err(|err| ResolveError::Evaluation {
-                source_name: "the evaluator".into(),
-                message: format!("{}: {err}", program.display()),
-            })
+            NixEvaluator::host(program)
+                .map_err(|err| format!("the evaluator {} cannot run: {err}", program.display()))
         };
         match self {
             Evaluator::Disabled => Ok(None),
@@ -90,18 +88,15 @@ impl Evaluator {
 
 impl StoreEvaluator {
     /// Fetches this Nix with its closure into kiln's store.
-    fn realize(&self) -> Result<NixEvaluator, ResolveError> {
-        let failed = |message: String| ResolveError::Evaluation {
-            source_name: format!("the evaluator {}", self.nix),
-            message,
-        };
+    fn realize(&self) -> Result<NixEvaluator, String> {
+        let failed = |message: String| format!("the evaluator {} {message}", self.nix);
         let wanted = Wanted {
             profile: vec![self.nix.clone()],
             roots: vec![self.nix.clone()],
             ..Wanted::default()
         };
         let packages = realize(&wanted, &self.sources, &self.cache_root, &NoProgress)
-            .map_err(|err| failed(format!("could not fetch it: {err:#}")))?;
+            .map_err(|err| failed(format!("could not be fetched ({err:#})")))?;
         let evaluator = NixEvaluator::from_store(&self.nix, packages.store_binds());
         let program = packages
             .roots
@@ -109,7 +104,7 @@ impl StoreEvaluator {
             .map(|root| root.local.join("bin/nix-instantiate"));
         if !program.is_some_and(|p| p.exists()) {
             return Err(failed(
-                "it has no bin/nix-instantiate; --evaluator must name a Nix package".into(),
+                "has no bin/nix-instantiate; --evaluator must name a Nix package".into(),
             ));
         }
         Ok(evaluator)

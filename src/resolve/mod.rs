@@ -171,12 +171,14 @@ pub enum ResolveError {
     #[error(transparent)]
     Lock(#[from] LockError),
     /// Neither the lock nor an evaluator can answer.
-    #[error("{packages} not in {lock} and nix-instantiate is not on PATH: commit a kiln.lock made where nix is installed (`kiln lock`), or install nix")]
+    #[error("{packages} not in {lock}, and {why}: commit a kiln.lock (`kiln lock` where an evaluator runs), name a Nix your caches have with --evaluator, or install nix")]
     NoEvaluator {
         /// The attributes missing, comma separated.
         packages: String,
         /// The lock file consulted.
         lock: String,
+        /// Why no evaluator runs.
+        why: String,
     },
     /// Nix refused the expression (unknown attribute, no network, ...).
     #[error("evaluating the packages with {source_name} failed:\n{message}")]
@@ -335,13 +337,16 @@ fn unlocked_entry(
     if let Some(entry) = cached {
         return Ok((entry, Answer::Cached));
     }
-    let evaluator = options
-        .evaluator
-        .find()?
-        .ok_or_else(|| ResolveError::NoEvaluator {
-            packages: missing(lock, &archive, &group.overlays, &system, attributes),
-            lock: options.lock_file.display().to_string(),
-        })?;
+    let no_evaluator = |why: String| ResolveError::NoEvaluator {
+        packages: missing(lock, &archive, &group.overlays, &system, attributes),
+        lock: options.lock_file.display().to_string(),
+        why,
+    };
+    let evaluator = match options.evaluator.find() {
+        Ok(Some(evaluator)) => evaluator,
+        Ok(None) => return Err(no_evaluator("no Nix evaluator is available".into())),
+        Err(err) => return Err(no_evaluator(err.to_string())),
+    };
     let mut entry = eval::evaluate(
         &evaluator,
         &options.work,
