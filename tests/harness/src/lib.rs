@@ -1,12 +1,15 @@
 //! `kiln-harness`: the real components kiln's tests run against.
 //!
 //! Every helper here starts or calls a real program (docker-registry, nix,
-//! nginx, skopeo, umoci, oci-image-tool, runc) on this machine, on loopback
-//! ports picked at run time, and stops what it started when dropped, also
-//! when a test fails. Under `CI=true` a missing component fails the test;
-//! elsewhere the test is skipped with a printed reason (see [`require`]).
+//! nginx, skopeo, umoci, oci-image-tool, runc) on this machine, or, for the
+//! downloads kiln makes itself, a small HTTP server of its own
+//! ([`archive_server`]), on loopback ports picked at run time, and stops what
+//! it started when dropped, also when a test fails. Under `CI=true` a
+//! missing component fails the test; elsewhere the test is skipped with a
+//! printed reason (see [`require`]).
 
 pub mod apps;
+pub mod archive_server;
 pub mod as_user;
 pub mod debian;
 pub mod hash;
@@ -18,6 +21,7 @@ pub mod registry;
 pub mod require;
 pub mod validators;
 
+pub use archive_server::ArchiveServer;
 pub use as_user::AsUser;
 pub use nixpkgs::{FixtureNixpkgs, HttpCache};
 pub use registry::{Registry, RegistryKind, Request};

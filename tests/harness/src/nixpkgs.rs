@@ -16,6 +16,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
+use crate::archive_server::ArchiveServer;
 use crate::hash::hex;
 use crate::process::{free_port, run, ChildGuard};
 use crate::require::{require, require_root};
@@ -26,6 +27,22 @@ const RECIPE_VERSION: &str = "1";
 
 /// Name in the fixture caches' signing key.
 const KEY_NAME: &str = "kiln-fixture-1";
+
+/// The whole environment the fixture evaluator ([`FixtureNixpkgs::evaluator`])
+/// needs when run with [`EVALUATOR_ARGS`] and nothing of the host visible.
+/// Nix 2.8 aborts at startup ("cannot determine user's home directory")
+/// without `HOME` when the user has no passwd entry, as in kiln's sandbox;
+/// any path will do, even an absent one, and it writes nothing there for an
+/// evaluation (`/tmp` is the sandbox's private tmpfs). It needs no
+/// `NIX_CONF_DIR` (it reads `/etc/nix/nix.conf` only if present), no
+/// `NIX_STATE_DIR`, no `XDG_*`, no `PATH`.
+pub const EVALUATOR_ENV: [(&str, &str); 1] = [("HOME", "/tmp")];
+
+/// The options that make the fixture evaluator touch no store: with the
+/// default local store Nix wants a writable `/nix/var/nix` and the user's
+/// name ("cannot figure out user name"); `dummy://` computes store paths
+/// (of `./file` references and `.drv`s) without writing them.
+pub const EVALUATOR_ARGS: [&str; 3] = ["--readonly-mode", "--store", "dummy://"];
 
 /// Programs building or loading the fixture needs.
 const NIX_PROGRAMS: [&str; 5] = [
@@ -191,6 +208,27 @@ impl FixtureNixpkgs {
         self.attributes
             .get(attribute)
             .unwrap_or_else(|| panic!("the fixture nixpkgs has no attribute {attribute}"))
+    }
+
+    /// The store path of the fixture's Nix evaluator, attribute `nix`:
+    /// Debian's Nix 2.8 with every library it loads in its closure, so it
+    /// runs with only that closure at `/nix/store` and no host files.
+    /// `bin/nix-instantiate` (a link to `bin/nix`, which picks the command
+    /// by the name it is called by) evaluates; run it with exactly
+    /// [`EVALUATOR_ENV`] and [`EVALUATOR_ARGS`], e.g.
+    /// `nix-instantiate --eval --strict --json --readonly-mode --store
+    /// dummy:// -E '(import /nixpkgs {}).bash.outPath'` with
+    /// [`Self::nixpkgs_dir`] visible at `/nixpkgs`. Restricted evaluation
+    /// works too (`--option restrict-eval true -I nixpkgs=/nixpkgs` and
+    /// `import <nixpkgs>`); `tests/evaluator.rs` runs both in kiln's sandbox.
+    pub fn evaluator(&self) -> &str {
+        self.store_path("nix")
+    }
+
+    /// Serves [`Self::nixpkgs_dir`] as `/<commit>.tar.gz` archives (any
+    /// commit name) on loopback until the server drops.
+    pub fn serve_archive(&self) -> ArchiveServer {
+        ArchiveServer::serve_nixpkgs(self.nixpkgs_dir())
     }
 
     /// Serves the xz cache over HTTP on loopback until the guard drops.
@@ -429,6 +467,7 @@ mod tests {
             "python3",
             "nginx",
             "zlib",
+            "nix",
         ] {
             assert!(names.iter().any(|n| n == needed), "{needed} missing");
         }

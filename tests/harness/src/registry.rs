@@ -228,7 +228,8 @@ fn test_ca_cert(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-/// One line of the registry's access log.
+/// One request a test server saw: a line of the registry's access log, or
+/// a request the [`crate::ArchiveServer`] answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// `GET`, `HEAD`, `POST`, `PATCH`, `PUT`, ...

@@ -172,3 +172,83 @@ fn overlays_apply_like_nixpkgs() {
     let path = run(nix_command("nix-instantiate").args(["--eval", "--json", "-E", &expression]));
     assert_eq!(path.trim(), format!("\"{}\"", fixture.store_path("bash")));
 }
+
+#[test]
+fn evaluator_closure_is_its_own_libraries_and_the_fixture_ones() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let nix = fixture.evaluator();
+    let libraries = ["glibc", "stdenv.cc.cc.lib", "zlib"].map(|a| fixture.store_path(a));
+    let closure = run(nix_command("nix-store").args(["-qR", nix]));
+    let mut closure: Vec<&str> = closure.lines().collect();
+    closure.sort();
+    let mut expected: Vec<&str> = libraries.iter().copied().chain([nix]).collect();
+    expected.sort();
+    assert_eq!(closure, expected);
+
+    // The signed cache states the same references, as kiln reads them.
+    let hash = &nix["/nix/store/".len()..][..32];
+    let narinfo =
+        std::fs::read_to_string(fixture.xz_cache().join(format!("{hash}.narinfo"))).unwrap();
+    let references = narinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("References: "))
+        .unwrap_or_else(|| panic!("no References in\n{narinfo}"));
+    for library in libraries {
+        let name = library.trim_start_matches("/nix/store/");
+        assert!(references.split(' ').any(|r| r == name), "{references}");
+    }
+
+    // Every ELF file loads from the store only.
+    let binary = format!("{nix}/bin/nix");
+    let interpreter = run(Command::new("patchelf").args(["--print-interpreter", &binary]));
+    assert!(
+        interpreter.starts_with(fixture.store_path("glibc")),
+        "{interpreter}"
+    );
+    let lib = std::path::Path::new(nix).join("lib");
+    let mut elf_files = vec![std::path::PathBuf::from(&binary)];
+    elf_files.extend(std::fs::read_dir(&lib).unwrap().map(|e| e.unwrap().path()));
+    for file in elf_files {
+        let rpath = run(Command::new("patchelf").arg("--print-rpath").arg(&file));
+        assert!(
+            rpath
+                .trim()
+                .split(':')
+                .all(|p| p.starts_with("/nix/store/")),
+            "{}: {rpath}",
+            file.display()
+        );
+    }
+    let version = run(Command::new(format!("{nix}/bin/nix-instantiate"))
+        .arg("--version")
+        .env_clear());
+    assert_eq!(version.trim(), "nix-instantiate (Nix) 2.8.0");
+}
+
+#[test]
+fn served_archive_unpacks_to_a_nixpkgs_that_evaluates_like_the_folder() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let server = fixture.serve_archive();
+    let commit = "a3a3dda3bacf61e8a39258a0ed9c924eeca8e293";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nixpkgs.tar.gz");
+    run(Command::new("curl")
+        .args(["--silent", "--fail", "--output"])
+        .arg(&file)
+        .arg(server.archive_url(commit)));
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&file)
+        .arg("-C")
+        .arg(dir.path()));
+    let unpacked = dir.path().join(format!("nixpkgs-{commit}"));
+    let expression = format!("(import {} {{}}).bash.outPath", unpacked.display());
+    let path = run(nix_command("nix-instantiate").args(["--eval", "--json", "-E", &expression]));
+    assert_eq!(path.trim(), format!("\"{}\"", fixture.store_path("bash")));
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, [format!("/{commit}.tar.gz")]);
+}
