@@ -28,7 +28,9 @@ pub fn run(global: &GlobalArgs, command: &LockCommand) -> anyhow::Result<()> {
         .phases_in_order()
         .with_context(|| format!("the plan of {} cannot be built", command.plan.dir.display()))?;
     let sources = command.store.sources()?;
-    let (lock_file, resolved) = resolve::lock_plan(&phases, &sources, &generated.app_dir)?;
+    let cache_root = global.cache_root()?;
+    let (lock_file, resolved) =
+        resolve::lock_plan(&phases, &sources, &generated.app_dir, &cache_root)?;
     if global.json {
         let groups: Vec<_> = resolved
             .groups

@@ -13,8 +13,8 @@ use kiln_store::{
 };
 
 use super::{
-    EvalCache, Evaluator, PackageGroup, ResolveOptions, Resolved, DEFAULT_NIXPKGS_ARCHIVE,
-    LOCK_FILE,
+    Archives, EvalCache, Evaluator, PackageGroup, ResolveOptions, Resolved,
+    DEFAULT_NIXPKGS_ARCHIVE, LOCK_FILE,
 };
 use crate::layer::StorePathSource;
 use crate::resolve;
@@ -179,6 +179,7 @@ impl PackageSources {
             write_lock: false,
             evaluator: Evaluator::FromPath,
             eval_cache: Some(EvalCache::open(cache_root)),
+            archives: Archives::open(cache_root),
         }
     }
 }
@@ -350,11 +351,13 @@ pub fn realize(
 }
 
 /// Resolves the packages a build of the app in `app_dir` needs, always by
-/// evaluation, and writes them to its `kiln.lock`.
+/// evaluation, and writes them to its `kiln.lock`; archives are kept in
+/// the kiln cache at `cache_root`.
 pub fn lock_plan(
     phases: &[&Phase],
     sources: &PackageSources,
     app_dir: &Path,
+    cache_root: &Path,
 ) -> anyhow::Result<(PathBuf, Resolved)> {
     let groups = build_groups(phases, sources.nixpkgs.is_some());
     let options = ResolveOptions {
@@ -364,6 +367,7 @@ pub fn lock_plan(
         write_lock: true,
         evaluator: Evaluator::FromPath,
         eval_cache: None,
+        archives: Archives::open(cache_root),
     };
     let resolved = resolve::resolve(&groups, &options)?;
     Ok((options.lock_file, resolved))
