@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 /// The cache's top-level folders, with what each holds.
-pub const PARTS: [(&str, &str); 8] = [
+pub const PARTS: [(&str, &str); 9] = [
     ("store", "realized Nix store paths"),
     ("narinfo", "verified narinfo copies"),
     ("resolutions", "package names evaluated to store paths"),
+    ("nixpkgs", "nixpkgs archives and overlays, unpacked"),
     ("blobs", "compressed layer blobs"),
     ("layers", "layer index entries"),
     ("phases", "cached build phase results"),

@@ -15,7 +15,9 @@ use super::ResolveError;
 /// Where nixpkgs comes from for an evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NixpkgsSource {
-    /// The nixpkgs commit's tarball, as upstream Nixpacks imports it.
+    /// A nixpkgs commit's archive, by URL (`{base}/{commit}.tar.gz`). kiln
+    /// downloads archives itself (`resolve::archive`) and evaluates the
+    /// unpacked folder; this names the archive in cache keys and messages.
     Archive(String),
     /// A local nixpkgs folder (`--nixpkgs`, `KILN_NIXPKGS`).
     Folder(PathBuf),
@@ -101,12 +103,14 @@ pub fn evaluate(
         overlays: overlays.to_vec(),
         system: evaluated.system,
         packages,
+        nixpkgs_sha256: None,
+        overlay_sha256: BTreeMap::new(),
     })
 }
 
 fn describe(source: &NixpkgsSource) -> String {
     match source {
-        NixpkgsSource::Archive(archive) => format!("nixpkgs archive {archive}"),
+        NixpkgsSource::Archive(url) => format!("nixpkgs archive {url}"),
         NixpkgsSource::Folder(dir) => format!("nixpkgs folder {}", dir.display()),
     }
 }
@@ -118,23 +122,8 @@ pub fn expression(
     attributes: &[String],
 ) -> Result<String, ResolveError> {
     let nixpkgs = match source {
-        NixpkgsSource::Archive(archive) => {
-            if !archive
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
-            {
-                return Err(ResolveError::BadName {
-                    what: "nixpkgs archive",
-                    name: archive.clone(),
-                });
-            }
-            format!(
-                "(fetchTarball {})",
-                nix_string(&format!(
-                    "https://github.com/NixOS/nixpkgs/archive/{archive}.tar.gz"
-                ))
-            )
-        }
+        // What upstream Nixpacks writes: Nix downloads the archive.
+        NixpkgsSource::Archive(url) => format!("(fetchTarball {})", nix_string(url)),
         NixpkgsSource::Folder(dir) => {
             let dir = dir.to_str().ok_or_else(|| ResolveError::BadName {
                 what: "nixpkgs folder",
@@ -221,8 +210,8 @@ mod tests {
             let err = attribute_selector(bad).unwrap_err().to_string();
             assert!(err.contains("Nix attribute"), "{bad}: {err}");
         }
-        let err = expression(&NixpkgsSource::Archive("x\"; y".into()), &[], &[]).unwrap_err();
-        assert!(err.to_string().contains("nixpkgs archive"), "{err}");
+        let text = expression(&NixpkgsSource::Archive("x\"; y".into()), &[], &[]).unwrap();
+        assert!(text.contains(r#"(fetchTarball "x\"; y")"#), "{text}");
     }
 
     #[test]
@@ -233,7 +222,10 @@ mod tests {
     #[test]
     fn expression_imports_the_archive_with_overlays_like_upstream() {
         let text = expression(
-            &NixpkgsSource::Archive("5148520bfab61f99fd25fb9ff7bfbb50dad3c9db".into()),
+            &NixpkgsSource::Archive(
+                "https://github.com/NixOS/nixpkgs/archive/5148520bfab61f99fd25fb9ff7bfbb50dad3c9db.tar.gz"
+                    .into(),
+            ),
             &["https://example.invalid/overlay.tar.gz".to_string()],
             &["nodejs_18".to_string()],
         )

@@ -3,8 +3,9 @@
 //! nixpkgs costs more than the rest of a warm build.
 //!
 //! An entry is keyed by everything the evaluation read: the nixpkgs source
-//! (a pinned archive, or a local folder's file names, sizes and mtimes), the
-//! overlays (a local file's bytes), the attributes and the system. Overlays
+//! (a commit's archive by its URL, which names the commit and the mirror,
+//! or a local folder's file names, sizes and mtimes), the overlays (a local
+//! file's bytes), the attributes and the system. Overlays
 //! named by URL can change behind the same name, so, like Nix's own
 //! `tarball-ttl`, an entry that used one is trusted for an hour only.
 
@@ -24,8 +25,9 @@ use crate::layer::digest::KeyHasher;
 /// default `tarball-ttl`.
 const URL_TTL: Duration = Duration::from_secs(3600);
 
-/// Bumped when the key or entry format changes, so old entries miss.
-const FORMAT: &str = "kiln-eval-cache-1";
+/// Bumped when the key or entry format changes, so old entries miss
+/// (2: archives keyed by URL, entries with the archives' sha256).
+const FORMAT: &str = "kiln-eval-cache-2";
 
 /// The evaluation cache under a kiln cache root.
 #[derive(Debug, Clone)]
@@ -117,9 +119,9 @@ fn key(inputs: &EvalInputs<'_>) -> io::Result<String> {
     field(FORMAT.as_bytes());
     field(inputs.system.as_bytes());
     match inputs.source {
-        NixpkgsSource::Archive(archive) => {
+        NixpkgsSource::Archive(url) => {
             field(b"archive");
-            field(archive.as_bytes());
+            field(url.as_bytes());
         }
         NixpkgsSource::Folder(dir) => {
             field(b"folder");
@@ -143,7 +145,7 @@ fn key(inputs: &EvalInputs<'_>) -> io::Result<String> {
 /// `root` itself when it is a file), in name order. Any edit to a Nix file
 /// changes its mtime, so this stands in for its bytes without reading
 /// a whole nixpkgs checkout. `.git` is skipped: it is not evaluated.
-fn folder_fingerprint(root: &Path) -> io::Result<Vec<u8>> {
+pub(super) fn folder_fingerprint(root: &Path) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(relative) = pending.pop() {
@@ -193,6 +195,8 @@ mod tests {
                 },
             )]
             .into(),
+            nixpkgs_sha256: None,
+            overlay_sha256: Default::default(),
         }
     }
 

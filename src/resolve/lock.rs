@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::archive::is_sha256;
+
 /// The lock format version this kiln writes and reads.
 pub const LOCK_VERSION: u32 = 1;
 
@@ -40,6 +42,14 @@ pub struct LockEntry {
     pub system: String,
     /// Attribute name to its paths.
     pub packages: BTreeMap<String, LockedPackage>,
+    /// Hex sha256 of the nixpkgs archive kiln downloaded, so the next
+    /// download is checked against it. Absent for a local `--nixpkgs`
+    /// folder and in locks written before kiln downloaded archives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nixpkgs_sha256: Option<String>,
+    /// Hex sha256 of each URL overlay's archive, by URL.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overlay_sha256: BTreeMap<String, String>,
 }
 
 /// What one attribute evaluated to.
@@ -99,6 +109,13 @@ impl Lock {
             )));
         }
         for entry in &lock.entries {
+            let hashes = entry
+                .nixpkgs_sha256
+                .iter()
+                .chain(entry.overlay_sha256.values());
+            if let Some(bad) = hashes.into_iter().find(|sha256| !is_sha256(sha256)) {
+                return Err(invalid(format!("`{bad}` is not a hex sha256")));
+            }
             for (attribute, package) in &entry.packages {
                 if kiln_store::parse_store_path(&package.out_path).is_err() {
                     return Err(invalid(format!(
@@ -118,8 +135,24 @@ impl Lock {
             .find(|e| e.nixpkgs_archive == archive && e.overlays == overlays && e.system == system)
     }
 
-    /// Adds `entry`'s packages to the entry of the same archive, overlays and
-    /// system (replacing attributes both name), or adds the entry.
+    /// The sha256 the lock records for nixpkgs archive `archive`, in any
+    /// entry: the archive is the same whatever the overlays and system.
+    pub fn archive_sha256(&self, archive: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .filter(|e| e.nixpkgs_archive == archive)
+            .find_map(|e| e.nixpkgs_sha256.as_deref())
+    }
+
+    /// The sha256 the lock records for the overlay at `url`, in any entry.
+    pub fn overlay_sha256(&self, url: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find_map(|e| e.overlay_sha256.get(url).map(String::as_str))
+    }
+
+    /// Adds `entry`'s packages and hashes to the entry of the same archive,
+    /// overlays and system (replacing what both name), or adds the entry.
     pub fn merge(&mut self, entry: LockEntry) {
         let existing = self.entries.iter_mut().find(|e| {
             e.nixpkgs_archive == entry.nixpkgs_archive
@@ -127,7 +160,13 @@ impl Lock {
                 && e.system == entry.system
         });
         match existing {
-            Some(existing) => existing.packages.extend(entry.packages),
+            Some(existing) => {
+                existing.packages.extend(entry.packages);
+                if entry.nixpkgs_sha256.is_some() {
+                    existing.nixpkgs_sha256 = entry.nixpkgs_sha256;
+                }
+                existing.overlay_sha256.extend(entry.overlay_sha256);
+            }
             None => self.entries.push(entry),
         }
         self.entries.sort_by(|a, b| {
@@ -172,6 +211,8 @@ mod tests {
                 },
             )]
             .into(),
+            nixpkgs_sha256: None,
+            overlay_sha256: BTreeMap::new(),
         }
     }
 
@@ -230,5 +271,65 @@ mod tests {
             let err = Lock::read(&path).unwrap_err().to_string();
             assert!(err.contains(expected) && err.contains("kiln.lock"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_lock_written_before_archive_hashes_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let old = format!(
+            "{{\n  \"version\": 1,\n  \"entries\": [\n    {{\n      \"nixpkgsArchive\": \"a\",\n      \
+             \"overlays\": [],\n      \"system\": \"x86_64-linux\",\n      \"packages\": {{\n        \
+             \"zlib\": {{\n          \"outPath\": \"{ZLIB}\"\n        }}\n      }}\n    }}\n  ]\n}}\n"
+        );
+        fs::write(&path, &old).unwrap();
+        let lock = Lock::read(&path).unwrap();
+        assert_eq!(lock.entries, [entry("a", "zlib", ZLIB)]);
+        assert_eq!(lock.archive_sha256("a"), None);
+        assert_eq!(lock.to_json(), old, "and writes the same bytes back");
+    }
+
+    #[test]
+    fn archive_hashes_are_recorded_kept_by_merges_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let sha = "a".repeat(64);
+        let overlay = "https://example.invalid/o.tar.gz".to_string();
+        let mut lock = Lock {
+            version: LOCK_VERSION,
+            entries: vec![],
+        };
+        lock.merge(LockEntry {
+            nixpkgs_sha256: Some(sha.clone()),
+            overlays: vec![overlay.clone()],
+            overlay_sha256: [(overlay.clone(), "b".repeat(64))].into(),
+            ..entry("a", "zlib", ZLIB)
+        });
+        // An evaluation of a local folder records no hash and keeps the
+        // one the archive gave.
+        lock.merge(LockEntry {
+            overlays: vec![overlay.clone()],
+            ..entry("a", "nodejs", NODE)
+        });
+        assert_eq!(lock.entries.len(), 1);
+        assert_eq!(lock.archive_sha256("a"), Some(sha.as_str()));
+        assert_eq!(lock.overlay_sha256(&overlay), Some("b".repeat(64).as_str()));
+        assert_eq!(lock.archive_sha256("b"), None);
+        let json = lock.to_json();
+        assert!(
+            json.contains(&format!("\"nixpkgsSha256\": \"{sha}\"")),
+            "{json}"
+        );
+        assert!(json.contains("\"overlaySha256\": {"), "{json}");
+        lock.write(&path).unwrap();
+        assert_eq!(Lock::read(&path).unwrap(), lock);
+
+        let bad = json.replace(&sha, "../../etc/passwd");
+        fs::write(&path, bad).unwrap();
+        let err = Lock::read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("not a hex sha256") && err.contains("kiln.lock"),
+            "{err}"
+        );
     }
 }

@@ -6,8 +6,11 @@
 //! Sources, in order: the app's `kiln.lock`; kiln's evaluation cache; else
 //! a Nix evaluator run in the sandbox (the host's `nix-instantiate`, else a
 //! Nix kiln fetches from the binary caches). Packages are grouped by
-//! nixpkgs archive the way upstream Nixpacks groups them.
+//! nixpkgs archive the way upstream Nixpacks groups them. kiln downloads
+//! the nixpkgs archive and URL overlays itself ([`archive`]) and has the
+//! evaluator read the unpacked folders, so evaluation fetches nothing.
 
+pub mod archive;
 mod eval;
 mod eval_cache;
 mod evaluator;
@@ -18,6 +21,7 @@ pub mod sandboxed;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+pub use archive::{ArchiveError, Archives};
 pub use eval::{expression, NixpkgsSource};
 pub use eval_cache::{EvalCache, EvalInputs};
 pub use evaluator::{Evaluator, StoreEvaluator};
@@ -64,12 +68,16 @@ pub struct ResolveOptions {
     /// Where the evaluation sandbox keeps its scratch folders (in kiln's
     /// cache, whose filesystem has the user xattrs overlays need).
     pub work: PathBuf,
+    /// Where nixpkgs archives and URL overlays are downloaded from and
+    /// kept.
+    pub archives: Archives,
 }
 
 impl ResolveOptions {
     /// Options for the app in `app_dir`: its `kiln.lock`, evaluating (and
     /// writing the lock) only for attributes the lock lacks, with the
-    /// host's evaluator; scratch folders in `cache_root`.
+    /// host's evaluator; scratch folders and archives in the kiln cache at
+    /// `cache_root`.
     pub fn for_app(app_dir: &Path, cache_root: &Path) -> ResolveOptions {
         ResolveOptions {
             lock_file: app_dir.join(LOCK_FILE),
@@ -79,6 +87,7 @@ impl ResolveOptions {
             evaluator: Evaluator::Auto(None),
             eval_cache: None,
             work: eval_work(cache_root),
+            archives: Archives::open(cache_root),
         }
     }
 }
@@ -180,6 +189,9 @@ pub enum ResolveError {
         /// Why no evaluator runs.
         why: String,
     },
+    /// The nixpkgs archive or an overlay could not be downloaded.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
     /// Nix refused the expression (unknown attribute, no network, ...).
     #[error("evaluating the packages with {source_name} failed:\n{message}")]
     Evaluation {
@@ -321,7 +333,7 @@ fn unlocked_entry(
     let system = current_system();
     let source = match &options.nixpkgs {
         Some(dir) => NixpkgsSource::Folder(dir.clone()),
-        None => NixpkgsSource::Archive(archive.clone()),
+        None => NixpkgsSource::Archive(options.archives.nixpkgs_url(&archive)?),
     };
     let inputs = EvalInputs {
         source: &source,
@@ -333,7 +345,8 @@ fn unlocked_entry(
         .eval_cache
         .as_ref()
         .filter(|_| !options.refresh)
-        .and_then(|cache| cache.get(&inputs));
+        .and_then(|cache| cache.get(&inputs))
+        .filter(|entry| agrees_with_lock(entry, lock));
     if let Some(entry) = cached {
         return Ok((entry, Answer::Cached));
     }
@@ -347,30 +360,119 @@ fn unlocked_entry(
         Ok(None) => return Err(no_evaluator("no Nix evaluator is available".into())),
         Err(err) => return Err(no_evaluator(err.to_string())),
     };
+    let fetched = fetch_sources(group, &archive, lock, options)?;
     let mut entry = eval::evaluate(
         &evaluator,
         &options.work,
-        &source,
+        &fetched.source,
         &archive,
-        &group.overlays,
+        &fetched.overlays,
         attributes,
     )
     .map_err(|err| match err {
+        // The folder is kiln's unpacked copy: name what the plan named,
+        // and the packages asked for.
         ResolveError::Evaluation {
             source_name,
             message,
         } => ResolveError::Evaluation {
-            source_name: format!("{source_name} (packages {})", attributes.join(", ")),
+            source_name: format!(
+                "{} (packages {})",
+                match &source {
+                    NixpkgsSource::Archive(url) => format!("nixpkgs archive {url}"),
+                    NixpkgsSource::Folder(_) => source_name,
+                },
+                attributes.join(", ")
+            ),
             message,
         },
         other => other,
     })?;
-    // Locks are looked up by kiln's idea of the system.
+    // Locks are looked up by kiln's idea of the system and the plan's
+    // overlays, not the folders they were unpacked to.
     entry.system = system.clone();
+    entry.overlays = group.overlays.clone();
+    entry.nixpkgs_sha256 = fetched.nixpkgs_sha256;
+    entry.overlay_sha256 = fetched.overlay_sha256;
     if let Some(cache) = &options.eval_cache {
         cache.put(&inputs, &entry);
     }
     Ok((entry, Answer::Evaluated))
+}
+
+/// A group's nixpkgs and overlays as local folders the evaluator reads.
+struct Fetched {
+    /// Always [`NixpkgsSource::Folder`].
+    source: NixpkgsSource,
+    /// Local paths, in the plan's order.
+    overlays: Vec<String>,
+    nixpkgs_sha256: Option<String>,
+    overlay_sha256: BTreeMap<String, String>,
+}
+
+/// Downloads (or finds in kiln's cache) `group`'s nixpkgs archive, unless
+/// a `--nixpkgs` folder stands in for it, and its URL overlays, each
+/// checked against the sha256 the lock records.
+fn fetch_sources(
+    group: &PackageGroup,
+    archive: &str,
+    lock: &Lock,
+    options: &ResolveOptions,
+) -> Result<Fetched, ResolveError> {
+    let local = |unpacked: archive::Unpacked| {
+        let dir = unpacked.dir.into_os_string().into_string();
+        let dir = dir.map_err(|dir| ResolveError::BadName {
+            what: "cache folder (set KILN_CACHE_DIR to a UTF-8 path)",
+            name: dir.to_string_lossy().into_owned(),
+        })?;
+        Ok::<_, ResolveError>((dir, unpacked.sha256))
+    };
+    let (source, nixpkgs_sha256) = match &options.nixpkgs {
+        Some(dir) => (NixpkgsSource::Folder(dir.clone()), None),
+        None => {
+            let (dir, sha256) = local(
+                options
+                    .archives
+                    .nixpkgs(archive, lock.archive_sha256(archive))?,
+            )?;
+            (NixpkgsSource::Folder(dir.into()), Some(sha256))
+        }
+    };
+    let mut overlays = Vec::with_capacity(group.overlays.len());
+    let mut overlay_sha256 = BTreeMap::new();
+    for overlay in &group.overlays {
+        if overlay.starts_with('/') {
+            overlays.push(overlay.clone());
+            continue;
+        }
+        let (dir, sha256) = local(
+            options
+                .archives
+                .overlay(overlay, lock.overlay_sha256(overlay))?,
+        )?;
+        overlays.push(dir);
+        overlay_sha256.insert(overlay.clone(), sha256);
+    }
+    Ok(Fetched {
+        source,
+        overlays,
+        nixpkgs_sha256,
+        overlay_sha256,
+    })
+}
+
+/// Whether a cached evaluation used the archives the lock pins: one made
+/// from other bytes behind the same URLs must not answer.
+fn agrees_with_lock(entry: &LockEntry, lock: &Lock) -> bool {
+    let same = |locked: Option<&str>, cached: &str| locked.is_none_or(|l| l == cached);
+    entry
+        .nixpkgs_sha256
+        .as_deref()
+        .is_none_or(|cached| same(lock.archive_sha256(&entry.nixpkgs_archive), cached))
+        && entry
+            .overlay_sha256
+            .iter()
+            .all(|(url, cached)| same(lock.overlay_sha256(url), cached))
 }
 
 fn missing(
@@ -390,95 +492,4 @@ fn missing(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn groups_merge_by_archive_with_the_default_filled_in() {
-        let groups = group_by_archive(&[
-            PackageGroup {
-                pkgs: vec!["nodejs_18".into(), "npm-9_x".into()],
-                ..PackageGroup::default()
-            },
-            PackageGroup {
-                nixpkgs_archive: Some("abc".into()),
-                pkgs: vec!["python3".into()],
-                ..PackageGroup::default()
-            },
-            PackageGroup {
-                pkgs: vec!["nodejs_18".into()],
-                libs: vec!["zlib".into()],
-                overlays: vec!["o".into()],
-                ..PackageGroup::default()
-            },
-            PackageGroup::default(),
-        ]);
-        assert_eq!(groups.len(), 2);
-        let default = groups
-            .iter()
-            .find(|g| g.nixpkgs_archive.as_deref() == Some(DEFAULT_NIXPKGS_ARCHIVE))
-            .unwrap();
-        assert_eq!(default.pkgs, ["nodejs_18", "npm-9_x"]);
-        assert_eq!(default.libs, ["zlib"]);
-        assert_eq!(default.overlays, ["o"]);
-    }
-
-    #[test]
-    fn without_lock_or_evaluator_the_error_names_packages_and_the_fix() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = ResolveOptions {
-            evaluator: Evaluator::Disabled,
-            ..ResolveOptions::for_app(dir.path(), dir.path())
-        };
-        let groups = [PackageGroup {
-            pkgs: vec!["nodejs_18".into()],
-            libs: vec!["zlib".into()],
-            ..PackageGroup::default()
-        }];
-        let message = resolve(&groups, &options).unwrap_err().to_string();
-        assert!(message.contains("nodejs_18, zlib"), "{message}");
-        assert!(
-            message.contains("kiln lock") && message.contains("install nix"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn a_matching_lock_answers_without_an_evaluator() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut lock = Lock {
-            version: lock::LOCK_VERSION,
-            entries: vec![],
-        };
-        let path = "/nix/store/1c5j5rbh8rmsm0dkx5hd4gfzfm0v0gyb-zlib-1.2.13";
-        lock.merge(LockEntry {
-            nixpkgs_archive: DEFAULT_NIXPKGS_ARCHIVE.into(),
-            overlays: vec![],
-            system: current_system(),
-            packages: [(
-                "zlib".to_string(),
-                LockedPackage {
-                    out_path: path.into(),
-                    drv_path: None,
-                },
-            )]
-            .into(),
-        });
-        lock.write(&dir.path().join(LOCK_FILE)).unwrap();
-        let options = ResolveOptions {
-            evaluator: Evaluator::Program("/nonexistent/nix-instantiate".into()),
-            ..ResolveOptions::for_app(dir.path(), dir.path())
-        };
-        let resolved = resolve(
-            &[PackageGroup {
-                libs: vec!["zlib".into()],
-                ..PackageGroup::default()
-            }],
-            &options,
-        )
-        .unwrap();
-        assert_eq!(resolved.answer, Answer::Lock);
-        assert_eq!(resolved.store_paths(), [path]);
-        assert_eq!(resolved.library_dirs(), [format!("{path}/lib")]);
-    }
-}
+mod tests;

@@ -13,8 +13,8 @@ use kiln_store::{
 };
 
 use super::{
-    EvalCache, Evaluator, PackageGroup, ResolveOptions, Resolved, DEFAULT_NIXPKGS_ARCHIVE,
-    LOCK_FILE,
+    Archives, EvalCache, Evaluator, PackageGroup, ResolveOptions, Resolved,
+    DEFAULT_NIXPKGS_ARCHIVE, LOCK_FILE,
 };
 use crate::layer::StorePathSource;
 use crate::resolve;
@@ -183,6 +183,7 @@ impl PackageSources {
             evaluator: Evaluator::for_sources(self, cache_root),
             eval_cache: Some(EvalCache::open(cache_root)),
             work: super::eval_work(cache_root),
+            archives: Archives::open(cache_root),
         }
     }
 }
@@ -354,7 +355,8 @@ pub fn realize(
 }
 
 /// Resolves the packages a build of the app in `app_dir` needs, always by
-/// evaluation, and writes them to its `kiln.lock`.
+/// evaluation, and writes them to its `kiln.lock`; archives are kept in
+/// the kiln cache at `cache_root`.
 pub fn lock_plan(
     phases: &[&Phase],
     sources: &PackageSources,
@@ -370,6 +372,7 @@ pub fn lock_plan(
         evaluator: Evaluator::for_sources(sources, cache_root),
         eval_cache: None,
         work: super::eval_work(cache_root),
+        archives: Archives::open(cache_root),
     };
     let resolved = resolve::resolve(&groups, &options)?;
     Ok((options.lock_file, resolved))

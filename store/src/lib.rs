@@ -37,6 +37,6 @@ pub use nix_narinfo::{NarInfo, TrustedPublicKey};
 pub use progress::{NoProgress, RealizeProgress};
 pub use realize::{Closure, ClosurePath, Origin};
 pub use substituter::{
-    Download, FetchOptions, FoundNarInfo, Substituter, Substituters, DEFAULT_PUBLIC_KEY,
+    open_url, Download, FetchOptions, FoundNarInfo, Substituter, Substituters, DEFAULT_PUBLIC_KEY,
     DEFAULT_SUBSTITUTER, STORE_DIR,
 };

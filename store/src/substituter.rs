@@ -312,64 +312,86 @@ impl Substituter {
         agent: &ureq::Agent,
         options: &FetchOptions,
     ) -> Result<Option<Download>, StoreError> {
-        let policy = options.retry_policy();
-        let mut attempt = 1;
-        loop {
-            let mut request = agent.get(url);
-            if let Some(credentials) = &self.credentials {
-                request = request.header("Authorization", credentials.basic_auth_header());
-            }
-            let (failure, retry_after) = match request.call() {
-                Ok(response) => match response.status().as_u16() {
-                    200..=299 => return Ok(Some(Box::new(response.into_body().into_reader()))),
-                    404 | 410 => return Ok(None),
-                    status if is_retryable_status(status) => {
-                        let retry_after = response
-                            .headers()
-                            .get("retry-after")
-                            .and_then(|value| value.to_str().ok())
-                            .and_then(|value| parse_retry_after(value, SystemTime::now()));
-                        let failure = match retry_after {
-                            Some(wait) => format!(
-                                "the server answered {status} and asked to wait {}s",
-                                wait.as_secs()
-                            ),
-                            None => format!("the server answered {status}"),
-                        };
-                        (failure, retry_after)
-                    }
-                    status => {
-                        return Err(StoreError::Fetch {
-                            url: url.to_string(),
-                            reason: format!(
-                                "the server answered {status}{}",
-                                if status == 401 || status == 403 {
-                                    " (credentials for private caches go in ~/.netrc or KILN_NETRC)"
-                                } else {
-                                    ""
-                                }
-                            ),
-                        })
-                    }
-                },
-                Err(err) if is_transient(&err) => (err.to_string(), None),
-                Err(err) => {
+        http_get(url, self.credentials.as_ref(), agent, options)
+    }
+}
+
+/// Opens any `file://`, `http://` or `https://` URL with the substituters'
+/// timeouts, retries and trusted roots, for downloads that are not in a
+/// binary cache (nixpkgs archives, overlays). `Ok(None)` when the file is
+/// missing or the server answers 404 or 410.
+pub fn open_url(url: &str, options: &FetchOptions) -> Result<Option<Download>, StoreError> {
+    let location = Substituter::parse(url)?;
+    match &location.transport {
+        Transport::File(path) => open_file(path, url),
+        Transport::Http(_) => http_get(url, None, &agent(options), options),
+    }
+}
+
+/// GETs `url`, retrying what may pass per the shared policy.
+fn http_get(
+    url: &str,
+    credentials: Option<&Credentials>,
+    agent: &ureq::Agent,
+    options: &FetchOptions,
+) -> Result<Option<Download>, StoreError> {
+    let policy = options.retry_policy();
+    let mut attempt = 1;
+    loop {
+        let mut request = agent.get(url);
+        if let Some(credentials) = credentials {
+            request = request.header("Authorization", credentials.basic_auth_header());
+        }
+        let (failure, retry_after) = match request.call() {
+            Ok(response) => match response.status().as_u16() {
+                200..=299 => return Ok(Some(Box::new(response.into_body().into_reader()))),
+                404 | 410 => return Ok(None),
+                status if is_retryable_status(status) => {
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| parse_retry_after(value, SystemTime::now()));
+                    let failure = match retry_after {
+                        Some(wait) => format!(
+                            "the server answered {status} and asked to wait {}s",
+                            wait.as_secs()
+                        ),
+                        None => format!("the server answered {status}"),
+                    };
+                    (failure, retry_after)
+                }
+                status => {
                     return Err(StoreError::Fetch {
                         url: url.to_string(),
-                        reason: err.to_string(),
+                        reason: format!(
+                            "the server answered {status}{}",
+                            if status == 401 || status == 403 {
+                                " (credentials for private caches go in ~/.netrc or KILN_NETRC)"
+                            } else {
+                                ""
+                            }
+                        ),
                     })
                 }
-            };
-            let Some(wait) = policy.wait_after(attempt, retry_after) else {
+            },
+            Err(err) if is_transient(&err) => (err.to_string(), None),
+            Err(err) => {
                 return Err(StoreError::Fetch {
                     url: url.to_string(),
-                    reason: format!("{failure} (gave up after {attempt} attempts)"),
-                });
-            };
-            tracing::warn!(%url, attempt, %failure, "download failed, retrying in {wait:?}");
-            std::thread::sleep(wait);
-            attempt += 1;
-        }
+                    reason: err.to_string(),
+                })
+            }
+        };
+        let Some(wait) = policy.wait_after(attempt, retry_after) else {
+            return Err(StoreError::Fetch {
+                url: url.to_string(),
+                reason: format!("{failure} (gave up after {attempt} attempts)"),
+            });
+        };
+        tracing::warn!(%url, attempt, %failure, "download failed, retrying in {wait:?}");
+        std::thread::sleep(wait);
+        attempt += 1;
     }
 }
 
@@ -385,8 +407,16 @@ fn is_transient(err: &ureq::Error) -> bool {
 }
 
 /// A ureq agent with kiln's timeouts; status codes are handled by the caller.
+/// It trusts the system's CA store (through rustls-platform-verifier), as
+/// the registry client does: a company proxy that re-signs TLS with its own
+/// CA, trusted only by the host's bundle, must work without flags, which
+/// Mozilla's built-in roots alone would refuse.
 pub(crate) fn agent(options: &FetchOptions) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
     ureq::Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .timeout_connect(Some(options.connect_timeout))
         .timeout_recv_response(Some(options.read_timeout))
