@@ -5,12 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use kiln_harness::apps::FixtureApp;
 use kiln_harness::process::free_port;
 use kiln_harness::validators::Bundle;
-use kiln_harness::{http, require, AsUser, FixtureNixpkgs, Registry, RegistryKind};
+use kiln_harness::{require, AsUser, FixtureNixpkgs, Registry, RegistryKind};
 
 const IMAGE_TOOLS: [&str; 3] = ["umoci", "runc", "curl"];
 
@@ -46,23 +45,6 @@ fn succeed(output: Output, what: &str) -> String {
     String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
-/// Runs the image `tag` of `layout` with runc and checks that it answers
-/// the app's body on `$PORT` over loopback.
-fn answers(layout: &Path, tag: &str, app: FixtureApp) {
-    let bundle = Bundle::unpack(layout, tag);
-    let port = free_port();
-    bundle.prepare(|config| {
-        let env = config["process"]["env"]
-            .as_array_mut()
-            .expect("config has process.env");
-        env.push(format!("PORT={port}").into());
-    });
-    let mut container = bundle.start(&format!("kiln-build-{}-{port}", app.name()));
-    let url = format!("http://127.0.0.1:{port}/");
-    container.wait_ready(Duration::from_secs(30), || http::get(&url).is_some());
-    assert_eq!(http::get(&url), Some(app.body()), "{}", container.log());
-}
-
 /// The fixture nixpkgs, when it and the image tools are there (else the
 /// test skips, or fails under CI).
 fn fixture_and_image_tools() -> Option<&'static FixtureNixpkgs> {
@@ -89,7 +71,7 @@ fn builds_and_answers(app: FixtureApp) -> Option<String> {
     let fixture = fixture_and_image_tools()?;
     let work = tempfile::tempdir().unwrap();
     let (layout, digest) = build_into_layout(fixture, app, work.path());
-    answers(&layout, "latest", app);
+    app.answers_from(&layout, "latest");
     Some(digest)
 }
 
@@ -171,7 +153,7 @@ fn builds_as_the_test_user(app: FixtureApp) -> Option<String> {
         user.uid(),
         "the image is the user's"
     );
-    answers(&layout, "latest", app);
+    app.answers_from(&layout, "latest");
     Some(digest.trim().to_string())
 }
 
@@ -302,7 +284,7 @@ fn pushed_images_pulled_back_run_the_same() {
             &format!("oci:{}:v1", pulled.display()),
             &["--src-tls-verify=false"],
         );
-        answers(&pulled, "v1", app);
+        app.answers_from(&pulled, "v1");
     }
 }
 
@@ -357,7 +339,7 @@ fn apt_app_builds_on_a_debian_base_image_and_answers() {
     assert!(!phase_cached(&first, "apt"), "{first}");
     let layers: Vec<String> = layer_digests(&first).into_iter().map(|(_, d)| d).collect();
     assert_eq!(layers[..base_layers.len()], base_layers[..], "{first}");
-    answers(&layout, "latest", app);
+    app.answers_from(&layout, "latest");
 
     let bundle = Bundle::unpack(&layout, "latest");
     let passwd = std::fs::read_to_string(bundle.rootfs().join("etc/passwd")).unwrap();
@@ -410,7 +392,7 @@ fn node_app_builds_on_a_debian_base_as_an_unprivileged_user() {
         .map(|(_, d)| d)
         .collect();
     assert_eq!(layers[..base_layers.len()], base_layers[..], "{summary}");
-    answers(&layout, "latest", app);
+    app.answers_from(&layout, "latest");
 }
 
 /// A base image without apt cannot take `aptPkgs`: the error names the
@@ -464,7 +446,7 @@ fn run_image_keeps_only_the_included_files_and_answers() {
     let app = FixtureApp::RunImage;
     let work = tempfile::tempdir().unwrap();
     let (layout, _) = build_into_layout(fixture, app, work.path());
-    answers(&layout, "latest", app);
+    app.answers_from(&layout, "latest");
     let bundle = Bundle::unpack(&layout, "latest");
     let root = bundle.rootfs();
     assert!(root.join("app/out/busybox").is_file());
@@ -538,7 +520,7 @@ fn static_site_builds_with_assets_and_profile_and_answers() {
     for dir in ["etc/nginx", "var/log/nginx", "var/cache/nginx"] {
         assert!(rootfs.join(dir).is_dir(), "the setup phase made /{dir}");
     }
-    answers(&layout, "latest", app);
+    app.answers_from(&layout, "latest");
 }
 
 /// `path` inside `rootfs`, following symlinks as the container would see
@@ -675,7 +657,7 @@ fn node_rebuild_after_a_source_edit_reuses_the_install_phase() {
         install(&after),
         "the install layer is the same"
     );
-    answers(&layout, "second", FixtureApp::Node);
+    FixtureApp::Node.answers_from(&layout, "second");
 }
 
 /// The Node image holds its packages' closure, the app and little else:
@@ -732,7 +714,7 @@ fn a_rebuild_evaluates_nothing() {
         .output()
         .unwrap();
     succeed(again, "kiln build again with no nix on PATH");
-    answers(&layout, "latest", app);
+    app.answers_from(&layout, "latest");
 }
 
 /// `kiln lock` records what a build of the app resolves; with that lock
@@ -773,7 +755,7 @@ fn a_locked_app_builds_without_nix() {
         .output()
         .unwrap();
     succeed(output, "kiln build from kiln.lock with no nix on PATH");
-    answers(&layout, "latest", app);
+    app.answers_from(&layout, "latest");
 }
 
 /// `kiln build` arguments for the shell app into an OCI layout in `work`.

@@ -150,6 +150,7 @@ fn cache_info_reports_each_part_as_json() {
             "store",
             "narinfo",
             "resolutions",
+            "nixpkgs",
             "blobs",
             "layers",
             "phases",

@@ -74,12 +74,7 @@ pub fn evaluate(
     let inside = NixpkgsSource::Folder(PathBuf::from(NIXPKGS_INSIDE));
     let expression = expression(&inside, &files.overlays_inside(), attributes)?;
     tracing::debug!(%expression, "evaluating");
-    let json = sandboxed::run(evaluator, &files, &expression, work).map_err(|message| {
-        failed(match overlays.is_empty() {
-            true => message,
-            false => format!("{message}\n(with the overlays {})", overlays.join(", ")),
-        })
-    })?;
+    let json = sandboxed::run(evaluator, &files, &expression, work).map_err(failed)?;
     let evaluated: Evaluated = serde_json::from_str(&json)
         .map_err(|err| failed(format!("nix-instantiate printed unexpected JSON: {err}")))?;
     let mut packages = BTreeMap::new();

@@ -370,19 +370,23 @@ fn unlocked_entry(
         attributes,
     )
     .map_err(|err| match err {
-        // The folder is kiln's unpacked copy: name what the plan named,
-        // and the packages asked for.
+        // The folders are kiln's unpacked copies: name what the plan
+        // named, the packages asked for and the overlays applied.
         ResolveError::Evaluation {
             source_name,
             message,
         } => ResolveError::Evaluation {
             source_name: format!(
-                "{} (packages {})",
+                "{} (packages {}{})",
                 match &source {
                     NixpkgsSource::Archive(url) => format!("nixpkgs archive {url}"),
                     NixpkgsSource::Folder(_) => source_name,
                 },
-                attributes.join(", ")
+                attributes.join(", "),
+                match group.overlays.is_empty() {
+                    true => String::new(),
+                    false => format!("; overlays {}", group.overlays.join(", ")),
+                }
             ),
             message,
         },

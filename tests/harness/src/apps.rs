@@ -1,7 +1,11 @@
 //! The fixture apps under `tests/fixtures/apps/`, written for kiln's tests.
 //! Each answers [`FixtureApp::body`] over HTTP on the port in `$PORT`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::process::free_port;
+use crate::validators::Bundle;
 
 /// One fixture app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,5 +60,27 @@ impl FixtureApp {
     /// What the app answers on `GET /`.
     pub fn body(self) -> String {
         format!("hello from kiln fixture {}\n", self.name())
+    }
+
+    /// Runs the image `tag` of the OCI layout `layout` with runc and checks
+    /// that it answers [`FixtureApp::body`] on `$PORT` over loopback.
+    pub fn answers_from(self, layout: &Path, tag: &str) {
+        let bundle = Bundle::unpack(layout, tag);
+        let port = free_port();
+        bundle.prepare(|config| {
+            let env = config["process"]["env"]
+                .as_array_mut()
+                .expect("config has process.env");
+            env.push(format!("PORT={port}").into());
+        });
+        let mut container = bundle.start(&format!("kiln-build-{}-{port}", self.name()));
+        let url = format!("http://127.0.0.1:{port}/");
+        container.wait_ready(Duration::from_secs(30), || crate::http::get(&url).is_some());
+        assert_eq!(
+            crate::http::get(&url),
+            Some(self.body()),
+            "{}",
+            container.log()
+        );
     }
 }
