@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kiln_harness::apps::FixtureApp;
-use kiln_harness::archive_server::{archive, ArchiveServer};
+use kiln_harness::archive_server::{archive, ArchiveServer, Mode};
 use kiln_harness::{require, AsUser, FixtureNixpkgs};
 
 const TOOLS: [&str; 5] = ["umoci", "runc", "curl", "newuidmap", "newgidmap"];
@@ -36,6 +36,20 @@ fn bare_path(dir: &Path) -> PathBuf {
         symlink(format!("/usr/bin/{tool}"), bin.join(tool)).unwrap();
     }
     bin
+}
+
+/// The Node provider's overlay, served by `server` as an empty overlay
+/// (the fixture nixpkgs already has the packages it would add), and the
+/// mirror setting that sends kiln there.
+fn mirrored_node_overlay(server: &ArchiveServer, work: &Path) -> String {
+    let overlay = work.join("npm-overlay");
+    fs::create_dir_all(&overlay).unwrap();
+    fs::write(overlay.join("default.nix"), "self: super: { }\n").unwrap();
+    server.put(
+        "/railwayapp/nix-npm-overlay/archive/main.tar.gz",
+        archive(&overlay, "main"),
+    );
+    format!("https://github.com/={}/", server.url())
 }
 
 /// kiln's package flags with the fixture's cache, its evaluator from that
@@ -64,6 +78,7 @@ fn apps_build_as_the_test_user_with_no_nix_through_the_cached_evaluator_and_the_
     let server = fixture.serve_archive();
     let home = user.tempdir();
     let bin = bare_path(home.path());
+    let mirrors = mirrored_node_overlay(&server, home.path());
     for app in [FixtureApp::Node, FixtureApp::Python] {
         let layout = home.path().join(format!("layout-{}", app.name()));
         let output = user
@@ -77,6 +92,7 @@ fn apps_build_as_the_test_user_with_no_nix_through_the_cached_evaluator_and_the_
             .arg(format!("oci:{}:latest", layout.display()))
             .env("PATH", &bin)
             .env("KILN_NIXPKGS_URL", server.url())
+            .env("KILN_OVERLAY_MIRRORS", &mirrors)
             .output()
             .unwrap();
         succeed(output, &format!("kiln build {} with no nix", app.name()));
@@ -108,6 +124,7 @@ fn a_lock_written_with_no_nix_equals_the_one_host_nix_writes() {
     let server = fixture.serve_archive();
     let home = user.tempdir();
     let bin = bare_path(home.path());
+    let mirrors = mirrored_node_overlay(&server, home.path());
     let lock = |app: &Path, cache: &Path, command: Command, extra: Vec<String>| {
         fs::create_dir_all(app).unwrap();
         fs::copy(
@@ -127,7 +144,8 @@ fn a_lock_written_with_no_nix_equals_the_one_host_nix_writes() {
             .arg("lock")
             .arg(app)
             .args(extra)
-            .env("KILN_NIXPKGS_URL", server.url());
+            .env("KILN_NIXPKGS_URL", server.url())
+            .env("KILN_OVERLAY_MIRRORS", &mirrors);
         command
     };
     let user_app = home.path().join("app");
@@ -263,4 +281,62 @@ fn a_hostile_overlay_reads_nothing_of_the_host_and_reaches_no_network() {
         "the overlay reached the network: {:?}",
         watched.requests()
     );
+}
+
+/// The archive download for real: a 404 and a body cut short each fail
+/// naming the URL and leave nothing in the cache; served whole, the same
+/// cache then resolves.
+#[test]
+fn a_missing_or_truncated_archive_is_refused_naming_the_url() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&["newuidmap"]) {
+        return;
+    }
+    let server = fixture.serve_archive();
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    fs::create_dir_all(&app).unwrap();
+    fs::write(
+        app.join("nixpacks.toml"),
+        "[phases.setup]\nnixPkgs = [\"zlib\"]\n",
+    )
+    .unwrap();
+    let cache = work.path().join("cache");
+    let lock = || {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("lock")
+            .arg(&app)
+            .env("KILN_NIXPKGS_URL", server.url())
+            .output()
+            .unwrap()
+    };
+    for mode in [Mode::NotFound, Mode::Truncated] {
+        server.set_mode(mode);
+        let output = lock();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{mode:?}: {stderr}");
+        assert!(
+            stderr.contains(&server.url()) && stderr.contains(".tar.gz"),
+            "{mode:?}: the error does not name the URL:\n{stderr}"
+        );
+        let unpacked: Vec<_> = fs::read_dir(cache.join("nixpkgs"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name != "urls")
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(unpacked.is_empty(), "{mode:?} left {unpacked:?}");
+    }
+    server.set_mode(Mode::Serve);
+    succeed(lock(), "kiln lock with the archive served whole");
+    assert!(fs::read_to_string(app.join("kiln.lock"))
+        .unwrap()
+        .contains("nixpkgsSha256"));
 }

@@ -41,6 +41,13 @@ pub const DEFAULT_NIXPKGS_URL: &str = "https://github.com/NixOS/nixpkgs/archive"
 /// (`https://`, `http://` or `file://`).
 pub const NIXPKGS_URL_ENV: &str = "KILN_NIXPKGS_URL";
 
+/// The environment variable naming mirrors of URL overlays: space
+/// separated `PREFIX=REPLACEMENT` pairs; an overlay URL starting with a
+/// prefix is downloaded from the replacement instead (the first that
+/// matches). `kiln.lock` keeps the plan's URL and the sha256 that any
+/// mirror must serve.
+pub const OVERLAY_MIRRORS_ENV: &str = "KILN_OVERLAY_MIRRORS";
+
 /// How long the sha256 a URL overlay gave is trusted before it is
 /// downloaded again (an overlay URL may name a branch); Nix's default
 /// `tarball-ttl`. A commit's nixpkgs archive never changes.
@@ -52,6 +59,7 @@ const OVERLAY_TTL: Duration = Duration::from_secs(3600);
 pub struct Archives {
     dir: PathBuf,
     base: String,
+    mirrors: Vec<(String, String)>,
     options: FetchOptions,
 }
 
@@ -141,9 +149,17 @@ impl Archives {
             .ok()
             .filter(|base| !base.is_empty())
             .unwrap_or_else(|| DEFAULT_NIXPKGS_URL.to_string());
+        let mirrors = std::env::var(OVERLAY_MIRRORS_ENV)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(prefix, _)| !prefix.is_empty())
+            .map(|(prefix, replacement)| (prefix.to_string(), replacement.to_string()))
+            .collect();
         Archives {
             dir: cache_root.join("nixpkgs"),
             base: base.trim_end_matches('/').to_string(),
+            mirrors,
             options: FetchOptions::default(),
         }
     }
@@ -183,8 +199,19 @@ impl Archives {
     /// The overlay archive at `url`, unpacked; `pinned` is the sha256
     /// `kiln.lock` records for it.
     pub fn overlay(&self, url: &str, pinned: Option<&str>) -> Result<Unpacked, ArchiveError> {
-        let hint = "check the URL in the plan's nixOverlays";
-        self.fetch(url, pinned, Some(OVERLAY_TTL), hint)
+        let hint = format!("check the URL in the plan's nixOverlays and {OVERLAY_MIRRORS_ENV}");
+        self.fetch(&self.mirrored(url), pinned, Some(OVERLAY_TTL), &hint)
+    }
+
+    /// `url` with the first mirror prefix that matches replaced.
+    fn mirrored(&self, url: &str) -> String {
+        self.mirrors
+            .iter()
+            .find_map(|(prefix, replacement)| {
+                url.strip_prefix(prefix.as_str())
+                    .map(|rest| format!("{replacement}{rest}"))
+            })
+            .unwrap_or_else(|| url.to_string())
     }
 
     /// The unpacked archive of `url`: the cached copy of the pinned or

@@ -519,3 +519,23 @@ fn commits_that_cannot_be_part_of_a_url_are_refused() {
         assert!(err.contains("nixpkgsArchive"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn overlay_urls_come_from_the_first_matching_mirror() {
+    let mut archives = Archives::open(Path::new("/nonexistent"));
+    archives.mirrors = vec![
+        (
+            "https://github.com/".into(),
+            "http://127.0.0.1:1/gh/".into(),
+        ),
+        ("https://github.com/x/".into(), "http://unused/".into()),
+    ];
+    assert_eq!(
+        archives.mirrored("https://github.com/x/o/archive/main.tar.gz"),
+        "http://127.0.0.1:1/gh/x/o/archive/main.tar.gz"
+    );
+    assert_eq!(
+        archives.mirrored("https://example.org/o.tar.gz"),
+        "https://example.org/o.tar.gz"
+    );
+}

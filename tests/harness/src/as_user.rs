@@ -47,9 +47,10 @@ impl AsUser {
     }
 
     /// `program` to be run as the test user with a clean login-like
-    /// environment (HOME, USER, PATH).
+    /// environment (HOME, USER, PATH). `setpriv` is named by its full path,
+    /// so a test may give the command a PATH that lacks it.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new("setpriv");
+        let mut command = Command::new("/usr/bin/setpriv");
         command
             .arg(format!("--reuid={}", self.uid()))
             .arg(format!("--regid={}", self.gid()))
