@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kiln_harness::apps::FixtureApp;
-use kiln_harness::archive_server::{archive, ArchiveServer};
+use kiln_harness::archive_server::ArchiveServer;
 use kiln_harness::{require, FixtureNixpkgs};
 
 /// One `kiln lock`: its wall time and peak memory in KiB.
@@ -37,7 +37,7 @@ fn main() {
         .unwrap_or(3);
     let server = fixture.serve_archive();
     let work = tempfile::tempdir().expect("temp dir");
-    let mirrors = node_overlay(&server, work.path());
+    let mirrors = server.stand_in_for_node_overlay(work.path());
     let app = work.path().join("app");
     std::fs::create_dir_all(&app).expect("app folder");
     for file in ["package.json", "package-lock.json", "server.js"] {
@@ -75,18 +75,6 @@ fn main() {
             cached.wall.as_secs_f64() / host.wall.as_secs_f64()
         );
     }
-}
-
-/// The Node provider's overlay, empty, served through a mirror.
-fn node_overlay(server: &ArchiveServer, work: &Path) -> String {
-    let overlay = work.join("npm-overlay");
-    std::fs::create_dir_all(&overlay).expect("overlay folder");
-    std::fs::write(overlay.join("default.nix"), "self: super: { }\n").expect("overlay");
-    server.put(
-        "/railwayapp/nix-npm-overlay/archive/main.tar.gz",
-        archive(&overlay, "main"),
-    );
-    format!("https://github.com/={}/", server.url())
 }
 
 fn kiln_lock(

@@ -38,20 +38,6 @@ fn bare_path(dir: &Path) -> PathBuf {
     bin
 }
 
-/// The Node provider's overlay, served by `server` as an empty overlay
-/// (the fixture nixpkgs already has the packages it would add), and the
-/// mirror setting that sends kiln there.
-fn mirrored_node_overlay(server: &ArchiveServer, work: &Path) -> String {
-    let overlay = work.join("npm-overlay");
-    fs::create_dir_all(&overlay).unwrap();
-    fs::write(overlay.join("default.nix"), "self: super: { }\n").unwrap();
-    server.put(
-        "/railwayapp/nix-npm-overlay/archive/main.tar.gz",
-        archive(&overlay, "main"),
-    );
-    format!("https://github.com/={}/", server.url())
-}
-
 /// kiln's package flags with the fixture's cache, its evaluator from that
 /// cache and the host store ignored: nothing of the host's Nix is used.
 fn cached_evaluator_args(fixture: &FixtureNixpkgs) -> Vec<String> {
@@ -78,7 +64,7 @@ fn apps_build_as_the_test_user_with_no_nix_through_the_cached_evaluator_and_the_
     let server = fixture.serve_archive();
     let home = user.tempdir();
     let bin = bare_path(home.path());
-    let mirrors = mirrored_node_overlay(&server, home.path());
+    let mirrors = server.stand_in_for_node_overlay(home.path());
     for app in [FixtureApp::Node, FixtureApp::Python] {
         let layout = home.path().join(format!("layout-{}", app.name()));
         let output = user
@@ -124,7 +110,7 @@ fn a_lock_written_with_no_nix_equals_the_one_host_nix_writes() {
     let server = fixture.serve_archive();
     let home = user.tempdir();
     let bin = bare_path(home.path());
-    let mirrors = mirrored_node_overlay(&server, home.path());
+    let mirrors = server.stand_in_for_node_overlay(home.path());
     let lock = |app: &Path, cache: &Path, command: Command, extra: Vec<String>| {
         fs::create_dir_all(app).unwrap();
         fs::copy(

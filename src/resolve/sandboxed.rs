@@ -205,6 +205,11 @@ fn sandbox(
         "--option".into(),
         "restrict-eval".into(),
         "true".into(),
+        // Nothing can be built here, and a plan's overlay must not make
+        // the evaluation wait on a build.
+        "--option".into(),
+        "allow-import-from-derivation".into(),
+        "false".into(),
         "-I".into(),
         NIXPKGS_INSIDE.into(),
     ];

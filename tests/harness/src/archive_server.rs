@@ -111,6 +111,21 @@ impl ArchiveServer {
         lock(&self.shared.files).insert(path.to_string(), body.into());
     }
 
+    /// Serves an empty overlay where the Node provider's plans fetch
+    /// theirs (the fixture nixpkgs has the packages it would add), built in
+    /// `work`; returns the `KILN_OVERLAY_MIRRORS` value that sends kiln
+    /// here for it.
+    pub fn stand_in_for_node_overlay(&self, work: &Path) -> String {
+        let overlay = work.join("npm-overlay");
+        fs::create_dir_all(&overlay).expect("create the overlay folder");
+        fs::write(overlay.join("default.nix"), "self: super: { }\n").expect("write the overlay");
+        self.put(
+            "/railwayapp/nix-npm-overlay/archive/main.tar.gz",
+            archive(&overlay, "main"),
+        );
+        format!("https://github.com/={}/", self.url())
+    }
+
     /// Every request so far (method, path as sent, status answered), in
     /// the order they were read.
     pub fn requests(&self) -> Vec<Request> {
