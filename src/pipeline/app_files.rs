@@ -1,6 +1,11 @@
 //! The app's files as the phases see them at `/app`: the app folder copied
 //! without `.git` and what `.dockerignore` excludes, as upstream copies it,
 //! and the plan's `staticAssets` at `/assets`.
+//!
+//! The copies get the modes git would give them ([`git_mode`]), not the
+//! checkout's: the same commit checked out under another umask must give
+//! the same image and the same phase cache keys, which both read the
+//! staged modes.
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -14,20 +19,20 @@ use kiln_providers::plan::StaticAssets;
 pub fn stage(app_dir: &Path, root: &Path, assets: Option<&StaticAssets>) -> anyhow::Result<usize> {
     let ignore = Ignore::read(app_dir)?;
     let target = root.join("app");
-    fs::create_dir_all(&target)
-        .with_context(|| format!("could not create {}", target.display()))?;
+    create_folders(&target)?;
     let mut copied = 0;
     copy_dir(app_dir, &target, "", &ignore, &mut copied)?;
     if let Some(assets) = assets.filter(|a| !a.is_empty()) {
         let folder = root.join("assets");
-        fs::create_dir_all(&folder)
-            .with_context(|| format!("could not create {}", folder.display()))?;
+        create_folders(&folder)?;
         for (name, text) in assets {
             if name.is_empty() || name.contains('/') || name.starts_with('.') {
                 anyhow::bail!("static asset name {name:?} must be a plain file name");
             }
-            fs::write(folder.join(name), text)
+            let file = folder.join(name);
+            fs::write(&file, text)
                 .with_context(|| format!("could not write the static asset {name}"))?;
+            set_mode(&file, FILE_MODE)?;
         }
     }
     Ok(copied)
@@ -35,11 +40,12 @@ pub fn stage(app_dir: &Path, root: &Path, assets: Option<&StaticAssets>) -> anyh
 
 /// Copies only `files` (paths relative to the staged app `app`, files or
 /// folders) to `<root>/app`, and `assets` when the staged app has them.
+/// The staged files already have their modes; the folders made on the way
+/// get 0755 like the staged ones.
 pub fn stage_selected(staged: &Path, root: &Path, files: &[String]) -> anyhow::Result<()> {
     let app = staged.join("app");
     let target = root.join("app");
-    fs::create_dir_all(&target)
-        .with_context(|| format!("could not create {}", target.display()))?;
+    create_folders(&target)?;
     for file in files {
         let relative = Path::new(file.trim_start_matches("./"));
         if relative.is_absolute()
@@ -61,14 +67,13 @@ pub fn stage_selected(staged: &Path, root: &Path, files: &[String]) -> anyhow::R
             }
         };
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("could not create {}", parent.display()))?;
+            create_folders(parent)?;
         }
         let failed = || format!("could not copy {} to {}", source.display(), dest.display());
         if meta.file_type().is_symlink() {
             symlink(fs::read_link(&source).with_context(failed)?, &dest).with_context(failed)?;
         } else if meta.is_dir() {
-            fs::create_dir_all(&dest).with_context(failed)?;
+            create_folders(&dest)?;
             copy_dir(&source, &dest, file, &Ignore::default(), &mut 0)?;
         } else {
             fs::copy(&source, &dest).with_context(failed)?;
@@ -77,8 +82,7 @@ pub fn stage_selected(staged: &Path, root: &Path, files: &[String]) -> anyhow::R
     let assets = staged.join("assets");
     if assets.is_dir() {
         let dest = root.join("assets");
-        fs::create_dir_all(&dest)
-            .with_context(|| format!("could not create {}", dest.display()))?;
+        create_folders(&dest)?;
         copy_dir(&assets, &dest, "", &Ignore::default(), &mut 0)?;
     }
     Ok(())
@@ -116,11 +120,11 @@ fn copy_dir(
             symlink(fs::read_link(&source).with_context(failed)?, &dest).with_context(failed)?;
         } else if meta.is_dir() {
             fs::create_dir(&dest).with_context(failed)?;
-            fs::set_permissions(&dest, fs::Permissions::from_mode(meta.permissions().mode()))
-                .with_context(failed)?;
+            set_mode(&dest, git_mode(&meta))?;
             copy_dir(&source, &dest, &rel, ignore, copied)?;
         } else if meta.is_file() {
             fs::copy(&source, &dest).with_context(failed)?;
+            set_mode(&dest, git_mode(&meta))?;
             *copied += 1;
         } else {
             tracing::warn!(
@@ -130,6 +134,44 @@ fn copy_dir(
         }
     }
     Ok(())
+}
+
+/// Mode of a staged folder.
+const FOLDER_MODE: u32 = 0o755;
+/// Mode of a staged file its owner may execute in the checkout.
+const EXECUTABLE_MODE: u32 = 0o755;
+/// Mode of any other staged file.
+const FILE_MODE: u32 = 0o644;
+
+/// The mode git gives an entry of a checkout: only the owner's executable
+/// bit of a file counts (umask, group and other bits, setuid and sticky
+/// bits do not). Symlinks are not chmod-ed: their mode means nothing.
+fn git_mode(meta: &fs::Metadata) -> u32 {
+    if meta.is_dir() {
+        FOLDER_MODE
+    } else if meta.permissions().mode() & 0o100 != 0 {
+        EXECUTABLE_MODE
+    } else {
+        FILE_MODE
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("could not set the mode of {}", path.display()))
+}
+
+/// Creates `dir` and its missing parents with [`FOLDER_MODE`], whatever
+/// kiln's umask: they are packed and hashed too.
+fn create_folders(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_folders(parent)?;
+    }
+    fs::create_dir(dir).with_context(|| format!("could not create {}", dir.display()))?;
+    set_mode(dir, FOLDER_MODE)
 }
 
 /// The patterns of the app's `.dockerignore`: `*` and `?` within a path
@@ -214,6 +256,7 @@ fn component_matches(pattern: &[u8], name: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::phase_cache::hash_folder;
     use super::*;
 
     fn ignore(text: &str) -> Ignore {
@@ -261,6 +304,83 @@ mod tests {
             fs::read_to_string(root.path().join("assets/nginx.conf")).unwrap(),
             "conf"
         );
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// An app whose files have the modes a umask-077 checkout gives them,
+    /// plus odd bits git ignores.
+    fn private_checkout() -> tempfile::TempDir {
+        let app = tempfile::tempdir().unwrap();
+        let dir = app.path();
+        fs::create_dir(dir.join("private")).unwrap();
+        fs::write(dir.join("private/key.txt"), "k").unwrap();
+        fs::write(dir.join("run.sh"), "#!/bin/sh\n").unwrap();
+        fs::write(dir.join("group-exec"), "g").unwrap();
+        fs::write(dir.join("setuid"), "s").unwrap();
+        symlink("run.sh", dir.join("link")).unwrap();
+        chmod(&dir.join("private/key.txt"), 0o600);
+        chmod(&dir.join("run.sh"), 0o700);
+        chmod(&dir.join("group-exec"), 0o610);
+        chmod(&dir.join("setuid"), 0o4755);
+        chmod(&dir.join("private"), 0o700);
+        app
+    }
+
+    #[test]
+    fn staged_modes_are_the_ones_git_records() {
+        let app = private_checkout();
+        let root = tempfile::tempdir().unwrap();
+        stage(app.path(), root.path(), None).unwrap();
+        let out = root.path().join("app");
+        assert_eq!(mode(&out), 0o755);
+        assert_eq!(mode(&out.join("private")), 0o755);
+        assert_eq!(mode(&out.join("private/key.txt")), 0o644);
+        assert_eq!(mode(&out.join("run.sh")), 0o755);
+        assert_eq!(mode(&out.join("group-exec")), 0o644);
+        assert_eq!(mode(&out.join("setuid")), 0o755);
+        assert_eq!(
+            fs::read_link(out.join("link")).unwrap(),
+            Path::new("run.sh")
+        );
+
+        let view = root.path().join("view");
+        stage_selected(root.path(), &view, &["private/key.txt".to_string()]).unwrap();
+        assert_eq!(mode(&view.join("app/private")), 0o755);
+        assert_eq!(mode(&view.join("app/private/key.txt")), 0o644);
+    }
+
+    #[test]
+    fn checkouts_differing_only_in_modes_hash_alike() {
+        let private = private_checkout();
+        let open = private_checkout();
+        for (name, mode) in [
+            ("private/key.txt", 0o644),
+            ("run.sh", 0o755),
+            ("private", 0o755),
+        ] {
+            chmod(&open.path().join(name), mode);
+        }
+        let hashes: Vec<(String, String)> = [private, open]
+            .iter()
+            .map(|app| {
+                let root = tempfile::tempdir().unwrap();
+                stage(app.path(), root.path(), None).unwrap();
+                let view = root.path().join("view");
+                stage_selected(root.path(), &view, &["private".to_string()]).unwrap();
+                (
+                    hash_folder(&root.path().join("app")).unwrap(),
+                    hash_folder(&view).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(hashes[0], hashes[1]);
     }
 
     #[test]
