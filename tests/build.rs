@@ -660,6 +660,166 @@ fn node_rebuild_after_a_source_edit_reuses_the_install_phase() {
     FixtureApp::Node.answers_from(&layout, "second");
 }
 
+/// Copies the Node fixture app to `dest` under `umask`, as a checkout on a
+/// runner with that umask has it, then runs the shell `then` in the copy;
+/// as `user` when given (the copy is then theirs).
+fn node_checkout(dest: &Path, umask: &str, then: &str, user: Option<&AsUser>) {
+    let script = r#"umask "$1" && mkdir "$2" && cp -r "$3/." "$2" && cd "$2" && eval "$4""#;
+    let mut command = match user {
+        Some(user) => user.command("/bin/sh"),
+        None => Command::new("/bin/sh"),
+    };
+    let output = command
+        .args(["-c", script, "sh", umask])
+        .arg(dest)
+        .arg(FixtureApp::Node.dir())
+        .arg(then)
+        .output()
+        .expect("run sh");
+    succeed(output, &format!("checkout under umask {umask}"));
+}
+
+/// Builds three checkouts of the Node app, each with a `public/` folder,
+/// one after the other with one cache: made under umask 022, under umask
+/// 077, and under 022 with `server.js` made 600. As `user` when given.
+/// Returns each build's `--json` summary; the layout is `<work>/layout`
+/// with the tags `umask-022`, `umask-077` and `one-600`.
+fn build_node_checkouts(
+    fixture: &FixtureNixpkgs,
+    work: &Path,
+    user: Option<&AsUser>,
+) -> Vec<serde_json::Value> {
+    let public = "mkdir public && echo hello > public/hello.txt";
+    let checkouts = [
+        ("umask-022", "022", public.to_string()),
+        ("umask-077", "077", public.to_string()),
+        ("one-600", "022", format!("{public} && chmod 600 server.js")),
+    ];
+    let mut summaries = Vec::new();
+    for (tag, umask, then) in checkouts {
+        let app = work.join(tag);
+        node_checkout(&app, umask, &then, user);
+        let mut args = build_args(fixture, &app, &work.join("cache"));
+        args.insert(0, "--json".into());
+        args.extend([
+            "--output".into(),
+            format!("oci:{}:{tag}", work.join("layout").display()),
+        ]);
+        let output = match user {
+            Some(user) => kiln_as(user, &args, work),
+            None => kiln(&args),
+        };
+        let stdout = succeed(output, &format!("kiln build of the {tag} checkout"));
+        summaries.push(serde_json::from_str(&stdout).expect("--json prints one JSON object"));
+    }
+    summaries
+}
+
+/// The same commit checked out under two umasks builds to one image, as
+/// root and as the unprivileged user, and a checkout's modes do not change
+/// the install phase's key: the later builds take it from the phase cache.
+#[test]
+fn node_checkouts_under_other_umasks_build_the_same_image() {
+    let Some(fixture) = fixture_and_image_tools() else {
+        return;
+    };
+    let Some(user) = AsUser::get() else {
+        return;
+    };
+    let root_work = tempfile::tempdir().unwrap();
+    let user_work = user.tempdir();
+    let as_root = build_node_checkouts(fixture, root_work.path(), None);
+    let as_user = build_node_checkouts(fixture, user_work.path(), Some(&user));
+    for summaries in [&as_root, &as_user] {
+        assert!(!phase_cached(&summaries[0], "install"), "{}", summaries[0]);
+        for later in &summaries[1..] {
+            assert!(phase_cached(later, "install"), "npm ci ran again: {later}");
+        }
+    }
+    let digest = &as_root[0]["digest"];
+    assert!(digest.as_str().is_some_and(|d| d.starts_with("sha256:")));
+    for summary in as_root.iter().chain(&as_user) {
+        assert_eq!(&summary["digest"], digest, "{summary}");
+    }
+    FixtureApp::Node.answers_from(&root_work.path().join("layout"), "umask-077");
+}
+
+/// Builds a checkout of the Node app made under umask 077, with the shell
+/// `then` run in it, and `extra` build flags; returns the unpacked image.
+fn private_node_image(fixture: &FixtureNixpkgs, then: &str, extra: &[&str]) -> Bundle {
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    node_checkout(&app, "077", then, None);
+    let layout = work.path().join("layout");
+    let mut args = build_args(fixture, &app, &work.path().join("cache"));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend([
+        "--output".into(),
+        format!("oci:{}:latest", layout.display()),
+    ]);
+    succeed(kiln(&args), "kiln build of the umask 077 checkout");
+    Bundle::unpack(&layout, "latest")
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    meta.permissions().mode() & 0o7777
+}
+
+/// The app files get git's modes, and a mode a build phase sets is kept.
+#[test]
+fn a_mode_set_by_a_build_phase_stays_in_the_image() {
+    let Some(fixture) = fixture_and_image_tools() else {
+        return;
+    };
+    let bundle = private_node_image(
+        fixture,
+        "echo secret > secret.txt && echo note > note.txt",
+        &["--build-cmd", "chmod 600 secret.txt"],
+    );
+    let app = bundle.rootfs().join("app");
+    assert_eq!(mode(&app.join("secret.txt")), 0o600, "the phase's chmod");
+    for file in ["note.txt", "server.js", "package.json"] {
+        assert_eq!(mode(&app.join(file)), 0o644, "{file}");
+    }
+    assert_eq!(mode(&app), 0o755);
+}
+
+/// A script only its owner may run in the checkout (0700, in a 0700
+/// folder) is 0755 in the image, and a user other than root runs it and
+/// reads the app's files.
+#[test]
+fn an_executable_script_is_0755_and_runs_as_a_non_root_user() {
+    let Some(fixture) = fixture_and_image_tools() else {
+        return;
+    };
+    let script = r#"#!/bin/bash
+echo "uid $UID"
+echo "$(</app/package.json)"
+"#;
+    let bundle = private_node_image(
+        fixture,
+        &format!("mkdir bin && printf '%s' '{script}' > bin/hello && chmod 700 bin/hello"),
+        &[],
+    );
+    let app = bundle.rootfs().join("app");
+    assert_eq!(mode(&app.join("bin")), 0o755);
+    assert_eq!(mode(&app.join("bin/hello")), 0o755);
+    bundle.prepare(|config| {
+        let process = &mut config["process"];
+        process["args"] = serde_json::json!(["/app/bin/hello"]);
+        process["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+        // No capabilities either: nothing may read past the modes.
+        process["capabilities"] = serde_json::json!({});
+    });
+    let output = bundle.run_to_completion("kiln-build-modes-non-root");
+    let stdout = succeed(output, "runc run /app/bin/hello as uid 1000");
+    assert!(stdout.contains("uid 1000"), "{stdout}");
+    assert!(stdout.contains(r#""name": "node-server""#), "{stdout}");
+}
+
 /// The Node image holds its packages' closure, the app and little else:
 /// compressed, under 1.5 times the closure's and the app's own layers.
 #[test]
