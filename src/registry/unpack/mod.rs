@@ -24,6 +24,8 @@ use crate::layer::compress::{self, Format};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// The mode bits the unpacked copy never keeps.
+const SETUID_SETGID: u32 = 0o6000;
 /// More symlinks than this while resolving one path means a loop.
 const MAX_SYMLINKS: usize = 40;
 
@@ -130,6 +132,10 @@ pub(crate) fn apply_layer(
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
+    // The unpacked copy belongs to the builder, not root, and sits in the
+    // cache: a setuid or setgid file there would run with the builder's ids
+    // for anyone who can reach it. The image's own layers keep their modes.
+    archive.set_mask(SETUID_SETGID);
     // Paths this layer wrote, so an opaque marker hides only lower layers.
     let mut written: HashSet<PathBuf> = HashSet::new();
     let entries = archive
@@ -159,6 +165,12 @@ pub(crate) fn apply_layer(
             continue;
         }
         if let Some(hidden) = name_str.strip_prefix(WHITEOUT_PREFIX) {
+            let hidden = whiteout_target(hidden).ok_or_else(|| {
+                corrupt(format!(
+                    "whiteout `{}` names no file (`.`, `..` or nothing); the layer is refused",
+                    raw.display()
+                ))
+            })?;
             remove_any(&parent.join(hidden)).map_err(|e| write_err(&parent.join(hidden), e))?;
             continue;
         }
@@ -257,6 +269,17 @@ impl<R: Read> Read for ZeroTail<R> {
         buf[..n].fill(0);
         self.zeros_left -= n;
         Ok(n)
+    }
+}
+
+/// The name a whiteout hides (what follows `.wh.`), or `None` when that is
+/// no single name: empty, `.` or `..` would delete the folder itself or its
+/// parent, and a `/` cannot be in one path component of a tar name.
+fn whiteout_target(hidden: &str) -> Option<&str> {
+    match hidden {
+        "" | "." | ".." => None,
+        _ if hidden.contains('/') => None,
+        _ => Some(hidden),
     }
 }
 

@@ -278,3 +278,45 @@ fn garbage_is_a_corrupt_layer_naming_it() {
     assert!(matches!(err, UnpackError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("sha256:abc"), "{err}");
 }
+
+#[test]
+fn whiteouts_naming_dot_or_dot_dot_are_refused() {
+    for name in [".wh...", "a/.wh...", "a/.wh..", "a/.wh.", ".wh."] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(dir.path().join("sentinel"), "outside").unwrap();
+        apply(&root, &[Item::Dir("a/"), Item::File("a/keep", b"k", 0o644)]).unwrap();
+        let err = apply(&root, &[Item::File(name, b"", 0o644)]).unwrap_err();
+        assert!(matches!(err, UnpackError::Corrupt { .. }), "{name}: {err}");
+        assert!(err.to_string().contains(name), "{name}: {err}");
+        assert!(dir.path().join("sentinel").exists(), "{name}");
+        assert!(root.join("a/keep").exists(), "{name}");
+    }
+}
+
+#[test]
+fn setuid_and_setgid_bits_are_stripped_on_unpack() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    apply(
+        &root,
+        &[
+            Item::File("su", b"x", 0o4755),
+            Item::File("wall", b"y", 0o2755),
+            Item::File("sticky", b"z", 0o1777),
+        ],
+    )
+    .unwrap();
+    let mode = |name: &str| {
+        std::fs::metadata(root.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("su"), 0o755);
+    assert_eq!(mode("wall"), 0o755);
+    assert_eq!(mode("sticky"), 0o1777, "the sticky bit stays");
+}
