@@ -37,6 +37,33 @@ pub fn cache_dir(explicit: Option<&Path>) -> Result<PathBuf, CacheDirError> {
         .ok_or(CacheDirError::NoHome)
 }
 
+/// Creates `dir` and any missing parents with mode 0700, so files kiln
+/// keeps there (base images unpacked as the builder, build caches) are not
+/// reachable by other users. An existing `dir` is set to 0700 too: it is
+/// kiln's own folder. Use [`create_private_root`] for the cache root, which
+/// the user may have chosen.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Creates the cache root `dir` (and missing parents) with mode 0700 when it
+/// does not exist yet; an existing folder keeps the modes its owner gave it.
+pub fn create_private_root(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// No cache folder could be chosen.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheDirError {
@@ -113,6 +140,23 @@ fn folder_usage(dir: &Path) -> io::Result<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_folders_are_0700_and_a_chosen_root_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("new/kiln");
+        create_private_root(&root).unwrap();
+        assert_eq!(mode(&root), 0o700);
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o750)).unwrap();
+        create_private_root(&root).unwrap();
+        assert_eq!(mode(&root), 0o750, "an existing root is the user's choice");
+        fs::create_dir(root.join("bases")).unwrap();
+        fs::set_permissions(root.join("bases"), fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&root.join("bases")).unwrap();
+        assert_eq!(mode(&root.join("bases")), 0o700);
+    }
 
     #[test]
     fn explicit_dir_wins() {

@@ -17,6 +17,7 @@ pub mod shell;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 /// Build OCI container images from application source, with no Docker daemon
@@ -73,9 +74,13 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    /// kiln's cache folder: `--cache-dir`, else the default.
+    /// kiln's cache folder: `--cache-dir`, else the default; created 0700
+    /// when missing, since it holds the builder's files.
     pub fn cache_root(&self) -> anyhow::Result<PathBuf> {
-        Ok(crate::cache::cache_dir(self.cache_dir.as_deref())?)
+        let root = crate::cache::cache_dir(self.cache_dir.as_deref())?;
+        crate::cache::create_private_root(&root)
+            .with_context(|| format!("could not create the cache folder {}", root.display()))?;
+        Ok(root)
     }
 }
 

@@ -128,7 +128,9 @@ fn unpacked_root(pulled: &PulledImage, cache_root: &Path) -> anyhow::Result<Unpa
     if let Some(unpacked) = read(&done) {
         return Ok(unpacked);
     }
-    std::fs::create_dir_all(&bases)
+    // Private: the unpacked files belong to the builder, and a base image
+    // may carry programs that should not be reachable by other users.
+    crate::cache::create_private_dir(&bases)
         .with_context(|| format!("could not create {}", bases.display()))?;
     let temp = tempfile::Builder::new()
         .prefix(".unpack-")
@@ -177,4 +179,48 @@ fn reused_layer(
         blob: pulled.path.clone(),
         description: description.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn unpacked_bases_are_private_to_the_builder() {
+        let cache = tempfile::tempdir().unwrap();
+        let bases = cache.path().join("bases");
+        std::fs::create_dir(&bases).unwrap();
+        std::fs::set_permissions(&bases, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let pulled = PulledImage {
+            pinned: "localhost/base@sha256:00".into(),
+            manifest_digest: "sha256:00".into(),
+            manifest: oci_spec::image::ImageManifestBuilder::default()
+                .schema_version(2u32)
+                .config(
+                    oci_spec::image::DescriptorBuilder::default()
+                        .media_type(oci_spec::image::MediaType::ImageConfig)
+                        .digest(
+                            format!("sha256:{}", "0".repeat(64))
+                                .parse::<oci_spec::image::Digest>()
+                                .unwrap(),
+                        )
+                        .size(2u64)
+                        .build()
+                        .unwrap(),
+                )
+                .layers(Vec::new())
+                .build()
+                .unwrap(),
+            config: Default::default(),
+            config_digest: "sha256:01".into(),
+            config_path: cache.path().join("config.json"),
+            layers: Vec::new(),
+        };
+        let unpacked = unpacked_root(&pulled, cache.path()).unwrap();
+        assert!(unpacked.dir.is_dir());
+        let mode = std::fs::metadata(&bases).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "bases/ must not be reachable by other users");
+    }
 }
