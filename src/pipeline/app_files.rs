@@ -42,30 +42,24 @@ pub fn stage(app_dir: &Path, root: &Path, assets: Option<&StaticAssets>) -> anyh
 /// folders) to `<root>/app`, and `assets` when the staged app has them.
 /// The staged files already have their modes; the folders made on the way
 /// get 0755 like the staged ones.
+///
+/// Symlinks are never followed: an entry that is a symlink is copied as
+/// the link, and an entry whose path goes through a symlinked folder is
+/// refused, even when the link points inside the app, since a link may
+/// point anywhere on the host (`l -> /`). Only regular files, folders and
+/// links are copied; a FIFO, socket or device is refused, as reading it
+/// could block the build.
 pub fn stage_selected(staged: &Path, root: &Path, files: &[String]) -> anyhow::Result<()> {
     let app = staged.join("app");
     let target = root.join("app");
     create_folders(&target)?;
     for file in files {
         let relative = Path::new(file.trim_start_matches("./"));
-        if relative.is_absolute()
-            || relative
-                .components()
-                .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            anyhow::bail!(
-                "onlyIncludeFiles entry {file:?} must be a path inside the app, without `..`"
-            );
-        }
+        let Some(meta) = selected_entry(&app, relative, file)? else {
+            continue;
+        };
         let source = app.join(relative);
         let dest = target.join(relative);
-        let meta = match fs::symlink_metadata(&source) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(e).with_context(|| format!("could not read {}", source.display()))
-            }
-        };
         if let Some(parent) = dest.parent() {
             create_folders(parent)?;
         }
@@ -86,6 +80,54 @@ pub fn stage_selected(staged: &Path, root: &Path, files: &[String]) -> anyhow::R
         copy_dir(&assets, &dest, "", &Ignore::default(), &mut 0)?;
     }
     Ok(())
+}
+
+/// What the `onlyIncludeFiles` entry `file` (`relative` inside `app`) is,
+/// looked at without following any symlink; `None` when it does not
+/// exist. Errors when it leaves the app, goes through a symlink, or is
+/// neither a regular file, a folder nor a symlink.
+fn selected_entry(app: &Path, relative: &Path, file: &str) -> anyhow::Result<Option<fs::Metadata>> {
+    let mut here = app.to_path_buf();
+    let mut components = relative.components().peekable();
+    while let Some(component) = components.next() {
+        let std::path::Component::Normal(part) = component else {
+            anyhow::bail!(
+                "onlyIncludeFiles entry {file:?} must be a path inside the app, without `..`"
+            );
+        };
+        here.push(part);
+        let meta = match fs::symlink_metadata(&here) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("could not read {}", here.display())),
+        };
+        let kind = meta.file_type();
+        let last = components.peek().is_none();
+        if !last && kind.is_symlink() {
+            let link = here
+                .strip_prefix(app)
+                .unwrap_or(&here)
+                .display()
+                .to_string();
+            anyhow::bail!(
+                "onlyIncludeFiles entry {file:?} goes through `{link}`, a symlink; kiln does not \
+                 follow links there: name the link itself, or the files in the folder it points to"
+            );
+        }
+        if last && !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
+            anyhow::bail!(
+                "onlyIncludeFiles entry {file:?} is not a regular file, folder or symlink (a FIFO, \
+                 socket or device); remove it from onlyIncludeFiles"
+            );
+        }
+        if last {
+            return Ok(Some(meta));
+        }
+    }
+    // An empty entry names the app itself.
+    fs::symlink_metadata(app)
+        .map(Some)
+        .with_context(|| format!("could not read {}", app.display()))
 }
 
 fn copy_dir(
@@ -381,6 +423,66 @@ mod tests {
             })
             .collect();
         assert_eq!(hashes[0], hashes[1]);
+    }
+
+    /// A staged app whose `l` links to a folder outside it holding a
+    /// secret and a FIFO, as `l -> /` would reach `/root/.docker`.
+    fn staged_with_outside_link() -> (tempfile::TempDir, tempfile::TempDir) {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), "host secret").unwrap();
+        mkfifo(&outside.path().join("fifo"));
+        let staged = tempfile::tempdir().unwrap();
+        fs::create_dir(staged.path().join("app")).unwrap();
+        fs::write(staged.path().join("app/main.js"), "code").unwrap();
+        symlink(outside.path(), staged.path().join("app/l")).unwrap();
+        (staged, outside)
+    }
+
+    fn mkfifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        assert!(made.unwrap().success(), "mkfifo {}", path.display());
+    }
+
+    /// `stage_selected` on another thread, so a copy that blocks on a FIFO
+    /// fails the test instead of hanging it.
+    fn select(staged: &Path, view: &Path, files: &[&str]) -> anyhow::Result<()> {
+        let (staged, view) = (staged.to_path_buf(), view.to_path_buf());
+        let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || send.send(stage_selected(&staged, &view, &files)));
+        receive
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("stage_selected hung")
+    }
+
+    #[test]
+    fn only_include_files_never_reach_through_a_symlinked_folder() {
+        let (staged, outside) = staged_with_outside_link();
+        let view = staged.path().join("view");
+        let err = select(staged.path(), &view, &["main.js", "l/secret"]).unwrap_err();
+        assert!(format!("{err:#}").contains("`l`"), "{err:#}");
+        assert!(!view.join("app/l/secret").exists());
+
+        // The link itself is copied as a link; naming a file through it
+        // must neither copy nor truncate the host file it reaches.
+        let view = staged.path().join("view2");
+        assert!(select(staged.path(), &view, &["l", "l/secret"]).is_err());
+        assert_eq!(
+            fs::read_to_string(outside.path().join("secret")).unwrap(),
+            "host secret"
+        );
+        let view = staged.path().join("view3");
+        select(staged.path(), &view, &["l"]).unwrap();
+        assert_eq!(fs::read_link(view.join("app/l")).unwrap(), outside.path());
+    }
+
+    #[test]
+    fn only_include_files_refuse_a_fifo_instead_of_hanging() {
+        let (staged, _outside) = staged_with_outside_link();
+        assert!(select(staged.path(), &staged.path().join("v1"), &["l/fifo"]).is_err());
+        mkfifo(&staged.path().join("app/pipe"));
+        let err = select(staged.path(), &staged.path().join("v2"), &["pipe"]).unwrap_err();
+        assert!(format!("{err:#}").contains("pipe"), "{err:#}");
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub fn phase_files(phase: &Phase, app: &Path) -> Option<Vec<String>> {
 }
 
 fn node_install_files(app: &Path) -> Option<Vec<String>> {
-    let text = std::fs::read(app.join("package.json")).ok()?;
+    let text = read_regular(&app.join("package.json"))?;
     let manifest: serde_json::Value = serde_json::from_slice(&text).ok()?;
     let scripts = manifest.get("scripts").and_then(|s| s.as_object());
     let runs_scripts = scripts.is_some_and(|s| INSTALL_SCRIPTS.iter().any(|n| s.contains_key(*n)));
@@ -94,7 +94,7 @@ fn node_install_files(app: &Path) -> Option<Vec<String>> {
 }
 
 fn pip_install_files(app: &Path) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(app.join("requirements.txt")).ok()?;
+    let text = String::from_utf8(read_regular(&app.join("requirements.txt"))?).ok()?;
     // Anything that points at a file or folder (`-e .`, `-r other.txt`,
     // `./pkg`, `name @ file://...`) makes pip read more than this file.
     let local = text.lines().map(str::trim).any(|line| {
@@ -104,6 +104,14 @@ fn pip_install_files(app: &Path) -> Option<Vec<String>> {
             || line.contains("file:")
     });
     (!local).then(|| present(app, &["requirements.txt"]))
+}
+
+/// The bytes of `path` when it is a regular file of the app itself. A
+/// symlink (which may point anywhere on the host) or a FIFO is not read:
+/// the phase then sees the whole app, which is always correct.
+fn read_regular(path: &Path) -> Option<Vec<u8>> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.is_file().then(|| std::fs::read(path).ok()).flatten()
 }
 
 fn present(app: &Path, names: &[&str]) -> Vec<String> {
@@ -178,6 +186,42 @@ mod tests {
             phase_files(&install(PIP_REQUIREMENTS_INSTALL), app.path()),
             None
         );
+    }
+
+    /// `phase_files` on another thread, so a read that blocks fails the
+    /// test instead of hanging it.
+    fn files_within(phase: Phase, app: &Path) -> Option<Vec<String>> {
+        let app = app.to_path_buf();
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || send.send(phase_files(&phase, &app)));
+        receive
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("phase_files hung")
+    }
+
+    #[test]
+    fn manifests_that_are_links_or_fifos_are_not_read() {
+        let outside = tempfile::tempdir().unwrap();
+        let fifo = outside.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        std::fs::write(outside.path().join("package.json"), "{}").unwrap();
+        for (name, phase) in [
+            ("package.json", install("npm ci")),
+            ("requirements.txt", install(PIP_REQUIREMENTS_INSTALL)),
+        ] {
+            for target in [fifo.clone(), outside.path().join("package.json")] {
+                let app = tempfile::tempdir().unwrap();
+                std::os::unix::fs::symlink(&target, app.path().join(name)).unwrap();
+                assert_eq!(files_within(phase.clone(), app.path()), None, "{name}");
+            }
+            let app = tempfile::tempdir().unwrap();
+            let made = std::process::Command::new("mkfifo")
+                .arg(app.path().join(name))
+                .status();
+            assert!(made.unwrap().success());
+            assert_eq!(files_within(phase.clone(), app.path()), None, "{name}");
+        }
     }
 
     #[test]

@@ -103,7 +103,11 @@ fn export_files(
 }
 
 /// The shell command that copies `files` from `/app` to the export folder,
-/// keeping their paths.
+/// keeping their paths. It runs inside the sandbox, so a symlink in the
+/// built app resolves against the sandbox's own root, never the host's:
+/// the host files there are read-only binds the build phases can read
+/// anyway, and `cp -a` copies links as links and FIFOs as FIFOs without
+/// reading them.
 fn copy_command(files: Option<&[String]>) -> anyhow::Result<String> {
     let target = format!("/{EXPORT_DIR}/app");
     let mut steps = vec![format!("mkdir -p {target}")];
