@@ -367,3 +367,42 @@ fn preflight_names_a_switched_off_user_namespace_limit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_store_path_that_is_a_symlink_is_shown_as_the_link_not_its_host_target() {
+    let Some(fixture) = fixture() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let secret = world_readable_secret(dir.path());
+    let secret_dir = dir.path().join("secret-dir");
+    fs::create_dir(&secret_dir).unwrap();
+    fs::write(secret_dir.join("key"), "host only\n").unwrap();
+    let file_link = dir.path().join("aaaa-file-link");
+    let dir_link = dir.path().join("aaaa-dir-link");
+    std::os::unix::fs::symlink(&secret, &file_link).unwrap();
+    std::os::unix::fs::symlink(&secret_dir, &dir_link).unwrap();
+    let upper = empty_dir(dir.path(), "upper");
+    let lines = Lines::default();
+    let mut sandbox = phase(
+        fixture,
+        &[],
+        &upper,
+        &[
+            "cat /nix/store/aaaa-file-link /nix/store/aaaa-dir-link/key 2>/dev/null; true",
+            "readlink /nix/store/aaaa-file-link || echo not-a-link",
+            "readlink /nix/store/aaaa-dir-link || echo not-a-link",
+        ],
+        &lines,
+    );
+    for link in [&file_link, &dir_link] {
+        sandbox.store_paths.push(kiln::sandbox::StoreBind {
+            host: link.clone(),
+            name: link.file_name().unwrap().to_str().unwrap().to_string(),
+        });
+    }
+    sandbox.run().expect("the phase runs");
+    let all = lines.all();
+    assert!(!all.iter().any(|l| l.contains("host only")), "{all:?}");
+    assert!(lines.has(secret.to_str().unwrap()), "{all:?}");
+    assert!(lines.has(secret_dir.to_str().unwrap()), "{all:?}");
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "host only\n");
+}

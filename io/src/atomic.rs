@@ -247,6 +247,24 @@ mod tests {
     }
 
     #[test]
+    fn a_symlink_to_a_host_fifo_commits_without_opening_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("host-fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let link = dir.path().join(".tmp-link");
+        symlink(&fifo, &link).unwrap();
+        // Opening the link would block on the FIFO until a writer came.
+        let target = dir.path().join("hash-link");
+        let (send, receive) = std::sync::mpsc::channel();
+        let (from, to) = (link.clone(), target.clone());
+        std::thread::spawn(move || send.send(commit_dir(&from, &to).map_err(|e| e.kind())));
+        let done = receive.recv_timeout(std::time::Duration::from_secs(20));
+        assert_eq!(done.expect("commit_dir hung on the link"), Ok(()));
+        assert_eq!(fs::read_link(&target).unwrap(), fifo);
+    }
+
+    #[test]
     fn a_missing_temp_folder_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let err = commit_dir(&dir.path().join("gone"), &dir.path().join("abc")).unwrap_err();

@@ -45,7 +45,10 @@ pub use interrupt::cancel_on_interrupt;
 pub use output::Output;
 pub use quote::shell_quote;
 
-/// A store path made visible, read-only, at `/nix/store/<name>`.
+/// A store path made visible, read-only, at `/nix/store/<name>`. A store
+/// path that is itself a symlink (a NAR whose root is a link) is shown as
+/// the same link inside the sandbox, never bound: a bind would follow it
+/// to whatever it names on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreBind {
     /// The folder (or file) on the host, e.g. in kiln's store.

@@ -341,4 +341,42 @@ mod tests {
         assert!(report.removed.is_empty());
         assert!(store.is_valid(&used));
     }
+
+    #[test]
+    fn a_store_path_that_links_to_a_host_fifo_or_folder_is_never_followed() {
+        let cache = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let fifo = host.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        fs::write(host.path().join("secret"), "host only").unwrap();
+        let store = Store::open(cache.path()).unwrap();
+        let (send, receive) = std::sync::mpsc::channel();
+        let targets = [fifo.clone(), host.path().to_path_buf()];
+        std::thread::spawn(move || {
+            for (name, target) in ["fifo", "folder"].into_iter().zip(targets) {
+                let path = path(name);
+                let text = format!(
+                    "StorePath: {path}\nURL: nar/a.nar\nCompression: none\n\
+                     NarHash: sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s\n\
+                     NarSize: 120\nReferences: \n"
+                );
+                let info = crate::narinfo::parse_narinfo(text.as_bytes(), "test", &path).unwrap();
+                let temp = store.temp_location(&path);
+                std::os::unix::fs::symlink(&target, &temp).unwrap();
+                store.commit(&path, &temp, &info).unwrap();
+                assert!(store.is_valid(&path));
+                assert_eq!(fs::read_link(store.location(&path)).unwrap(), target);
+            }
+            send.send(store.prune(Duration::ZERO).map(|r| r.removed.len()))
+                .unwrap();
+        });
+        let pruned = receive.recv_timeout(Duration::from_secs(20));
+        assert_eq!(pruned.expect("the store hung on a link").unwrap(), 2);
+        assert_eq!(
+            fs::read_to_string(host.path().join("secret")).unwrap(),
+            "host only"
+        );
+        assert!(fifo.exists());
+    }
 }

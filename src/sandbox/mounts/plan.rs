@@ -11,7 +11,7 @@ use nix::mount::MsFlags;
 use super::special::special_filesystems;
 use super::step::{beneath, c_path, mount_step, read_only_bind, relative, under};
 use super::{Action, Kind, Layout, Step};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, StoreBind};
 
 /// Longest option string `mount(2)` passes on: one page, less its NUL.
 const MAX_MOUNT_OPTIONS: usize = 4095;
@@ -74,9 +74,10 @@ fn scratch_steps(layout: &Layout) -> io::Result<Vec<Step>> {
     Ok(steps)
 }
 
-/// Creates every mount point of `sandbox` in the skeleton layer.
+/// Creates every mount point of `sandbox` in the skeleton layer, and the
+/// store paths that are symlinks as the same links.
 fn skeleton_steps(sandbox: &Sandbox, skeleton: &Path) -> io::Result<Vec<Step>> {
-    mount_points(sandbox)
+    let mut steps = mount_points(sandbox)
         .into_iter()
         .map(|(rel, (kind, mode))| {
             let path = c_path(&skeleton.join(&rel))?;
@@ -88,7 +89,30 @@ fn skeleton_steps(sandbox: &Sandbox, skeleton: &Path) -> io::Result<Vec<Step>> {
                 },
             })
         })
-        .collect()
+        .collect::<io::Result<Vec<_>>>()?;
+    for store in sandbox.store_paths.iter().filter(|s| is_link(s)) {
+        let target = std::fs::read_link(&store.host)?;
+        let link = skeleton.join("nix/store").join(&store.name);
+        steps.push(Step {
+            what: format!(
+                "link /nix/store/{} to {} (the store path is a symlink)",
+                store.name,
+                target.display()
+            ),
+            action: Action::Symlink {
+                target: c_path(&target)?,
+                link: c_path(&link)?,
+            },
+        });
+    }
+    Ok(steps)
+}
+
+/// Whether the store path is a symlink on the host. Such a path is shown as
+/// a link in the skeleton, resolved inside the sandbox like any link there,
+/// because `mount(2)` would follow it to its target on the host.
+fn is_link(store: &StoreBind) -> bool {
+    std::fs::symlink_metadata(&store.host).is_ok_and(|meta| meta.file_type().is_symlink())
 }
 
 /// Every mount point of `sandbox` as a path below the root, with its kind
@@ -121,6 +145,12 @@ fn mount_points(sandbox: &Sandbox) -> BTreeMap<PathBuf, (Kind, u32)> {
     }
     for store in &sandbox.store_paths {
         let rel = Path::new("nix/store").join(&store.name);
+        if is_link(store) {
+            // The link itself is made by `skeleton_steps`; only its folder
+            // is a mount point's parent here.
+            add(PathBuf::from("nix/store"), Kind::Dir, 0o755);
+            continue;
+        }
         if store.host.is_dir() {
             add(rel, Kind::Dir, 0o555);
         } else {
@@ -203,7 +233,7 @@ fn app_overlay(app: &Path, layout: &Layout) -> io::Result<Vec<Step>> {
 /// Each store path of the closure, read-only at `/nix/store/<name>`.
 fn store_path_binds(sandbox: &Sandbox, root: &Path) -> io::Result<Vec<Step>> {
     let mut steps = Vec::new();
-    for store in &sandbox.store_paths {
+    for store in sandbox.store_paths.iter().filter(|s| !is_link(s)) {
         let inside = Path::new("/nix/store").join(&store.name);
         let kind = if store.host.is_dir() {
             Kind::Dir
@@ -281,7 +311,7 @@ fn host_file_binds(root: &Path) -> io::Result<Vec<Step>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{FolderBind, StoreBind};
+    use crate::sandbox::FolderBind;
 
     #[test]
     fn mount_points_come_after_their_parents() {
