@@ -19,6 +19,7 @@ use nix_narinfo::{NarInfo, TrustedPublicKey, MAX_NARINFO_SIZE};
 use crate::error::StoreError;
 use crate::narinfo::{check_signature, hash_part, parse_narinfo, parse_public_keys};
 use crate::netrc::{credentials_for, Credentials};
+use crate::redact::redact_url;
 
 /// The public NixOS binary cache, used when no substituter is given.
 pub const DEFAULT_SUBSTITUTER: &str = "https://cache.nixos.org";
@@ -203,7 +204,7 @@ impl Substituter {
     /// Parses `file:///path`, `http://host[/prefix]` or `https://...`.
     pub fn parse(url: &str) -> Result<Substituter, StoreError> {
         let bad = |reason: &str| StoreError::BadSubstituter {
-            url: url.to_string(),
+            url: redact_url(url),
             reason: reason.to_string(),
         };
         let trimmed = url.trim_end_matches('/');
@@ -224,14 +225,15 @@ impl Substituter {
             return Err(bad("unknown scheme"));
         };
         Ok(Substituter {
-            url: trimmed.to_string(),
+            url: redact_url(trimmed),
             transport,
             credentials: None,
             store_dir_checked: OnceLock::new(),
         })
     }
 
-    /// The cache's URL as given (without a trailing slash).
+    /// The cache's URL for messages: as given, without a trailing slash
+    /// and with any `user:pass@` replaced by `***@`.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -252,7 +254,7 @@ impl Substituter {
         }
     }
 
-    /// The full URL of a file in the cache, for messages.
+    /// The full URL of a file in the cache, for messages (redacted).
     pub fn url_of(&self, relative: &str) -> String {
         format!("{}/{relative}", self.url)
     }
@@ -274,7 +276,11 @@ impl Substituter {
         }
         match &self.transport {
             Transport::File(dir) => open_file(&dir.join(relative), &url),
-            Transport::Http(_) => self.http_get(&url, agent, options),
+            // Requests go to the URL as given; messages name the redacted one.
+            Transport::Http(base) => {
+                let request = format!("{base}/{relative}");
+                http_get(&request, &url, self.credentials.as_ref(), agent, options)
+            }
         }
     }
 
@@ -305,15 +311,6 @@ impl Substituter {
         let _ = self.store_dir_checked.set(());
         Ok(())
     }
-
-    fn http_get(
-        &self,
-        url: &str,
-        agent: &ureq::Agent,
-        options: &FetchOptions,
-    ) -> Result<Option<Download>, StoreError> {
-        http_get(url, self.credentials.as_ref(), agent, options)
-    }
 }
 
 /// Opens any `file://`, `http://` or `https://` URL with the substituters'
@@ -324,12 +321,14 @@ pub fn open_url(url: &str, options: &FetchOptions) -> Result<Option<Download>, S
     let location = Substituter::parse(url)?;
     match &location.transport {
         Transport::File(path) => open_file(path, url),
-        Transport::Http(_) => http_get(url, None, &agent(options), options),
+        Transport::Http(_) => http_get(url, &redact_url(url), None, &agent(options), options),
     }
 }
 
-/// GETs `url`, retrying what may pass per the shared policy.
+/// GETs `target`, retrying what may pass per the shared policy; errors
+/// and logs name `url`, its redacted form.
 fn http_get(
+    target: &str,
     url: &str,
     credentials: Option<&Credentials>,
     agent: &ureq::Agent,
@@ -338,7 +337,7 @@ fn http_get(
     let policy = options.retry_policy();
     let mut attempt = 1;
     loop {
-        let mut request = agent.get(url);
+        let mut request = agent.get(target);
         if let Some(credentials) = credentials {
             request = request.header("Authorization", credentials.basic_auth_header());
         }
@@ -477,10 +476,13 @@ mod tests {
         assert_eq!(file.url(), "file:///tmp/cache/?compression=xz");
         assert!(matches!(&file.transport, Transport::File(p) if p == Path::new("/tmp/cache/")));
         let http = Substituter::parse("https://user@cache.example:8443/prefix/").unwrap();
-        assert_eq!(http.url(), "https://user@cache.example:8443/prefix");
+        assert_eq!(http.url(), "https://***@cache.example:8443/prefix");
         assert_eq!(
             http.url_of("x.narinfo"),
-            "https://user@cache.example:8443/prefix/x.narinfo"
+            "https://***@cache.example:8443/prefix/x.narinfo"
+        );
+        assert!(
+            matches!(&http.transport, Transport::Http(base) if base == "https://user@cache.example:8443/prefix")
         );
     }
 

@@ -264,3 +264,41 @@ fn a_private_cache_gets_the_netrc_credentials_and_refuses_without() {
     let closure = store.realize(&with_credentials, &[zlib]).unwrap();
     assert_eq!(closure.downloaded(), 2);
 }
+
+/// `user:pass@` in a cache URL is a secret: it shows in no error and in no
+/// realized path's origin.
+#[test]
+fn credentials_in_a_cache_url_are_never_shown() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let zlib = fixture_path(fixture, "zlib");
+    let secret = "s3cret-in-url";
+    let failing = FlakyServer::serve(fixture.xz_cache(), usize::MAX);
+    let url = failing.url().replace("://", &format!("://kiln:{secret}@"));
+    let message = realize_fails(&url, fixture.public_key(), &zlib);
+    assert!(
+        !message.contains(secret) && message.contains("500"),
+        "{message}"
+    );
+
+    let bad = format!("ftp://kiln:{secret}@cache.example");
+    let message = Substituters::new(&[bad], &[], quick_options())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        !message.contains(secret) && message.contains("cache.example"),
+        "{message}"
+    );
+
+    let working = FlakyServer::serve(fixture.xz_cache(), 0);
+    let url = working.url().replace("://", &format!("://kiln:{secret}@"));
+    let substituters = caches(&url, fixture.public_key(), quick_options());
+    assert!(substituters.urls().iter().all(|u| !u.contains(secret)));
+    let (_cache, store) = empty_store();
+    let closure = store.realize(&substituters, &[zlib]).unwrap();
+    for path in &closure.paths {
+        assert!(!format!("{:?}", path.origin).contains(secret), "{path:?}");
+    }
+}
