@@ -144,6 +144,13 @@ impl Substituters {
         &self.options
     }
 
+    /// Whether `info` passes this realization's signature check: signed by
+    /// a trusted key, or signatures are not checked (`--no-verify`).
+    pub fn trusts(&self, info: &NarInfo) -> bool {
+        !self.options.verify_signatures
+            || info.has_valid_signature(&nix_derivation::StoreDir::default(), &self.keys)
+    }
+
     /// The first cache's narinfo for `path`, checked. A cache without it
     /// passes the question on; no cache having it is an error naming all.
     pub fn narinfo(&self, path: &StorePath) -> Result<FoundNarInfo, StoreError> {
