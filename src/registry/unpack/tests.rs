@@ -278,3 +278,19 @@ fn garbage_is_a_corrupt_layer_naming_it() {
     assert!(matches!(err, UnpackError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("sha256:abc"), "{err}");
 }
+
+#[test]
+fn the_limit_lets_exactly_its_bytes_through_and_no_more() {
+    let read_all = |bytes: &[u8], left: u64| {
+        let mut limited = Limited {
+            inner: bytes,
+            left,
+            exceeded: false,
+        };
+        let result = std::io::copy(&mut limited, &mut std::io::sink());
+        (result.is_ok(), limited.exceeded)
+    };
+    assert_eq!(read_all(&[0; 4096], 4096), (true, false));
+    assert_eq!(read_all(&[0; 4097], 4096), (false, true));
+    assert_eq!(read_all(&[], 0), (true, false));
+}
