@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiln::registry::{
-    pull_image, push_layout, unpack_layers, AuthEnv, Platform, PulledImage, PushRequest,
-    RegistryConfig, RegistryError,
+    pull_image, push_layout, unpack_layers, unpack_layers_within, AuthEnv, Platform, PulledImage,
+    PushRequest, RegistryConfig, RegistryError,
 };
 use kiln_harness::debian::{debian_image, SUITE};
 use kiln_harness::hash::sha256_digest;
@@ -440,4 +440,123 @@ fn layout_on_base(layout: &Path, base: &PulledImage, top: &Path) -> String {
     )
     .unwrap();
     top_digest
+}
+
+/// An OCI layout `t` of one gzip layer holding `zeros` bytes of zeros in
+/// one file (a few KB compressed), its config padded with `padding` bytes.
+/// Returns the layer's and the config's digests.
+fn one_layer_layout(layout: &Path, zeros: u64, padding: usize) -> (String, String) {
+    use std::io::Write;
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = sha256_digest(bytes);
+        std::fs::write(blobs.join(&digest[7..]), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let mut header = tar::Header::new_gnu();
+    header.set_path("zeros").unwrap();
+    header.set_size(zeros);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut tar = header.as_bytes().to_vec();
+    tar.resize(tar.len() + zeros as usize + 1024, 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&tar).unwrap();
+    let (layer, layer_size) = put(&gz.finish().unwrap());
+    let config = json!({
+        "architecture": Platform::host().architecture,
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&tar)]},
+        "padding": "x".repeat(padding),
+    });
+    let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer, "size": layer_size}],
+    }))
+    .unwrap();
+    let (manifest_digest, manifest_size) = put(&manifest);
+    let index = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": manifest_digest, "size": manifest_size,
+        "annotations": {"org.opencontainers.image.ref.name": "t"},
+    }]});
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    (layer, config_digest)
+}
+
+/// Pushes `layout`'s `t` to a fresh registry as `name:1` with kiln's own
+/// push (skopeo refuses configs over 4 MiB itself).
+fn push_one(layout: &Path, name: &str, home: &Path) -> (Registry, String) {
+    let registry = Registry::start(RegistryKind::Plain);
+    let remote = format!("{}/{name}:1", registry.host());
+    let request = PushRequest {
+        layout,
+        layout_tag: Some("t"),
+        destination: &remote,
+        extra_tags: &[],
+        mount_from: &[],
+    };
+    push_layout(&config_for(&registry, home), &request).unwrap();
+    (registry, remote)
+}
+
+#[test]
+fn a_gzip_bomb_layer_is_refused_past_the_unpack_limit() {
+    if !require(&TOOLS) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let (layer, _) = one_layer_layout(&layout, 32 << 20, 0);
+    let (registry, remote) = push_one(&layout, "bomb", dir.path());
+    let config = config_for(&registry, dir.path());
+    let pulled = pull_image(&config, &remote, &Platform::host(), &dir.path().join("b")).unwrap();
+    assert!(pulled.layers[0].size < 1 << 20);
+
+    let root = dir.path().join("root");
+    let err = unpack_layers_within(&pulled.layers, &root, 1 << 20)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&layer) && err.contains("KILN_MAX_UNPACKED_BYTES"),
+        "{err}"
+    );
+    // What was written before the limit is at most the limit.
+    let written = std::fs::metadata(root.join("zeros")).map_or(0, |m| m.len());
+    assert!(written <= 1 << 20, "{written}");
+    // A limit the layer fits in unpacks it.
+    let sizes = unpack_layers_within(&pulled.layers, &dir.path().join("ok"), 64 << 20).unwrap();
+    assert_eq!(sizes, [(32 << 20) + 1024 + 512]);
+}
+
+#[test]
+fn a_config_of_megabytes_is_refused_naming_registry_repository_and_digest() {
+    if !require(&TOOLS) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let (_, config_digest) = one_layer_layout(&layout, 1024, 5 << 20);
+    let (registry, remote) = push_one(&layout, "fat", dir.path());
+    let blobs = dir.path().join("b");
+    let config = config_for(&registry, dir.path());
+    let err = pull_image(&config, &remote, &Platform::host(), &blobs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&registry.host()) && err.contains("fat") && err.contains(&config_digest),
+        "{err}"
+    );
+    assert!(!blobs.join("sha256").join(&config_digest[7..]).exists());
 }

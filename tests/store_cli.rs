@@ -370,3 +370,44 @@ fn caches_and_keys_come_from_the_environment_too() {
         "{message}"
     );
 }
+
+/// `user:pass@` in a substituter URL shows neither in `--json` output nor
+/// in an error naming the caches tried.
+#[test]
+fn credentials_in_a_substituter_url_are_redacted_in_output_and_errors() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let server = fixture.serve_http();
+    let secret = "s3cret-in-url";
+    let url = server.url().replace("://", &format!("://kiln:{secret}@"));
+    let run = |path: &str| {
+        let cache = tempfile::tempdir().unwrap();
+        kiln()
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .args(["--json", "realize", "--ignore-host-store"])
+            .args(["--substituter", &url])
+            .args(["--trusted-public-key", fixture.public_key()])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let output = run(fixture.store_path("zlib"));
+    assert_ok(&output);
+    let printed = stdout(&output) + &stderr(&output);
+    assert!(!printed.contains(secret), "{printed}");
+    let closure: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let shown = server.url().replace("://", "://***@");
+    for path in closure["paths"].as_array().unwrap() {
+        assert_eq!(path["cache"], shown.as_str());
+    }
+
+    let output = run("/nix/store/00000000000000000000000000000000-absent");
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        !message.contains(secret) && message.contains(&shown),
+        "{message}"
+    );
+}

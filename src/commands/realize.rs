@@ -31,6 +31,8 @@ pub struct RealizeCommand {
 
     /// Accept narinfo files no trusted key signed. Dangerous: a cache (or
     /// anyone between you and it) can then serve any files it likes.
+    /// Paths fetched so are fetched again by the next verified realize or
+    /// build that needs them.
     #[arg(long)]
     pub no_verify: bool,
 }

@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use base64::Engine;
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::error::RegistryError;
 
@@ -142,25 +143,75 @@ fn basic(c: &Credentials) -> RegistryAuth {
 }
 
 /// The parts of docker's `config.json` and containers' `auth.json` kiln reads.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default)]
 struct AuthFile {
-    #[serde(default)]
     auths: BTreeMap<String, AuthEntry>,
-    #[serde(default)]
     cred_helpers: BTreeMap<String, String>,
-    #[serde(default)]
     creds_store: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 struct AuthEntry {
-    #[serde(default)]
     auth: Option<String>,
-    #[serde(default)]
     username: Option<String>,
-    #[serde(default)]
     password: Option<String>,
+}
+
+/// Parses an auth file by hand rather than with serde's derive, whose
+/// type errors quote the offending value: in an auth file that value may
+/// be a password. Errors name the file and the key, never the value.
+fn parse_auth_file(text: &[u8], file: &Path) -> Result<AuthFile, RegistryError> {
+    let bad = |reason: String| RegistryError::AuthFile {
+        path: file.to_path_buf(),
+        reason,
+    };
+    // serde_json's syntax errors give a position, not the text there.
+    let value: Value =
+        serde_json::from_slice(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let top = object(&value, "the top level").map_err(&bad)?;
+    let mut parsed = AuthFile::default();
+    if let Some(auths) = present(top.get("auths")) {
+        for (registry, entry) in object(auths, "auths").map_err(&bad)? {
+            let key = format!("auths.{registry}");
+            let fields = object(entry, &key).map_err(&bad)?;
+            let field = |name: &str| string(fields.get(name), &format!("{key}.{name}"));
+            let entry = AuthEntry {
+                auth: field("auth").map_err(&bad)?,
+                username: field("username").map_err(&bad)?,
+                password: field("password").map_err(&bad)?,
+            };
+            parsed.auths.insert(registry.clone(), entry);
+        }
+    }
+    if let Some(helpers) = present(top.get("credHelpers")) {
+        for (registry, helper) in object(helpers, "credHelpers").map_err(&bad)? {
+            let key = format!("credHelpers.{registry}");
+            if let Some(helper) = string(Some(helper), &key).map_err(&bad)? {
+                parsed.cred_helpers.insert(registry.clone(), helper);
+            }
+        }
+    }
+    parsed.creds_store = string(top.get("credsStore"), "credsStore").map_err(&bad)?;
+    Ok(parsed)
+}
+
+/// `value` unless it is missing or `null`, which count as absent.
+fn present(value: Option<&Value>) -> Option<&Value> {
+    value.filter(|v| !v.is_null())
+}
+
+fn object<'a>(value: &'a Value, key: &str) -> Result<&'a Map<String, Value>, String> {
+    value
+        .as_object()
+        .ok_or_else(|| format!("{key} is not a JSON object (its value is not shown)"))
+}
+
+fn string(value: Option<&Value>, key: &str) -> Result<Option<String>, String> {
+    match present(value) {
+        None => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(format!("`{key}` is not a string (its value is not shown)")),
+    }
 }
 
 /// Looks `registry` up in one auth file: its `credHelpers` entry, then its
@@ -171,10 +222,7 @@ fn lookup_in_file(
     text: &[u8],
     env: &AuthEnv,
 ) -> Result<Option<(RegistryAuth, CredentialSource)>, RegistryError> {
-    let parsed: AuthFile = serde_json::from_slice(text).map_err(|e| RegistryError::AuthFile {
-        path: file.to_path_buf(),
-        reason: format!("not valid JSON: {e}"),
-    })?;
+    let parsed = parse_auth_file(text, file)?;
     if let Some(helper) = parsed
         .cred_helpers
         .iter()
@@ -292,9 +340,14 @@ fn run_helper(
             ))
         })?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(registry.as_bytes())
-            .map_err(|e| fail(format!("could not write to it: {e}")))?;
+        // A helper that exits without reading its input closes the pipe:
+        // its exit status, checked below, says more than the broken pipe.
+        match stdin.write_all(registry.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(fail(format!("could not write to it: {e}")));
+            }
+            _ => {}
+        }
     }
     let output = child
         .wait_with_output()
@@ -305,10 +358,10 @@ fn run_helper(
         if said.to_ascii_lowercase().contains("credentials not found") {
             return Ok(None);
         }
+        // A helper may print the secret (or part of it) before failing.
         return Err(fail(format!(
-            "it exited with {}: {}",
-            output.status,
-            super::error::one_line(&said)
+            "it exited with {} (its output is withheld: it may hold secrets); run `{program} get` by hand to see it",
+            output.status
         )));
     }
     let answer: HelperAnswer = serde_json::from_slice(&output.stdout)
@@ -442,6 +495,74 @@ mod tests {
             let err = resolve("r:5000", None, &env).unwrap_err().to_string();
             assert!(err.contains(&config.display().to_string()), "{err}");
         }
+    }
+
+    #[test]
+    fn wrongly_typed_entries_name_the_file_and_key_but_not_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_with(dir.path());
+        let config = dir.path().join("home/.docker/config.json");
+        let secret = "hunter2-secret";
+        for (text, key) in [
+            (
+                format!(r#"{{"auths":{{"r:5000":"{secret}"}}}}"#),
+                "auths.r:5000",
+            ),
+            (
+                format!(r#"{{"auths":{{"r:5000":{{"auth":["{secret}"]}}}}}}"#),
+                "auths.r:5000.auth",
+            ),
+            (
+                format!(r#"{{"auths":{{"r:5000":{{"password":{{"{secret}":1}}}}}}}}"#),
+                "auths.r:5000.password",
+            ),
+            (
+                format!(r#"{{"credHelpers":{{"r:5000":["{secret}"]}}}}"#),
+                "credHelpers.r:5000",
+            ),
+            (
+                format!(r#"{{"credsStore":{{"x":"{secret}"}}}}"#),
+                "credsStore",
+            ),
+            (format!(r#"["{secret}"]"#), "the top level"),
+        ] {
+            write(&config, &text);
+            let err = resolve("r:5000", None, &env).unwrap_err().to_string();
+            assert!(!err.contains(secret), "{err}");
+            assert!(
+                err.contains(&config.display().to_string()) && err.contains(key),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failing_helper_s_output_is_not_quoted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        let helper = bin.join("docker-credential-leaky");
+        write(
+            &helper,
+            "#!/bin/sh\necho '{\"Username\":\"u\",\"Secret\":\"hunter2-secret\"}'\necho hunter2-secret >&2\nexit 3\n",
+        );
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = AuthEnv {
+            path: Some(bin.into_os_string()),
+            ..env_with(dir.path())
+        };
+        write(
+            &dir.path().join("home/.docker/config.json"),
+            r#"{"credHelpers":{"r:5000":"leaky"}}"#,
+        );
+        let err = resolve("r:5000", None, &env).unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(
+            err.contains("docker-credential-leaky")
+                && err.contains("3")
+                && err.contains("withheld"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -29,7 +29,10 @@ pub use push::{
     push_image_with_progress, push_layout, push_layout_with_progress, PushOutcome, PushRequest,
     PushTarget,
 };
-pub use unpack::{unpack_layers, UnpackError};
+pub use unpack::{
+    max_unpacked_bytes, unpack_layers, unpack_layers_within, UnpackError,
+    DEFAULT_MAX_UNPACKED_BYTES,
+};
 
 use std::path::PathBuf;
 

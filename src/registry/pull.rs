@@ -18,8 +18,10 @@ use super::manifest::{self, ManifestDocument, Platform};
 use super::retry::with_retry;
 use super::{runtime, RegistryConfig};
 
-/// Configs are small JSON; anything bigger is refused before reading it.
-const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Manifests, indexes and configs are small JSON (kilobytes); anything
+/// bigger than this is refused. It is the limit distribution puts on
+/// manifests and skopeo on configs.
+const MAX_DOCUMENT_BYTES: u64 = 4 << 20;
 
 /// One layer of a pulled image, as the build reuses it unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,15 +96,13 @@ async fn pull(
     std::fs::create_dir_all(&dir).map_err(|e| RegistryError::io("could not create", &dir, e))?;
 
     let config_descriptor = manifest.config();
-    if config_descriptor.size() > MAX_CONFIG_BYTES {
-        return Err(bad(
-            &session,
-            format!(
-                "config blob of {} bytes is too big",
-                config_descriptor.size()
-            ),
-        ));
-    }
+    // Refused before reading: the download stops at the size it declares.
+    too_big(
+        &session,
+        "config",
+        config_descriptor.digest().as_ref(),
+        config_descriptor.size(),
+    )?;
     let config_path = fetch_blob(&session, config_descriptor, &dir).await?;
     let config_bytes = std::fs::read(&config_path)
         .map_err(|e| RegistryError::io("could not read", &config_path, e))?;
@@ -160,6 +160,19 @@ async fn pull(
     })
 }
 
+/// Refuses a manifest, index or config of `size` bytes above the limit.
+fn too_big(session: &Session, what: &str, digest: &str, size: u64) -> Result<(), RegistryError> {
+    if size <= MAX_DOCUMENT_BYTES {
+        return Ok(());
+    }
+    Err(bad(
+        session,
+        format!(
+            "{what} {digest} is {size} bytes, more than the {MAX_DOCUMENT_BYTES} kiln accepts; refused"
+        ),
+    ))
+}
+
 fn bad(session: &Session, reason: String) -> RegistryError {
     RegistryError::BadManifest {
         registry: session.site.registry.clone(),
@@ -188,11 +201,14 @@ async fn resolve_manifest(
             },
         )
         .await?;
+        // oci-client has read the body by now; this keeps it from going further.
+        too_big(session, "manifest", &digest, bytes.len() as u64)?;
         match manifest::parse(&bytes).map_err(|reason| bad(session, reason))? {
             ManifestDocument::Image(image) => return Ok((*image, digest)),
             ManifestDocument::Index(index) => {
                 let entry =
                     manifest::select(&index, platform).map_err(|reason| bad(session, reason))?;
+                too_big(session, "manifest", entry.digest().as_ref(), entry.size())?;
                 reference = session
                     .reference
                     .clone_with_digest(entry.digest().to_string());

@@ -26,6 +26,7 @@ mod narinfo;
 mod netrc;
 mod progress;
 mod realize;
+mod redact;
 mod substituter;
 
 pub use error::StoreError;
@@ -36,6 +37,7 @@ pub use nix_derivation::StorePath;
 pub use nix_narinfo::{NarInfo, TrustedPublicKey};
 pub use progress::{NoProgress, RealizeProgress};
 pub use realize::{Closure, ClosurePath, Origin};
+pub use redact::redact_url;
 pub use substituter::{
     open_url, Download, FetchOptions, FoundNarInfo, Substituter, Substituters, DEFAULT_PUBLIC_KEY,
     DEFAULT_SUBSTITUTER, STORE_DIR,

@@ -9,6 +9,13 @@
 //!
 //! A path is written under `.tmp-<hash>-<name>`, synced, renamed into place,
 //! and only then marked valid, so the folder holds complete paths or none.
+//!
+//! Paths realized with signatures off (`kiln realize --no-verify`) share the
+//! folder: a verified realization re-checks a valid path's kept narinfo
+//! against its trusted keys and fetches the path again when it fails (see
+//! `Store::is_valid_for`), so they never stand in for verified ones. That
+//! holds for caches written by earlier versions too, whose markers did not
+//! say how the path was checked.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -158,9 +165,13 @@ impl Store {
             .join(format!("{TEMP_PREFIX}{}", path.to_basename()))
     }
 
-    /// Removes what a killed writer of `path` left. Call with the exclusive
-    /// lock held and the path not valid.
+    /// Removes what a killed writer of `path` left, or a valid copy about
+    /// to be replaced (one realized unverified, for a verified
+    /// realization). Call with the exclusive lock held.
     pub(crate) fn clear_leftovers(&self, path: &StorePath) -> Result<(), StoreError> {
+        // The marker goes first: a half-removed path is never valid.
+        remove_if_present(&self.marker(path))?;
+        remove_if_present(&self.narinfo_copy(path))?;
         for leftover in [self.temp_location(path), self.location(path)] {
             remove_tree(&leftover).at(&leftover)?;
         }

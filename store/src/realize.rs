@@ -205,7 +205,9 @@ impl Store {
         derivation: Option<&StorePath>,
     ) -> Result<Known, StoreError> {
         if self.is_valid(path) {
-            if let Some(info) = self.cached_narinfo(path) {
+            // A path realized with `--no-verify` is kept only for realizations
+            // that do not verify either.
+            if let Some(info) = self.cached_narinfo(path).filter(|i| substituters.trusts(i)) {
                 return Ok(Known {
                     info,
                     source: Source::Kept,
@@ -252,7 +254,7 @@ impl Store {
     ) -> Result<(PathBuf, Origin, Option<File>), StoreError> {
         let lock = self.lock_file(path)?;
         lock.lock_shared().at(self.location(path))?;
-        if self.is_valid(path) {
+        if self.is_valid_for(substituters, path) {
             self.touch(path);
             return Ok((self.location(path), Origin::AlreadyInStore, Some(lock)));
         }
@@ -266,7 +268,7 @@ impl Store {
         }
         // Exclusive while writing; flock turns the shared lock into it.
         lock.lock().at(self.location(path))?;
-        if !self.is_valid(path) {
+        if !self.is_valid_for(substituters, path) {
             let found = match known.source {
                 Source::Cache(cache) => FoundNarInfo {
                     info: known.info.clone(),
@@ -285,6 +287,18 @@ impl Store {
         }
         lock.lock_shared().at(self.location(path))?;
         Ok((self.location(path), Origin::AlreadyInStore, Some(lock)))
+    }
+
+    /// Whether `path` is valid and its kept narinfo passes `substituters`'
+    /// signature check. The check, rather than a flag in the marker, is
+    /// what keeps unverified paths from verified realizations: it also
+    /// tells apart the paths earlier kiln versions realized unverified, and
+    /// a path verified against keys no longer trusted is fetched again.
+    fn is_valid_for(&self, substituters: &Substituters, path: &StorePath) -> bool {
+        self.is_valid(path)
+            && self
+                .cached_narinfo(path)
+                .is_some_and(|info| substituters.trusts(&info))
     }
 
     /// Downloads and restores `path` under the exclusive lock; returns the

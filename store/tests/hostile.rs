@@ -264,3 +264,119 @@ fn a_private_cache_gets_the_netrc_credentials_and_refuses_without() {
     let closure = store.realize(&with_credentials, &[zlib]).unwrap();
     assert_eq!(closure.downloaded(), 2);
 }
+
+/// `user:pass@` in a cache URL is a secret: it shows in no error and in no
+/// realized path's origin.
+#[test]
+fn credentials_in_a_cache_url_are_never_shown() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let zlib = fixture_path(fixture, "zlib");
+    let secret = "s3cret-in-url";
+    let failing = FlakyServer::serve(fixture.xz_cache(), usize::MAX);
+    let url = failing.url().replace("://", &format!("://kiln:{secret}@"));
+    let message = realize_fails(&url, fixture.public_key(), &zlib);
+    assert!(
+        !message.contains(secret) && message.contains("500"),
+        "{message}"
+    );
+
+    let bad = format!("ftp://kiln:{secret}@cache.example");
+    let message = Substituters::new(&[bad], &[], quick_options())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        !message.contains(secret) && message.contains("cache.example"),
+        "{message}"
+    );
+
+    let working = FlakyServer::serve(fixture.xz_cache(), 0);
+    let url = working.url().replace("://", &format!("://kiln:{secret}@"));
+    let substituters = caches(&url, fixture.public_key(), quick_options());
+    assert!(substituters.urls().iter().all(|u| !u.contains(secret)));
+    let (_cache, store) = empty_store();
+    let closure = store.realize(&substituters, &[zlib]).unwrap();
+    for path in &closure.paths {
+        assert!(!format!("{:?}", path.origin).contains(secret), "{path:?}");
+    }
+}
+
+/// A path realized with signatures off (`--no-verify`) from a cache no
+/// trusted key signed never satisfies a verified realization of the same
+/// store: that one re-fetches it from a trusted cache, or fails.
+#[test]
+fn an_unverified_path_is_not_kept_for_a_verified_realization() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let copy = CacheCopy::of_xz(fixture);
+    let zlib = fixture_path(fixture, "zlib");
+    let mut nar = NarWriter::new();
+    nar.tokens(&["(", "type", "directory", "entry", "(", "name", "planted"]);
+    nar.tokens(&[
+        "node", "(", "type", "regular", "contents", "evil", ")", ")", ")",
+    ]);
+    let bytes = nar.0;
+    let hash = nix_derivation::NixHash::from_algorithm_and_digest(
+        nix_derivation::HashAlgorithm::Sha256,
+        &Sha256::digest(&bytes),
+    )
+    .unwrap()
+    .to_nix_nixbase32_string();
+    copy.replace_nar(&zlib, &bytes);
+    let old = copy.narinfo(&zlib);
+    copy.edit_narinfo(&zlib, |text| {
+        text.replace(&old.nar_hash().to_nix_nixbase32_string(), &hash)
+            .replace(
+                &format!("NarSize: {}", old.nar_size()),
+                &format!("NarSize: {}", bytes.len()),
+            )
+            .replace("Compression: xz", "Compression: none")
+            .lines()
+            .filter(|l| {
+                !["FileHash", "FileSize", "Sig"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    let (_cache, store) = empty_store();
+    let unverified = FetchOptions {
+        verify_signatures: false,
+        ..quick_options()
+    };
+    let roots = std::slice::from_ref(&zlib);
+    store
+        .realize(
+            &caches(&copy.url(), fixture.public_key(), unverified),
+            roots,
+        )
+        .unwrap();
+    assert!(store.location(&zlib).join("planted").exists());
+
+    // Only the unsigned cache: the verified realization fails.
+    let verified = caches(&copy.url(), fixture.public_key(), quick_options());
+    let message = store.realize(&verified, roots).unwrap_err().to_string();
+    assert!(message.contains("no signature"), "{message}");
+
+    // A trusted cache has it: fetched again and verified, replacing the copy.
+    let trusted = caches(
+        &fixture.xz_cache_url(),
+        fixture.public_key(),
+        quick_options(),
+    );
+    let closure = store.realize(&trusted, roots).unwrap();
+    let realized = closure.paths.iter().find(|p| p.path == zlib).unwrap();
+    assert!(
+        matches!(realized.origin, kiln_store::Origin::Downloaded { .. }),
+        "{realized:?}"
+    );
+    assert!(!store.location(&zlib).join("planted").exists());
+    assert_eq!(
+        nix_hash_path(&store.location(&zlib)),
+        old.nar_hash().to_nix_nixbase32_string()
+    );
+}

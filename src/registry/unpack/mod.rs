@@ -49,6 +49,10 @@ pub enum UnpackError {
         expected: String,
         actual: String,
     },
+    /// The layers unpack to more bytes than the limit allows (a
+    /// decompression bomb, or a base image far bigger than any sane one).
+    #[error("layer {layer}: the image's layers unpack to more than {limit} bytes; refused (raise KILN_MAX_UNPACKED_BYTES if the base image really is that big)")]
+    TooBig { layer: String, limit: u64 },
     /// Writing into the root failed.
     #[error("layer {layer}: could not write {path}: {source}")]
     Write {
@@ -59,47 +63,115 @@ pub enum UnpackError {
     },
 }
 
+/// Uncompressed tar bytes an image's layers may add up to, unless
+/// `KILN_MAX_UNPACKED_BYTES` says otherwise: far beyond any real base
+/// image, yet it stops a gzip bomb (1000:1 for zeros) before the disk fills.
+pub const DEFAULT_MAX_UNPACKED_BYTES: u64 = 64 << 30;
+
+/// The unpack limit: `KILN_MAX_UNPACKED_BYTES` when set to a number of
+/// bytes, else [`DEFAULT_MAX_UNPACKED_BYTES`].
+pub fn max_unpacked_bytes() -> Result<u64, UnpackError> {
+    match std::env::var("KILN_MAX_UNPACKED_BYTES") {
+        Err(_) => Ok(DEFAULT_MAX_UNPACKED_BYTES),
+        Ok(text) => text.trim().parse().map_err(|_| UnpackError::Corrupt {
+            layer: "(none)".into(),
+            media_type: "-".into(),
+            reason: format!("KILN_MAX_UNPACKED_BYTES={text:?} is not a number of bytes"),
+        }),
+    }
+}
+
 /// Applies `layers` in order into `root` (created if missing), checking
-/// each layer's uncompressed bytes against its diff ID on the way. Returns
-/// each layer's uncompressed size.
+/// each layer's uncompressed bytes against its diff ID on the way, within
+/// [`max_unpacked_bytes`]. Returns each layer's uncompressed size. On an
+/// error `root` holds a partial tree: unpack into a temporary folder.
 pub fn unpack_layers(layers: &[PulledLayer], root: &Path) -> Result<Vec<u64>, UnpackError> {
+    unpack_layers_within(layers, root, max_unpacked_bytes()?)
+}
+
+/// [`unpack_layers`], refusing once the layers' tars add up to more than
+/// `limit` bytes.
+pub fn unpack_layers_within(
+    layers: &[PulledLayer],
+    root: &Path,
+    limit: u64,
+) -> Result<Vec<u64>, UnpackError> {
     std::fs::create_dir_all(root).map_err(|source| UnpackError::Write {
         layer: "(none)".into(),
         path: root.to_path_buf(),
         source,
     })?;
     let mut sizes = Vec::with_capacity(layers.len());
+    let mut left = limit;
     for layer in layers {
-        let file = File::open(&layer.path).map_err(|e| UnpackError::Corrupt {
-            layer: layer.digest.clone(),
-            media_type: layer.media_type.clone(),
-            reason: format!("cannot open {}: {e}", layer.path.display()),
-        })?;
-        let reader =
-            decompress(file, &layer.media_type).map_err(|reason| UnpackError::Corrupt {
-                layer: layer.digest.clone(),
-                media_type: layer.media_type.clone(),
-                reason,
-            })?;
-        let mut hashed = HashingReader::new(reader);
-        apply_layer(&mut hashed, root, &layer.digest, &layer.media_type)?;
-        // Whatever follows the end-of-archive marker is part of the diff ID.
-        std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| UnpackError::Corrupt {
-            layer: layer.digest.clone(),
-            media_type: layer.media_type.clone(),
-            reason: format!("cannot read to the end: {e}"),
-        })?;
-        let (_, actual, bytes) = hashed.finish();
-        if actual != layer.diff_id {
-            return Err(UnpackError::DiffIdMismatch {
-                layer: layer.digest.clone(),
-                expected: layer.diff_id.clone(),
-                actual,
-            });
-        }
+        let bytes = unpack_one(layer, root, left, limit)?;
+        left -= bytes;
         sizes.push(bytes);
     }
     Ok(sizes)
+}
+
+/// Applies one layer within `left` of the image's `limit` uncompressed
+/// bytes; returns its size.
+fn unpack_one(layer: &PulledLayer, root: &Path, left: u64, limit: u64) -> Result<u64, UnpackError> {
+    let corrupt = |reason: String| UnpackError::Corrupt {
+        layer: layer.digest.clone(),
+        media_type: layer.media_type.clone(),
+        reason,
+    };
+    let file = File::open(&layer.path)
+        .map_err(|e| corrupt(format!("cannot open {}: {e}", layer.path.display())))?;
+    let reader = decompress(file, &layer.media_type).map_err(corrupt)?;
+    let mut hashed = HashingReader::new(Limited {
+        inner: reader,
+        left,
+        exceeded: false,
+    });
+    let applied = apply_layer(&mut hashed, root, &layer.digest, &layer.media_type).and_then(|()| {
+        // Whatever follows the end-of-archive marker is part of the diff ID.
+        std::io::copy(&mut hashed, &mut std::io::sink())
+            .map(drop)
+            .map_err(|e| corrupt(format!("cannot read to the end: {e}")))
+    });
+    let (limited, actual, bytes) = hashed.finish();
+    // The limit's error surfaces wherever the tar reader was: say what it was.
+    if limited.exceeded {
+        return Err(UnpackError::TooBig {
+            layer: layer.digest.clone(),
+            limit,
+        });
+    }
+    applied?;
+    if actual != layer.diff_id {
+        return Err(UnpackError::DiffIdMismatch {
+            layer: layer.digest.clone(),
+            expected: layer.diff_id.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
+/// A reader that fails, and says so in `exceeded`, once more than `left`
+/// bytes come through.
+struct Limited<R> {
+    inner: R,
+    left: u64,
+    exceeded: bool,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One byte past the limit tells "exactly at it" from "beyond it".
+        let room = self.left.saturating_add(1).min(buf.len() as u64) as usize;
+        let n = self.inner.read(&mut buf[..room])?;
+        if n as u64 > self.left {
+            self.exceeded = true;
+            return Err(std::io::Error::other("kiln's unpack limit reached"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 fn decompress<'a>(reader: File, media_type: &str) -> Result<Box<dyn Read + 'a>, String> {

@@ -320,3 +320,19 @@ fn setuid_and_setgid_bits_are_stripped_on_unpack() {
     assert_eq!(mode("wall"), 0o755);
     assert_eq!(mode("sticky"), 0o1777, "the sticky bit stays");
 }
+
+#[test]
+fn the_limit_lets_exactly_its_bytes_through_and_no_more() {
+    let read_all = |bytes: &[u8], left: u64| {
+        let mut limited = Limited {
+            inner: bytes,
+            left,
+            exceeded: false,
+        };
+        let result = std::io::copy(&mut limited, &mut std::io::sink());
+        (result.is_ok(), limited.exceeded)
+    };
+    assert_eq!(read_all(&[0; 4096], 4096), (true, false));
+    assert_eq!(read_all(&[0; 4097], 4096), (false, true));
+    assert_eq!(read_all(&[], 0), (true, false));
+}

@@ -19,6 +19,7 @@ use nix_narinfo::{NarInfo, TrustedPublicKey, MAX_NARINFO_SIZE};
 use crate::error::StoreError;
 use crate::narinfo::{check_signature, hash_part, parse_narinfo, parse_public_keys};
 use crate::netrc::{credentials_for, Credentials};
+use crate::redact::redact_url;
 
 /// The public NixOS binary cache, used when no substituter is given.
 pub const DEFAULT_SUBSTITUTER: &str = "https://cache.nixos.org";
@@ -143,6 +144,13 @@ impl Substituters {
         &self.options
     }
 
+    /// Whether `info` passes this realization's signature check: signed by
+    /// a trusted key, or signatures are not checked (`--no-verify`).
+    pub fn trusts(&self, info: &NarInfo) -> bool {
+        !self.options.verify_signatures
+            || info.has_valid_signature(&nix_derivation::StoreDir::default(), &self.keys)
+    }
+
     /// The first cache's narinfo for `path`, checked. A cache without it
     /// passes the question on; no cache having it is an error naming all.
     pub fn narinfo(&self, path: &StorePath) -> Result<FoundNarInfo, StoreError> {
@@ -203,7 +211,7 @@ impl Substituter {
     /// Parses `file:///path`, `http://host[/prefix]` or `https://...`.
     pub fn parse(url: &str) -> Result<Substituter, StoreError> {
         let bad = |reason: &str| StoreError::BadSubstituter {
-            url: url.to_string(),
+            url: redact_url(url),
             reason: reason.to_string(),
         };
         let trimmed = url.trim_end_matches('/');
@@ -224,14 +232,15 @@ impl Substituter {
             return Err(bad("unknown scheme"));
         };
         Ok(Substituter {
-            url: trimmed.to_string(),
+            url: redact_url(trimmed),
             transport,
             credentials: None,
             store_dir_checked: OnceLock::new(),
         })
     }
 
-    /// The cache's URL as given (without a trailing slash).
+    /// The cache's URL for messages: as given, without a trailing slash
+    /// and with any `user:pass@` replaced by `***@`.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -252,7 +261,7 @@ impl Substituter {
         }
     }
 
-    /// The full URL of a file in the cache, for messages.
+    /// The full URL of a file in the cache, for messages (redacted).
     pub fn url_of(&self, relative: &str) -> String {
         format!("{}/{relative}", self.url)
     }
@@ -274,7 +283,11 @@ impl Substituter {
         }
         match &self.transport {
             Transport::File(dir) => open_file(&dir.join(relative), &url),
-            Transport::Http(_) => self.http_get(&url, agent, options),
+            // Requests go to the URL as given; messages name the redacted one.
+            Transport::Http(base) => {
+                let request = format!("{base}/{relative}");
+                http_get(&request, &url, self.credentials.as_ref(), agent, options)
+            }
         }
     }
 
@@ -305,15 +318,6 @@ impl Substituter {
         let _ = self.store_dir_checked.set(());
         Ok(())
     }
-
-    fn http_get(
-        &self,
-        url: &str,
-        agent: &ureq::Agent,
-        options: &FetchOptions,
-    ) -> Result<Option<Download>, StoreError> {
-        http_get(url, self.credentials.as_ref(), agent, options)
-    }
 }
 
 /// Opens any `file://`, `http://` or `https://` URL with the substituters'
@@ -324,12 +328,14 @@ pub fn open_url(url: &str, options: &FetchOptions) -> Result<Option<Download>, S
     let location = Substituter::parse(url)?;
     match &location.transport {
         Transport::File(path) => open_file(path, url),
-        Transport::Http(_) => http_get(url, None, &agent(options), options),
+        Transport::Http(_) => http_get(url, &redact_url(url), None, &agent(options), options),
     }
 }
 
-/// GETs `url`, retrying what may pass per the shared policy.
+/// GETs `target`, retrying what may pass per the shared policy; errors
+/// and logs name `url`, its redacted form.
 fn http_get(
+    target: &str,
     url: &str,
     credentials: Option<&Credentials>,
     agent: &ureq::Agent,
@@ -338,7 +344,7 @@ fn http_get(
     let policy = options.retry_policy();
     let mut attempt = 1;
     loop {
-        let mut request = agent.get(url);
+        let mut request = agent.get(target);
         if let Some(credentials) = credentials {
             request = request.header("Authorization", credentials.basic_auth_header());
         }
@@ -468,152 +474,4 @@ fn is_plain_relative(relative: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_file_and_http_urls() {
-        let file = Substituter::parse("file:///tmp/cache/?compression=xz").unwrap();
-        assert_eq!(file.url(), "file:///tmp/cache/?compression=xz");
-        assert!(matches!(&file.transport, Transport::File(p) if p == Path::new("/tmp/cache/")));
-        let http = Substituter::parse("https://user@cache.example:8443/prefix/").unwrap();
-        assert_eq!(http.url(), "https://user@cache.example:8443/prefix");
-        assert_eq!(
-            http.url_of("x.narinfo"),
-            "https://user@cache.example:8443/prefix/x.narinfo"
-        );
-    }
-
-    #[test]
-    fn refuses_unknown_schemes_and_relative_files() {
-        for url in [
-            "ftp://x",
-            "file://relative/dir",
-            "http://",
-            "s3://bucket",
-            "/nix/cache",
-        ] {
-            let err = Substituter::parse(url).err().expect(url).to_string();
-            assert!(err.contains(url), "{err}");
-        }
-    }
-
-    #[test]
-    fn only_plain_relative_locations_are_opened() {
-        assert!(is_plain_relative("nar/abc.nar.xz"));
-        for hostile in ["../secret", "nar/../../x", "/etc/passwd", "", "nar/./x/.."] {
-            assert!(!is_plain_relative(hostile), "{hostile}");
-        }
-    }
-
-    #[test]
-    fn file_cache_refuses_locations_outside_it() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("secret"), "x").unwrap();
-        let cache = dir.path().join("cache");
-        std::fs::create_dir(&cache).unwrap();
-        let sub = Substituter::parse(&format!("file://{}", cache.display())).unwrap();
-        let options = FetchOptions::default();
-        let err = sub
-            .open("../secret", &agent(&options), &options)
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("outside the cache"), "{err}");
-        assert!(sub
-            .open("missing.narinfo", &agent(&options), &options)
-            .unwrap()
-            .is_none());
-    }
-
-    /// Answers one request per entry of `answers` (a status line, maybe
-    /// with headers after it), in order, each with the body `ok`.
-    fn serve(answers: &'static [&'static str]) -> Substituter {
-        use std::io::{BufRead, BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
-            for answer in answers {
-                let (stream, _) = listener.accept().unwrap();
-                let mut reader = BufReader::new(&stream);
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                let mut stream = &stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {answer}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                );
-            }
-        });
-        Substituter::parse(&url).unwrap()
-    }
-
-    fn quick() -> FetchOptions {
-        FetchOptions {
-            backoff: Duration::from_millis(1),
-            ..FetchOptions::default()
-        }
-    }
-
-    #[test]
-    fn throttling_is_retried_after_the_wait_the_server_asks_for() {
-        let sub = serve(&["429 Too Many Requests\r\nRetry-After: 0", "200 OK"]);
-        let options = quick();
-        let mut body = String::new();
-        sub.open("x.narinfo", &agent(&options), &options)
-            .unwrap()
-            .expect("found after the retry")
-            .read_to_string(&mut body)
-            .unwrap();
-        assert_eq!(body, "ok");
-    }
-
-    #[test]
-    fn a_server_asking_for_a_long_wait_is_not_asked_again() {
-        let sub = serve(&["503 Service Unavailable\r\nRetry-After: 3600"]);
-        let options = quick();
-        let err = sub
-            .open("x.narinfo", &agent(&options), &options)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("answered 503 and asked to wait 3600s")
-                && err.contains("gave up after 1 attempts"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn refusals_are_final() {
-        let sub = serve(&["403 Forbidden"]);
-        let options = quick();
-        let err = sub
-            .open("x.narinfo", &agent(&options), &options)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("answered 403") && err.contains("netrc"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn store_dir_other_than_nix_store_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("nix-cache-info"),
-            "StoreDir: /gnu/store\nWantMassQuery: 1\n",
-        )
-        .unwrap();
-        let sub = Substituter::parse(&format!("file://{}", dir.path().display())).unwrap();
-        let options = FetchOptions::default();
-        let err = sub.check_store_dir(&agent(&options), &options).unwrap_err();
-        assert!(
-            matches!(&err, StoreError::WrongStoreDir { found, .. } if found == "/gnu/store"),
-            "{err}"
-        );
-    }
-}
+mod tests;
