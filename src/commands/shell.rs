@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use nix::sys::signal::{signal, SigHandler, Signal};
 
 use super::args::{existing_dir, Network, PlanArgs, StoreArgs};
 use super::{GlobalArgs, UsageError};
@@ -116,13 +115,10 @@ pub fn run(global: &GlobalArgs, args: &ShellCommand) -> anyhow::Result<()> {
     shell.network = args.network.into();
     shell.timeout = args.phase_timeout.map(std::time::Duration::from_secs);
     shell.output = Output::Inherit;
-    // The terminal's Ctrl-C goes to the command in the sandbox, which
-    // shares kiln's process group; kiln waits for it, as `system` does.
-    // SAFETY: ignoring a signal installs no handler.
-    unsafe {
-        let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
-        let _ = signal(Signal::SIGQUIT, SigHandler::SigIgn);
-    }
+    // The terminal's Ctrl-C reaches kiln alone (the shell has a session of
+    // its own, without the terminal as its controlling one); kiln passes it
+    // on to the shell's processes and waits for them, as `system` does.
+    sandbox::forward_interrupts().context("could not pass Ctrl-C on to the shell")?;
     shell.run()?;
     Ok(())
 }
