@@ -233,8 +233,10 @@ fn cache_directories_are_per_app_unless_a_cache_key_is_shared() {
     // The same app, rebuilt after an edit, keeps its cache.
     std::fs::write(first.join("edit"), "changed\n").unwrap();
     assert_eq!(cache_seen(fixture, &first, work.path(), &[]), "[first ]");
-    // An explicit key is shared by whichever apps name it.
+    // An explicit key is shared by whichever apps name it (edits make the
+    // phases run again instead of coming from the phase cache).
     let shared = ["--cache-key", "team"];
+    std::fs::write(first.join("edit"), "changed again\n").unwrap();
     assert_eq!(cache_seen(fixture, &first, work.path(), &shared), "[]");
     std::fs::write(second.join("edit"), "changed\n").unwrap();
     assert_eq!(

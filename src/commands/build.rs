@@ -32,6 +32,10 @@ pub struct BuildCommand {
     pub base_image: Option<String>,
 
     /// Key that selects which build caches (`cacheDirectories`) to share.
+    /// Without it each app folder has caches of its own (keyed by its
+    /// path), so an app never sees what another left there; builds given
+    /// the same key share them, whatever the app: only share a key among
+    /// apps you trust alike.
     #[arg(long, value_name = "KEY")]
     pub cache_key: Option<String>,
 
