@@ -244,3 +244,71 @@ fn cache_directories_are_per_app_unless_a_cache_key_is_shared() {
         "[first ]"
     );
 }
+
+/// Builds `app` with no phase cache and `extra` arguments; returns whether
+/// its build command reached a listener on the host's loopback.
+fn reaches_host_loopback(
+    fixture: &FixtureNixpkgs,
+    app: &Path,
+    work: &Path,
+    extra: &[&str],
+) -> bool {
+    let mut args = build_args(fixture, app, work);
+    args.push("--no-cache".into());
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    let output = kiln(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    match (
+        stderr.contains("network: reached"),
+        stderr.contains("network: cut off"),
+    ) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => panic!("no probe line: {stderr}"),
+    }
+}
+
+#[test]
+fn kiln_network_none_in_the_config_cuts_the_build_off_and_leaves_the_plan_as_upstream_s() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let work = tempfile::tempdir().unwrap();
+    let probe = format!(
+        "\"(echo from-build > /dev/tcp/127.0.0.1/{port}) 2>/dev/null \
+         && echo network: reached || echo network: cut off\""
+    );
+    let plain = app(work.path(), "plain", &probe, &[]);
+    let locked = app(work.path(), "locked", &probe, &[]);
+    let config = locked.join("nixpacks.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[kiln]\nnetwork = \"none\"\n")).unwrap();
+
+    let plan = |app: &Path| kiln(&["plan".to_string(), app.display().to_string()]);
+    let (plain_plan, locked_plan) = (plan(&plain), plan(&locked));
+    assert!(locked_plan.status.success());
+    assert_eq!(
+        plain_plan.stdout, locked_plan.stdout,
+        "the plan JSON changed"
+    );
+    assert_eq!(String::from_utf8_lossy(&locked_plan.stderr), "");
+
+    assert!(reaches_host_loopback(fixture, &plain, work.path(), &[]));
+    assert!(!reaches_host_loopback(fixture, &locked, work.path(), &[]));
+    assert!(!reaches_host_loopback(
+        fixture,
+        &plain,
+        work.path(),
+        &["--network", "none"]
+    ));
+    // The person running kiln has the last word over the app's config.
+    assert!(reaches_host_loopback(
+        fixture,
+        &locked,
+        work.path(),
+        &["--network", "host"]
+    ));
+}

@@ -46,9 +46,10 @@ pub struct ShellCommand {
     #[arg(long, value_name = "DIR")]
     pub upper: Option<PathBuf>,
 
-    /// Network for the commands: the host's, or none at all.
-    #[arg(long, value_enum, default_value_t = Network::Host)]
-    pub network: Network,
+    /// Network for the commands: the host's, or none at all. Default: the
+    /// app's `[kiln] network`, else `host`.
+    #[arg(long, value_enum)]
+    pub network: Option<Network>,
 
     /// Kill the shell and everything it started after this many seconds.
     #[arg(long, value_name = "SECONDS")]
@@ -112,7 +113,7 @@ pub fn run(global: &GlobalArgs, args: &ShellCommand) -> anyhow::Result<()> {
             .with_context(|| format!("app folder {}", generated.app_dir.display()))?,
     );
     shell.env = env;
-    shell.network = args.network.into();
+    shell.network = Network::choose(args.network, &generated.kiln).into();
     shell.timeout = args.phase_timeout.map(std::time::Duration::from_secs);
     shell.output = Output::Inherit;
     // The terminal's Ctrl-C reaches kiln alone (the shell has a session of
