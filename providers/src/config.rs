@@ -2,6 +2,8 @@
 //! into a plan, with errors at `file:line:column` and warnings for keys
 //! Nixpacks does not know.
 
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::plan::BuildPlan;
@@ -48,6 +50,7 @@ const TOP_KEYS: &[&str] = &[
     "staticAssets",
     "phases",
     "start",
+    "kiln",
 ];
 const PHASE_KEYS: &[&str] = &[
     "name",
@@ -75,15 +78,59 @@ pub fn parse(
     format: ConfigFormat,
     file: &str,
 ) -> Result<(BuildPlan, Vec<ConfigWarning>), ConfigError> {
-    let (mut plan, tree) = match format {
-        ConfigFormat::Toml => parse_toml(text, file)?,
-        ConfigFormat::Json => parse_json(text, file)?,
-    };
+    let mut plan: BuildPlan = from_text(text, format, file)?;
+    let tree: Value = from_text(text, format, file)?;
     plan.name_phases();
     Ok((plan, unknown_keys(&tree, file)))
 }
 
-fn parse_toml(text: &str, file: &str) -> Result<(BuildPlan, Value), ConfigError> {
+/// How kiln's build phases reach the network (`[kiln] network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildNetwork {
+    /// The host's network, so builds can download dependencies.
+    Host,
+    /// No network at all.
+    None,
+}
+
+/// The `[kiln]` table of a config file: kiln's own settings, which
+/// Nixpacks does not have and which never enter the plan (so `kiln plan`
+/// prints what `nixpacks plan` does). Unknown keys in it are errors, not
+/// warnings: a mistyped lock-down must not pass unnoticed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KilnSettings {
+    /// `network = "host" | "none"`; unset leaves the choice to the caller.
+    pub network: Option<BuildNetwork>,
+}
+
+/// Parses the `[kiln]` table of a config file's text (empty when absent).
+pub fn parse_kiln_settings(
+    text: &str,
+    format: ConfigFormat,
+    file: &str,
+) -> Result<KilnSettings, ConfigError> {
+    #[derive(Deserialize)]
+    struct WithKiln {
+        #[serde(default)]
+        kiln: KilnSettings,
+    }
+    Ok(from_text::<WithKiln>(text, format, file)?.kiln)
+}
+
+fn from_text<T: DeserializeOwned>(
+    text: &str,
+    format: ConfigFormat,
+    file: &str,
+) -> Result<T, ConfigError> {
+    match format {
+        ConfigFormat::Toml => from_toml(text, file),
+        ConfigFormat::Json => from_json(text, file),
+    }
+}
+
+fn from_toml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, ConfigError> {
     let error = |e: toml::de::Error| {
         let (line, column) = e
             .span()
@@ -95,21 +142,17 @@ fn parse_toml(text: &str, file: &str) -> Result<(BuildPlan, Value), ConfigError>
             message: e.message().trim_end().replace('\n', "; "),
         }
     };
-    let plan: BuildPlan = toml::from_str(text).map_err(error)?;
-    let tree: Value = toml::from_str(text).map_err(error)?;
-    Ok((plan, tree))
+    toml::from_str(text).map_err(error)
 }
 
-fn parse_json(text: &str, file: &str) -> Result<(BuildPlan, Value), ConfigError> {
+fn from_json<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, ConfigError> {
     let error = |e: serde_json::Error| ConfigError {
         file: file.into(),
         line: e.line().max(1),
         column: e.column().max(1),
         message: strip_json_position(&e.to_string()),
     };
-    let plan: BuildPlan = serde_json::from_str(text).map_err(error)?;
-    let tree: Value = serde_json::from_str(text).map_err(error)?;
-    Ok((plan, tree))
+    serde_json::from_str(text).map_err(error)
 }
 
 /// serde_json ends its messages with " at line L column C"; the position
@@ -275,6 +318,25 @@ mod tests {
                 "nixpacks.toml: unknown key `start.zzzz` is ignored",
             ]
         );
+    }
+
+    #[test]
+    fn the_kiln_table_is_read_apart_from_the_plan() {
+        let text = "[start]\ncmd = 'go'\n[kiln]\nnetwork = 'none'\n";
+        let (plan, warnings) = parse(text, ConfigFormat::Toml, "nixpacks.toml").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (without, _) = parse("[start]\ncmd = 'go'\n", ConfigFormat::Toml, "f").unwrap();
+        assert_eq!(plan, without);
+        let settings = parse_kiln_settings(text, ConfigFormat::Toml, "nixpacks.toml").unwrap();
+        assert_eq!(settings.network, Some(BuildNetwork::None));
+        let json = parse_kiln_settings(r#"{"kiln": {"network": "host"}}"#, ConfigFormat::Json, "f");
+        assert_eq!(json.unwrap().network, Some(BuildNetwork::Host));
+        let none = parse_kiln_settings("", ConfigFormat::Toml, "f").unwrap();
+        assert_eq!(none, KilnSettings::default());
+        for bad in ["[kiln]\nnetwork = 'lan'\n", "[kiln]\nnetwrok = 'none'\n"] {
+            let err = parse_kiln_settings(bad, ConfigFormat::Toml, "nixpacks.toml").unwrap_err();
+            assert_eq!(err.line, 2, "{err}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::app::App;
-use crate::config::{self, ConfigFormat, ConfigWarning};
+use crate::config::{self, ConfigFormat, ConfigWarning, KilnSettings};
 use crate::environment::Environment;
 use crate::plan::{self, BuildPlan, Phase, Pkg, StartPhase, Variables};
 use crate::providers::{self, procfile, Provider};
@@ -87,6 +87,15 @@ pub struct GeneratedPlan {
     pub app_dir: PathBuf,
     /// Config file keys that were ignored.
     pub warnings: Vec<ConfigWarning>,
+    /// The config file's `[kiln]` table, which is not part of the plan.
+    pub kiln: KilnSettings,
+}
+
+/// What the config file, the environment and the CLI flags say.
+struct Before {
+    plan: BuildPlan,
+    kiln: KilnSettings,
+    warnings: Vec<ConfigWarning>,
 }
 
 /// Plans an app folder; see [`generate`] for the folder and warnings too.
@@ -101,7 +110,11 @@ pub fn generate_plan(
 pub fn generate(app_dir: &Path, options: &GeneratePlanOptions) -> Result<GeneratedPlan, PlanError> {
     let app = App::new(app_dir)?;
     let env = &options.env;
-    let (before, warnings) = plan_before_providers(&app, options)?;
+    let Before {
+        plan: before,
+        kiln,
+        warnings,
+    } = plan_before_providers(&app, options)?;
     let env = env.with(before.variables.as_ref().unwrap_or(&Variables::new()));
 
     let provider_plan = plan_from_providers(&app, &env, before.providers.as_deref())?;
@@ -129,6 +142,7 @@ pub fn generate(app_dir: &Path, options: &GeneratePlanOptions) -> Result<Generat
         plan,
         app_dir: app.source,
         warnings,
+        kiln,
     })
 }
 
@@ -138,7 +152,7 @@ pub fn detect_providers(
     options: &GeneratePlanOptions,
 ) -> Result<Vec<String>, PlanError> {
     let app = App::new(app_dir)?;
-    let (before, _) = plan_before_providers(&app, options)?;
+    let before = plan_before_providers(&app, options)?.plan;
     Ok(
         provider_names(&app, &options.env, before.providers.as_deref())?
             .into_iter()
@@ -148,22 +162,16 @@ pub fn detect_providers(
 }
 
 /// Config file < environment < CLI flags: everything that is not a provider.
-fn plan_before_providers(
-    app: &App,
-    options: &GeneratePlanOptions,
-) -> Result<(BuildPlan, Vec<ConfigWarning>), PlanError> {
-    let (file_plan, warnings) = file_plan(app, options)?;
+fn plan_before_providers(app: &App, options: &GeneratePlanOptions) -> Result<Before, PlanError> {
+    let from_file = file_plan(app, options)?;
     let env_plan = env_plan(&options.env);
-    Ok((
-        BuildPlan::merge_all([&file_plan, &env_plan, &options.cli_plan]),
-        warnings,
-    ))
+    Ok(Before {
+        plan: BuildPlan::merge_all([&from_file.plan, &env_plan, &options.cli_plan]),
+        ..from_file
+    })
 }
 
-fn file_plan(
-    app: &App,
-    options: &GeneratePlanOptions,
-) -> Result<(BuildPlan, Vec<ConfigWarning>), PlanError> {
+fn file_plan(app: &App, options: &GeneratePlanOptions) -> Result<Before, PlanError> {
     let chosen = if let Some(file) = &options.config_file {
         Some(file.display().to_string())
     } else if let Some(file) = options.env.config("CONFIG_FILE") {
@@ -181,7 +189,11 @@ fn file_plan(
             .map(String::from)
     };
     let Some(file) = chosen else {
-        return Ok((BuildPlan::default(), Vec::new()));
+        return Ok(Before {
+            plan: BuildPlan::default(),
+            kiln: KilnSettings::default(),
+            warnings: Vec::new(),
+        });
     };
     let format = match Path::new(&file).extension().and_then(|e| e.to_str()) {
         Some("toml") => ConfigFormat::Toml,
@@ -189,7 +201,13 @@ fn file_plan(
         _ => return Err(PlanError::ConfigFormat { file }),
     };
     let text = app.read_file(&file)?;
-    Ok(config::parse(&text, format, &file)?)
+    let (plan, warnings) = config::parse(&text, format, &file)?;
+    let kiln = config::parse_kiln_settings(&text, format, &file)?;
+    Ok(Before {
+        plan,
+        kiln,
+        warnings,
+    })
 }
 
 /// The plan the `NIXPACKS_*` variables describe.

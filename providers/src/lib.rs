@@ -23,7 +23,7 @@ pub mod providers;
 use std::path::PathBuf;
 
 pub use app::{App, AppError};
-pub use config::{ConfigError, ConfigWarning};
+pub use config::{BuildNetwork, ConfigError, ConfigWarning, KilnSettings};
 pub use environment::Environment;
 pub use generator::{
     detect_providers, generate, generate_plan, GeneratePlanOptions, GeneratedPlan, PlanFlags,

@@ -400,6 +400,18 @@ pub enum Network {
     None,
 }
 
+impl Network {
+    /// The network of build commands: `--network` when given, else the
+    /// app's `[kiln] network`, else the host's (Nixpacks' builds download
+    /// their dependencies). The person running kiln has the last word.
+    pub fn choose(flag: Option<Network>, config: &kiln_providers::KilnSettings) -> Network {
+        flag.unwrap_or(match config.network {
+            Some(kiln_providers::BuildNetwork::None) => Network::None,
+            Some(kiln_providers::BuildNetwork::Host) | None => Network::Host,
+        })
+    }
+}
+
 impl From<Network> for crate::sandbox::Network {
     fn from(network: Network) -> Self {
         match network {

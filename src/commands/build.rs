@@ -32,6 +32,10 @@ pub struct BuildCommand {
     pub base_image: Option<String>,
 
     /// Key that selects which build caches (`cacheDirectories`) to share.
+    /// Without it each app folder has caches of its own (keyed by its
+    /// path), so an app never sees what another left there; builds given
+    /// the same key share them, whatever the app: only share a key among
+    /// apps you trust alike.
     #[arg(long, value_name = "KEY")]
     pub cache_key: Option<String>,
 
@@ -39,9 +43,12 @@ pub struct BuildCommand {
     #[arg(long)]
     pub no_cache: bool,
 
-    /// Network for build commands: the host's, or none at all.
-    #[arg(long, value_enum, default_value_t = Network::Host)]
-    pub network: Network,
+    /// Network for build commands: the host's, or none at all. Default: the
+    /// app's `[kiln] network` in `nixpacks.toml`, else `host`. On the host's
+    /// network a build also reaches services listening on the host's
+    /// loopback; give untrusted apps that need no downloads `none`.
+    #[arg(long, value_enum)]
+    pub network: Option<Network>,
 }
 
 /// Plans the app, builds it and prints the result.
@@ -58,7 +65,7 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         base_image: command.base_image.clone(),
         phases: PhaseOptions {
             env: command.plan.env.pairs()?,
-            network: command.network.into(),
+            network: Network::choose(command.network, &generated.kiln).into(),
             cache_key: command.cache_key.clone(),
             no_cache: command.no_cache,
         },

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use nix::sys::signal::{signal, SigHandler, Signal};
 
 use super::args::{existing_dir, Network, PlanArgs, StoreArgs};
 use super::{GlobalArgs, UsageError};
@@ -47,9 +46,10 @@ pub struct ShellCommand {
     #[arg(long, value_name = "DIR")]
     pub upper: Option<PathBuf>,
 
-    /// Network for the commands: the host's, or none at all.
-    #[arg(long, value_enum, default_value_t = Network::Host)]
-    pub network: Network,
+    /// Network for the commands: the host's, or none at all. Default: the
+    /// app's `[kiln] network`, else `host`.
+    #[arg(long, value_enum)]
+    pub network: Option<Network>,
 
     /// Kill the shell and everything it started after this many seconds.
     #[arg(long, value_name = "SECONDS")]
@@ -113,16 +113,13 @@ pub fn run(global: &GlobalArgs, args: &ShellCommand) -> anyhow::Result<()> {
             .with_context(|| format!("app folder {}", generated.app_dir.display()))?,
     );
     shell.env = env;
-    shell.network = args.network.into();
+    shell.network = Network::choose(args.network, &generated.kiln).into();
     shell.timeout = args.phase_timeout.map(std::time::Duration::from_secs);
     shell.output = Output::Inherit;
-    // The terminal's Ctrl-C goes to the command in the sandbox, which
-    // shares kiln's process group; kiln waits for it, as `system` does.
-    // SAFETY: ignoring a signal installs no handler.
-    unsafe {
-        let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
-        let _ = signal(Signal::SIGQUIT, SigHandler::SigIgn);
-    }
+    // The terminal's Ctrl-C reaches kiln alone (the shell has a session of
+    // its own, without the terminal as its controlling one); kiln passes it
+    // on to the shell's processes and waits for them, as `system` does.
+    sandbox::forward_interrupts().context("could not pass Ctrl-C on to the shell")?;
     shell.run()?;
     Ok(())
 }

@@ -63,7 +63,8 @@ pub struct PhaseOptions {
     pub env: Vec<(String, String)>,
     /// Network for build commands.
     pub network: Network,
-    /// Which `cacheDirectories` to share (`None`: the default key).
+    /// Which `cacheDirectories` to share (`None`: the app's own, keyed by
+    /// its folder; see [`crate::sandbox::app_cache_key`]).
     pub cache_key: Option<String>,
     /// No phase cache and no `cacheDirectories`.
     pub no_cache: bool,
@@ -125,6 +126,7 @@ pub fn build(
         packages: &packages,
         base_image: base_image.as_ref(),
         base: &base.dir,
+        app_dir,
         app_root: &app_root,
         work: scratch.path(),
         cache_root,

@@ -16,9 +16,6 @@ use crate::report::Progress;
 use crate::resolve::Packages;
 use crate::sandbox::{self, PhaseEnvironment, Sandbox};
 
-/// Cache key of `cacheDirectories` when `--cache-key` is not given.
-const DEFAULT_CACHE_KEY: &str = "default";
-
 /// What the phases need.
 pub struct PhaseInputs<'a> {
     /// The plan (its `variables`).
@@ -31,6 +28,9 @@ pub struct PhaseInputs<'a> {
     pub base_image: Option<&'a BaseImage>,
     /// The base files folder, the lowest layer after the base image.
     pub base: &'a Path,
+    /// The app's own folder, whose identity keys its `cacheDirectories`
+    /// when no cache key is given.
+    pub app_dir: &'a Path,
     /// The staged app: `app/` and `assets/`.
     pub app_root: &'a Path,
     /// Folder for the phases' upper folders.
@@ -164,11 +164,17 @@ impl<'a> Runner<'a> {
         let store_paths = inputs.packages.store_binds();
         let mut closure_paths: Vec<String> = store_paths.iter().map(|s| s.name.clone()).collect();
         closure_paths.sort();
-        let cache_key = inputs
-            .options
-            .cache_key
-            .clone()
-            .unwrap_or_else(|| DEFAULT_CACHE_KEY.to_string());
+        // Without an explicit key each app has caches of its own, so a
+        // hostile app cannot poison the npm cache of the next one.
+        let cache_key = match &inputs.options.cache_key {
+            Some(key) => key.clone(),
+            None => sandbox::app_cache_key(inputs.app_dir).with_context(|| {
+                format!(
+                    "could not name the build caches of {}",
+                    inputs.app_dir.display()
+                )
+            })?,
+        };
         let cancel = sandbox::cancel_on_interrupt().context("could not watch for Ctrl-C")?;
         let phase_cache = match inputs.options.no_cache {
             true => None,

@@ -27,12 +27,25 @@ pub fn cache_binds(
             continue;
         }
         let digest = Sha256::digest(inside.as_os_str().as_encoded_bytes());
-        let name: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
-        let host = build_cache.join(cache_key).join(name);
+        let host = build_cache.join(cache_key).join(hex(&digest[..10]));
         std::fs::create_dir_all(&host)?;
         binds.push(FolderBind { host, inside });
     }
     Ok(binds)
+}
+
+/// The cache key of an app given no explicit one: `app-` and a hash of its
+/// folder's canonical path. Rebuilds of one checkout share their caches;
+/// two apps (two folders) never do, so one cannot poison the other's. Like
+/// upstream Nixpacks, which keys caches by the app's identity.
+pub fn app_cache_key(app_dir: &Path) -> io::Result<String> {
+    let folder = app_dir.canonicalize()?;
+    let digest = Sha256::digest(folder.as_os_str().as_encoded_bytes());
+    Ok(format!("app-{}", hex(&digest[..10])))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The absolute, normalized path inside the sandbox of a cache directory.
@@ -88,6 +101,19 @@ mod tests {
         assert_eq!(binds, again);
         let other = cache_binds(cache.path(), "other", &dirs).unwrap();
         assert_ne!(binds[0].host, other[0].host);
+    }
+
+    #[test]
+    fn each_app_folder_has_a_key_of_its_own() {
+        let apps = tempfile::tempdir().unwrap();
+        let (one, two) = (apps.path().join("one"), apps.path().join("two"));
+        std::fs::create_dir(&one).unwrap();
+        std::fs::create_dir(&two).unwrap();
+        let key = app_cache_key(&one).unwrap();
+        assert!(key.starts_with("app-") && key.len() == 24, "{key}");
+        assert!(cache_binds(apps.path(), &key, &[]).is_ok());
+        assert_eq!(key, app_cache_key(&one.join("../one")).unwrap());
+        assert_ne!(key, app_cache_key(&two).unwrap());
     }
 
     #[test]

@@ -51,16 +51,18 @@ pub(super) enum ExtraStep {
     Hostname,
     ForkInit,
     LockDown,
+    NewSession,
 }
 
 impl ExtraStep {
-    const ALL: [ExtraStep; 6] = [
+    const ALL: [ExtraStep; 7] = [
         ExtraStep::Unshare,
         ExtraStep::WaitForMaps,
         ExtraStep::BecomeRoot,
         ExtraStep::Hostname,
         ExtraStep::ForkInit,
         ExtraStep::LockDown,
+        ExtraStep::NewSession,
     ];
 
     /// The record number of this step, after the `mount_steps` mount steps.
@@ -85,6 +87,7 @@ impl ExtraStep {
             ExtraStep::LockDown => {
                 "drop the capability to mount, forbid new privileges and take over signals"
             }
+            ExtraStep::NewSession => "start a new session without a controlling terminal",
         }
     }
 }
@@ -102,11 +105,19 @@ pub(super) fn first_child(plan: &ChildPlan, status: OwnedFd, go: OwnedFd) -> ! {
     };
     // Dies with the caller's thread, so a killed caller leaves nothing.
     let _ = prctl::set_pdeathsig(Signal::SIGKILL);
-    // With its output captured the sandbox needs no terminal: in its own
-    // process group, a Ctrl-C reaches kiln alone, which kills the sandbox
-    // as a whole instead of the command dying halfway on its own.
-    if plan.output.is_some() {
-        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    // A session of its own has no controlling terminal, so no command can
+    // reach kiln's (`TIOCSTI` types into the user's shell, also through a
+    // terminal given as stdin: the kernel allows it only on one's own
+    // controlling terminal). A Ctrl-C then reaches kiln alone: a build kills
+    // the sandbox as a whole; `kiln shell` passes it on to this session's
+    // process group (see `interrupt::forward_to_sandbox`), which this
+    // process ignores so that init and the commands decide.
+    if let Err(errno) = nix::unistd::setsid() {
+        fail(ExtraStep::NewSession, errno);
+    }
+    for signal in [Signal::SIGINT, Signal::SIGQUIT] {
+        // SAFETY: ignoring a signal installs no handler.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigIgn) };
     }
     if let Err(errno) = unshare(plan.namespaces) {
         fail(ExtraStep::Unshare, errno);
@@ -326,7 +337,8 @@ mod tests {
                 let back = ExtraStep::from_number(number, mount_steps).unwrap();
                 assert_eq!(back.what(), step.what());
             }
-            assert!(ExtraStep::from_number(mount_steps as u32 + 6, mount_steps).is_none());
+            let past = mount_steps + ExtraStep::ALL.len();
+            assert!(ExtraStep::from_number(past as u32, mount_steps).is_none());
             if mount_steps > 0 {
                 assert!(ExtraStep::from_number(0, mount_steps).is_none());
             }

@@ -38,10 +38,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use cache_dirs::cache_binds;
+pub use cache_dirs::{app_cache_key, cache_binds};
 pub use env::{phase_environment, PhaseEnvironment, DEFAULT_PATH};
 pub use error::SandboxError;
-pub use interrupt::cancel_on_interrupt;
+pub use interrupt::{cancel_on_interrupt, forward_interrupts};
 pub use output::Output;
 pub use quote::shell_quote;
 

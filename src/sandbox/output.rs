@@ -15,6 +15,10 @@ pub enum Output {
     /// Every line (stdout and stderr merged, in order), as it arrives.
     Lines(Box<dyn FnMut(&str) + Send>),
     /// The caller's own stdin, stdout and stderr (an interactive shell).
+    /// Even then the commands run in a session of their own, so a terminal
+    /// there is not their controlling terminal: they cannot type into the
+    /// caller's shell, and get no job control; pass Ctrl-C on with
+    /// [`super::forward_interrupts`].
     Inherit,
 }
 

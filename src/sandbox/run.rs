@@ -19,6 +19,7 @@ use nix::unistd::{fork, pipe2, ForkResult, Pid};
 use super::child::{self, ChildPlan, ExtraStep};
 use super::hide;
 use super::idmap::IdMaps;
+use super::interrupt;
 use super::mounts::{self, Step};
 use super::output::LineSplitter;
 use super::protocol::{Record, RecordReader};
@@ -73,6 +74,10 @@ pub(super) fn run(mut sandbox: Sandbox) -> Result<PhaseDiff, SandboxError> {
         }
         Ok(ForkResult::Parent { child }) => child,
     };
+    let interactive = matches!(sandbox.output, Output::Inherit);
+    if interactive {
+        interrupt::set_sandbox_group(Some(first));
+    }
     drop(status_writer);
     drop(go_reader);
     let ChildPlan { steps, output, .. } = plan;
@@ -97,6 +102,9 @@ pub(super) fn run(mut sandbox: Sandbox) -> Result<PhaseDiff, SandboxError> {
         watch.kill();
     }
     let first_status = wait_all(first);
+    if interactive {
+        interrupt::set_sandbox_group(None);
+    }
     let result = outcome.and_then(|()| watch.verdict(first_status));
     drop(scratch);
     result.map(|()| PhaseDiff {

@@ -9,8 +9,9 @@ use nix::mount::MsFlags;
 use super::step::{beneath, c_path, mount_step};
 use super::{Action, Kind, Step};
 
-/// Host device nodes bound into the sandbox's `/dev`.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// Host device nodes bound into the sandbox's `/dev`. Never `tty`: it is
+/// kiln's controlling terminal, where `TIOCSTI` types into the user's shell.
+const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
 /// Parts of `/proc` made read-only.
 const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
