@@ -291,4 +291,59 @@ mod tests {
             assert!(err.contains(expected), "{text}: {err}");
         }
     }
+
+    /// Bounded fuzz target: a registry's manifest or index is outside data,
+    /// so arbitrary text and a valid manifest or index with a few bytes
+    /// changed must parse or give a reason, never panic; a parsed index
+    /// must also answer `select` without panicking.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::fuzz::mutated;
+
+        fn parse_and_select(bytes: &[u8]) {
+            if let Ok(ManifestDocument::Index(index)) = parse(bytes) {
+                let _ = select(&index, &Platform::host());
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_text_never_panics(text in any::<String>()) {
+                parse_and_select(text.as_bytes());
+            }
+
+            #[test]
+            fn mutated_manifests_never_panic(
+                bytes in mutated(manifest(OCI_MANIFEST, LAYER_TYPES[0]).into_bytes())
+            ) {
+                parse_and_select(&bytes);
+            }
+
+            #[test]
+            fn mutated_indexes_never_panic(
+                bytes in mutated(
+                    index(&[("linux", "amd64"), ("linux", "arm64"), ("windows", "amd64")])
+                        .into_bytes()
+                )
+            ) {
+                parse_and_select(&bytes);
+            }
+        }
+
+        #[test]
+        fn the_seeds_parse() {
+            assert!(matches!(
+                parse(manifest(OCI_MANIFEST, LAYER_TYPES[0]).as_bytes()),
+                Ok(ManifestDocument::Image(_))
+            ));
+            assert!(matches!(
+                parse(index(&[("linux", "amd64")]).as_bytes()),
+                Ok(ManifestDocument::Index(_))
+            ));
+        }
+    }
 }

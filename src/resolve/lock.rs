@@ -332,4 +332,61 @@ mod tests {
             "{err}"
         );
     }
+
+    /// Bounded fuzz target: `kiln.lock` comes with the app, so arbitrary
+    /// bytes and a valid lock with a few bytes changed must read as a lock
+    /// or give an error naming the file, never panic.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::fuzz::mutated;
+
+        fn seed() -> Vec<u8> {
+            let mut lock = Lock {
+                version: LOCK_VERSION,
+                entries: vec![],
+            };
+            let mut with_hashes = entry("a", "nodejs", NODE);
+            with_hashes.nixpkgs_sha256 = Some("ab".repeat(32));
+            with_hashes
+                .overlay_sha256
+                .insert("https://example.com/o.tar.gz".to_string(), "cd".repeat(32));
+            lock.merge(with_hashes);
+            lock.merge(entry("b", "zlib", ZLIB));
+            lock.to_json().into_bytes()
+        }
+
+        fn read_bytes(bytes: &[u8]) -> Result<(), TestCaseError> {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(LOCK_FILE);
+            fs::write(&path, bytes).unwrap();
+            if let Err(err) = Lock::read(&path) {
+                prop_assert!(err.to_string().contains("kiln.lock"), "{err}");
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                read_bytes(&bytes)?;
+            }
+
+            #[test]
+            fn mutated_locks_never_panic(bytes in mutated(seed())) {
+                read_bytes(&bytes)?;
+            }
+        }
+
+        #[test]
+        fn the_seed_reads() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(LOCK_FILE);
+            fs::write(&path, seed()).unwrap();
+            assert_eq!(Lock::read(&path).unwrap().entries.len(), 2);
+        }
+    }
 }

@@ -452,3 +452,6 @@ fn hide_lower(folder: &Path, folder_rel: &Path, written: &HashSet<PathBuf>) -> s
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;

@@ -6,14 +6,14 @@ use std::os::unix::fs::PermissionsExt;
 use super::*;
 
 /// A tar built by the test: `(name, kind)` pairs.
-enum Item<'a> {
+pub(super) enum Item<'a> {
     File(&'a str, &'a [u8], u32),
     Dir(&'a str),
     Symlink(&'a str, &'a str),
     Hardlink(&'a str, &'a str),
 }
 
-fn tar(items: &[Item]) -> Vec<u8> {
+pub(super) fn tar(items: &[Item]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for item in items {
         let mut header = tar::Header::new_gnu();
