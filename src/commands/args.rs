@@ -75,8 +75,10 @@ impl PlanArgs {
         })
     }
 
-    /// Plans the app folder, warning about what the plan ignored.
+    /// Plans the app folder, warning about what the plan ignored and the
+    /// `--env` names kiln's environment lacks.
     pub fn generate(&self) -> anyhow::Result<kiln_providers::GeneratedPlan> {
+        self.env.warn_missing();
         let generated = kiln_providers::generate(&self.dir, &self.options()?)
             .with_context(|| format!("could not plan {}", self.dir.display()))?;
         for warning in &generated.warnings {
@@ -97,24 +99,31 @@ pub struct EnvArgs {
 
 impl EnvArgs {
     /// The variables, read as upstream Nixpacks reads them: `KEY` and
-    /// `KEY=` take kiln's own value and are left out (with a warning) when
-    /// kiln has none; a value with no name is a usage error.
+    /// `KEY=` take kiln's own value and are left out when kiln has none
+    /// (see [`EnvArgs::warn_missing`]); a value with no name is a usage
+    /// error.
     pub fn environment(&self) -> anyhow::Result<Environment> {
+        if let Some(item) = self.values.iter().find(|item| name_of(item).is_empty()) {
+            return Err(UsageError(format!("--env {item:?} has no name before `=`")).into());
+        }
+        Ok(Environment::from_args(&self.values, |name| {
+            std::env::var(name).ok()
+        }))
+    }
+
+    /// Warns, once per command, of each `KEY` (or `KEY=`) that kiln's own
+    /// environment lacks: the build does not get it. The values are read
+    /// more than once (the plan, the sandbox), the warning is not.
+    pub fn warn_missing(&self) {
         for item in &self.values {
-            let name = item.split_once('=').map_or(item.as_str(), |(name, _)| name);
-            if name.is_empty() {
-                return Err(UsageError(format!("--env {item:?} has no name before `=`")).into());
-            }
+            let name = name_of(item);
             let borrowed = !item.contains('=') || item.ends_with('=');
-            if borrowed && std::env::var_os(name).is_none() {
+            if borrowed && !name.is_empty() && std::env::var_os(name).is_none() {
                 tracing::warn!(
                     "--env {item}: kiln's environment has no {name}, so the build does not get it; use {name}=VALUE"
                 );
             }
         }
-        Ok(Environment::from_args(&self.values, |name| {
-            std::env::var(name).ok()
-        }))
     }
 
     /// The variables as `(name, value)` pairs, for the sandbox.
@@ -126,6 +135,11 @@ impl EnvArgs {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
+}
+
+/// The variable name of a `--env` item (`KEY`, `KEY=`, `KEY=VALUE`).
+fn name_of(item: &str) -> &str {
+    item.split_once('=').map_or(item, |(name, _)| name)
 }
 
 /// Where Nix packages come from: shared by every subcommand that resolves or

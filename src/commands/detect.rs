@@ -22,6 +22,7 @@ pub struct DetectCommand {
 
 /// Prints the providers, comma separated, as upstream does.
 pub fn run(command: &DetectCommand) -> anyhow::Result<()> {
+    command.env.warn_missing();
     let options = GeneratePlanOptions {
         env: command.env.environment()?,
         ..GeneratePlanOptions::default()
