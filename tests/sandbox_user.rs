@@ -185,3 +185,37 @@ fn a_user_without_subordinate_ids_gets_the_single_mapping() {
         ]
     );
 }
+
+#[test]
+fn unprivileged_runs_leave_nothing_in_their_temporary_folder() {
+    let Some((fixture, user)) = setup() else {
+        return;
+    };
+    let home = user.tempdir();
+    let (app, temp) = (home.path().join("app"), home.path().join("tmp"));
+    std::fs::create_dir(&app).unwrap();
+    std::fs::create_dir(&temp).unwrap();
+    give_tree(&user, home.path());
+    let mut args = vec![app.to_str().unwrap()];
+    let store = store_path_args(fixture, &["bash"]);
+    args.extend(store.iter().map(String::as_str));
+    args.extend(["--", "bash", "-c", "true"]);
+    let output = user
+        .command(env!("CARGO_BIN_EXE_kiln"))
+        .env("TMPDIR", &temp)
+        .arg("shell")
+        .args(fixture.kiln_source_args())
+        .args(&args)
+        .output()
+        .expect("run kiln shell");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(&temp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}

@@ -4,6 +4,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::sync::OnceLock;
 
 use nix::errno::Errno;
@@ -94,7 +95,7 @@ fn probe() -> Result<(), (String, String)> {
 /// makes system calls.
 struct ProbeSetup {
     /// Holds the overlay's folders until the probe is over.
-    _temp: TempDir,
+    temp: TempDir,
     merged: CString,
     overlay_options: CString,
     uid_map: String,
@@ -131,12 +132,22 @@ impl ProbeSetup {
         ))
         .unwrap_or_default();
         Ok(ProbeSetup {
-            _temp: temp,
+            temp,
             merged,
             overlay_options,
             uid_map: format!("0 {} 1\n", getuid()),
             gid_map: format!("0 {} 1\n", getgid()),
         })
+    }
+}
+
+impl Drop for ProbeSetup {
+    /// The kernel makes the overlay's inner `work/work` folder with mode 000,
+    /// which an unprivileged owner can neither list nor empty; without this
+    /// every run would leave a `kiln-preflight-*` folder in TMPDIR.
+    fn drop(&mut self) {
+        let inner = self.temp.path().join("work").join("work");
+        let _ = fs::set_permissions(&inner, fs::Permissions::from_mode(0o700));
     }
 }
 
