@@ -302,7 +302,9 @@ impl Store {
     }
 
     /// Downloads and restores `path` under the exclusive lock; returns the
-    /// cache's URL. On any failure nothing of it stays in the store.
+    /// cache's URL. A download that breaks midway (reset, cut short, bytes
+    /// that do not match) starts again from scratch while the cache's retry
+    /// policy allows. On any failure nothing of it stays in the store.
     fn download(
         &self,
         substituters: &Substituters,
@@ -310,8 +312,50 @@ impl Store {
         found: &FoundNarInfo,
         progress: &dyn RealizeProgress,
     ) -> Result<String, StoreError> {
-        self.clear_leftovers(path)?;
-        let (download, url) = substituters.open_nar(found)?;
+        let policy = substituters.nar_retry_policy(found.cache);
+        let mut attempt = 1;
+        loop {
+            let failure = match self.download_once(substituters, path, found, progress) {
+                Ok(()) => break,
+                Err(failure) => failure,
+            };
+            let wait = match (&failure, &policy) {
+                (Attempt::Broken(_), Some(policy)) => policy.wait_after(attempt, None),
+                _ => None,
+            };
+            let err = failure.into_error();
+            let Some(wait) = wait else {
+                return Err(match err {
+                    StoreError::BadNar { url, path, reason } if attempt > 1 => {
+                        StoreError::BadNar {
+                            url,
+                            path,
+                            reason: format!("{reason} (gave up after {attempt} attempts)"),
+                        }
+                    }
+                    other => other,
+                });
+            };
+            tracing::warn!(path = %path, attempt, %err, "NAR download broke, retrying in {wait:?}");
+            std::thread::sleep(wait);
+            attempt += 1;
+        }
+        let cache = substituters.urls()[found.cache].to_string();
+        tracing::info!(path = %path, %cache, nar_size = found.info.nar_size(), "realized");
+        Ok(cache)
+    }
+
+    /// One download of `path`'s NAR into place; on failure its leftovers
+    /// are removed.
+    fn download_once(
+        &self,
+        substituters: &Substituters,
+        path: &StorePath,
+        found: &FoundNarInfo,
+        progress: &dyn RealizeProgress,
+    ) -> Result<(), Attempt> {
+        self.clear_leftovers(path).map_err(Attempt::Final)?;
+        let (download, url) = substituters.open_nar(found).map_err(Attempt::Final)?;
         let download = ReportingReader::new(download, progress);
         let temp = self.temp_location(path);
         let expected = Expected {
@@ -319,17 +363,17 @@ impl Store {
             nar_size: found.info.nar_size(),
             compression: found.info.compression(),
         };
-        let restored = restore_verified(download, &expected, &temp);
-        let committed = restored
-            .map_err(|err| nar_error(err, &url, path))
-            .and_then(|()| self.commit(path, &temp, &found.info));
-        if let Err(err) = committed {
-            remove_tree(&temp).at(&temp)?;
-            return Err(err);
+        let result = match restore_verified(download, &expected, &temp) {
+            Ok(()) => self.commit(path, &temp, &found.info).map_err(Attempt::Final),
+            Err(err @ (NarError::UnsupportedCompression(_) | NarError::NotSha256(_))) => {
+                Err(Attempt::Final(nar_error(err, &url, path)))
+            }
+            Err(err) => Err(Attempt::Broken(nar_error(err, &url, path))),
+        };
+        if result.is_err() {
+            remove_tree(&temp).at(&temp).map_err(Attempt::Final)?;
         }
-        let cache = substituters.urls()[found.cache].to_string();
-        tracing::info!(path = %path, %cache, nar_size = found.info.nar_size(), "realized");
-        Ok(cache)
+        result
     }
 
     /// The host store's copy of `path` when it is there and its NAR hash is
@@ -352,6 +396,23 @@ impl Store {
             self.record_host_verified(path, &candidate, &expected);
         }
         matches.then_some(candidate)
+    }
+}
+
+/// How one NAR download failed.
+enum Attempt {
+    /// The bytes that arrived were cut short, broken or not the NAR the
+    /// narinfo describes: another download may succeed.
+    Broken(StoreError),
+    /// Another download would fail the same way.
+    Final(StoreError),
+}
+
+impl Attempt {
+    fn into_error(self) -> StoreError {
+        match self {
+            Attempt::Broken(err) | Attempt::Final(err) => err,
+        }
     }
 }
 

@@ -158,10 +158,11 @@ impl Substituters {
         for (index, cache) in self.caches.iter().enumerate() {
             cache.check_store_dir(&self.agent, &self.options)?;
             let url = cache.url_of(&name);
-            let Some(reader) = cache.open(&name, &self.agent, &self.options)? else {
+            let Some(text) =
+                cache.read_text(&name, MAX_NARINFO_SIZE as u64, &self.agent, &self.options)?
+            else {
                 continue;
             };
-            let text = read_small(reader, MAX_NARINFO_SIZE as u64, &url)?;
             let info = parse_narinfo(text.as_bytes(), &url, path)?;
             if self.options.verify_signatures {
                 check_signature(&info, &self.keys, &url)?;
@@ -172,6 +173,13 @@ impl Substituters {
             path: path.to_string(),
             tried: self.urls().join(", "),
         })
+    }
+
+    /// How often a NAR download from cache `cache` that broke midway is
+    /// started again: the shared policy for HTTP caches, none for a
+    /// `file://` folder, where a second read finds the same bytes.
+    pub(crate) fn nar_retry_policy(&self, cache: usize) -> Option<RetryPolicy> {
+        self.caches[cache].is_http().then(|| self.options.retry_policy())
     }
 
     /// Opens the (compressed) NAR `found` points at; returns it with its URL.
@@ -291,6 +299,53 @@ impl Substituter {
         }
     }
 
+    fn is_http(&self) -> bool {
+        matches!(self.transport, Transport::Http(_))
+    }
+
+    /// The text of `relative` (at most `limit` bytes); `None` when the
+    /// cache does not have it. Over HTTP, a body that breaks midway is
+    /// asked for again on the same schedule as a failed request.
+    fn read_text(
+        &self,
+        relative: &str,
+        limit: u64,
+        agent: &ureq::Agent,
+        options: &FetchOptions,
+    ) -> Result<Option<String>, StoreError> {
+        let url = self.url_of(relative);
+        let policy = options.retry_policy();
+        let mut attempt = 1;
+        loop {
+            let Some(reader) = self.open(relative, agent, options)? else {
+                return Ok(None);
+            };
+            let mut bytes = Vec::new();
+            let failure = match reader.take(limit + 1).read_to_end(&mut bytes) {
+                Ok(_) => return small_text(bytes, limit, &url).map(Some),
+                Err(err) => err.to_string(),
+            };
+            let wait = self
+                .is_http()
+                .then(|| policy.wait_after(attempt, None))
+                .flatten();
+            let Some(wait) = wait else {
+                let tries = if attempt > 1 {
+                    format!(" (gave up after {attempt} attempts)")
+                } else {
+                    String::new()
+                };
+                return Err(StoreError::Fetch {
+                    url,
+                    reason: format!("{failure}{tries}"),
+                });
+            };
+            tracing::warn!(%url, attempt, %failure, "download broke, retrying in {wait:?}");
+            std::thread::sleep(wait);
+            attempt += 1;
+        }
+    }
+
     /// Fails when the cache's `nix-cache-info` names a store folder other
     /// than `/nix/store`. A cache without the file passes, as in Nix.
     pub(crate) fn check_store_dir(
@@ -301,8 +356,7 @@ impl Substituter {
         if self.store_dir_checked.get().is_some() {
             return Ok(());
         }
-        if let Some(reader) = self.open("nix-cache-info", agent, options)? {
-            let text = read_small(reader, 64 * 1024, &self.url_of("nix-cache-info"))?;
+        if let Some(text) = self.read_text("nix-cache-info", 64 * 1024, agent, options)? {
             let store_dir = text
                 .lines()
                 .filter_map(|line| line.split_once(':'))
@@ -443,16 +497,8 @@ fn open_file(path: &Path, url: &str) -> Result<Option<Download>, StoreError> {
     }
 }
 
-/// Reads at most `limit` bytes of text; more is an error, not a truncation.
-pub(crate) fn read_small(reader: Download, limit: u64, url: &str) -> Result<String, StoreError> {
-    let mut bytes = Vec::new();
-    reader
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|err| StoreError::Fetch {
-            url: url.to_string(),
-            reason: err.to_string(),
-        })?;
+/// `bytes` as text, refused beyond `limit` bytes or when not UTF-8.
+fn small_text(bytes: Vec<u8>, limit: u64, url: &str) -> Result<String, StoreError> {
     if bytes.len() as u64 > limit {
         return Err(StoreError::Fetch {
             url: url.to_string(),

@@ -12,6 +12,7 @@ pub mod apps;
 pub mod archive_server;
 pub mod as_user;
 pub mod debian;
+pub mod fault_proxy;
 pub mod hash;
 pub mod http;
 pub mod images;
@@ -22,6 +23,7 @@ pub mod require;
 pub mod validators;
 
 pub use archive_server::ArchiveServer;
+pub use fault_proxy::{Fault, FaultProxy};
 pub use as_user::AsUser;
 pub use nixpkgs::{FixtureNixpkgs, HttpCache};
 pub use registry::{Registry, RegistryKind, Request};
