@@ -300,6 +300,15 @@ async fn download(
         }
         temp.write_all(&chunk)?;
     }
+    if bytes < expected_size {
+        // Cut short on the way (a dropped connection, a proxy's wrong
+        // `Content-Length`): another download may be whole, so this is a
+        // wire error, not a mismatch. The temporary file goes with `temp`.
+        return Err(OciDistributionError::IoError(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the blob ended after {bytes} of its {expected_size} bytes"),
+        )));
+    }
     let (temp, actual, _) = temp.finish();
     if actual != descriptor.digest || bytes != expected_size {
         return Ok(Err(Mismatch { actual, bytes }));

@@ -326,13 +326,11 @@ impl Store {
             let err = failure.into_error();
             let Some(wait) = wait else {
                 return Err(match err {
-                    StoreError::BadNar { url, path, reason } if attempt > 1 => {
-                        StoreError::BadNar {
-                            url,
-                            path,
-                            reason: format!("{reason} (gave up after {attempt} attempts)"),
-                        }
-                    }
+                    StoreError::BadNar { url, path, reason } if attempt > 1 => StoreError::BadNar {
+                        url,
+                        path,
+                        reason: format!("{reason} (gave up after {attempt} attempts)"),
+                    },
                     other => other,
                 });
             };
@@ -364,7 +362,9 @@ impl Store {
             compression: found.info.compression(),
         };
         let result = match restore_verified(download, &expected, &temp) {
-            Ok(()) => self.commit(path, &temp, &found.info).map_err(Attempt::Final),
+            Ok(()) => self
+                .commit(path, &temp, &found.info)
+                .map_err(Attempt::Final),
             Err(err @ (NarError::UnsupportedCompression(_) | NarError::NotSha256(_))) => {
                 Err(Attempt::Final(nar_error(err, &url, path)))
             }

@@ -179,7 +179,9 @@ impl Substituters {
     /// started again: the shared policy for HTTP caches, none for a
     /// `file://` folder, where a second read finds the same bytes.
     pub(crate) fn nar_retry_policy(&self, cache: usize) -> Option<RetryPolicy> {
-        self.caches[cache].is_http().then(|| self.options.retry_policy())
+        self.caches[cache]
+            .is_http()
+            .then(|| self.options.retry_policy())
     }
 
     /// Opens the (compressed) NAR `found` points at; returns it with its URL.

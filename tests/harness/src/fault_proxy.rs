@@ -295,9 +295,8 @@ fn exchange(client: TcpStream, shared: &Shared) -> io::Result<()> {
     match &fault {
         Some(Fault::ResetMidRequest) => return reset(&client),
         Some(Fault::Status { code, retry_after }) => {
-            let mut text = format!(
-                "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n"
-            );
+            let mut text =
+                format!("HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n");
             if let Some(seconds) = retry_after {
                 text.push_str(&format!("Retry-After: {seconds}\r\n"));
             }
@@ -322,7 +321,9 @@ fn exchange(client: TcpStream, shared: &Shared) -> io::Result<()> {
     request.set("Connection", "close".into());
     if request.is_chunked() {
         // The body was read whole; it goes on with a plain length.
-        request.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("transfer-encoding"));
+        request
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("transfer-encoding"));
         request.set("Content-Length", body.len().to_string());
     }
     request.write(&mut upstream)?;

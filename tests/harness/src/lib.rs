@@ -23,8 +23,8 @@ pub mod require;
 pub mod validators;
 
 pub use archive_server::ArchiveServer;
-pub use fault_proxy::{Fault, FaultProxy};
 pub use as_user::AsUser;
+pub use fault_proxy::{Fault, FaultProxy};
 pub use nixpkgs::{FixtureNixpkgs, HttpCache};
 pub use registry::{Registry, RegistryKind, Request};
 pub use require::{require, require_root};
