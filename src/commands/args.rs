@@ -12,6 +12,7 @@ use crate::layer::{Format, PackSettings};
 use crate::pipeline::{Delivery, ImageOptions, Target};
 use crate::registry::{Credentials, Platform, RegistryConfig};
 use crate::resolve::PackageSources;
+use crate::sandbox::{CaChoice, HostTrust};
 
 /// Plan options shared by every subcommand that plans an app.
 #[derive(Debug, Args)]
@@ -85,6 +86,36 @@ impl PlanArgs {
             tracing::warn!("{warning}");
         }
         Ok(generated)
+    }
+}
+
+/// The host's TLS trust for build commands: `--ca-file`, `--no-host-ca`.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// CA bundle (PEM) that build commands trust, bound read-only at
+    /// /run/kiln/ca-certificates.crt with SSL_CERT_FILE, PIP_CERT,
+    /// NODE_EXTRA_CA_CERTS and the like pointing at it. Default: the host's
+    /// (SSL_CERT_FILE, else the system bundle), so a network that re-signs
+    /// TLS with a company CA works as it does on the host. Never in the
+    /// image.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_host_ca")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Give build commands no CA bundle of the host's: each tool trusts
+    /// only its own roots.
+    #[arg(long)]
+    pub no_host_ca: bool,
+}
+
+impl TrustArgs {
+    /// The bundle chosen and kiln's own proxy variables.
+    pub fn trust(&self) -> anyhow::Result<HostTrust> {
+        let choice = match (&self.ca_file, self.no_host_ca) {
+            (_, true) => CaChoice::Off,
+            (Some(file), false) => CaChoice::File(file.clone()),
+            (None, false) => CaChoice::Host,
+        };
+        HostTrust::from_host(&choice)
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use clap::Args;
 use serde_json::json;
 
-use super::args::{LayerArgs, Network, OutputArgs, PlanArgs, StoreArgs};
+use super::args::{LayerArgs, Network, OutputArgs, PlanArgs, StoreArgs, TrustArgs};
 use super::GlobalArgs;
 use crate::pipeline::{self, BuildOptions, Built, PhaseOptions};
 use crate::report::{outln, PhaseLine, Progress, Summary};
@@ -24,6 +24,9 @@ pub struct BuildCommand {
 
     #[command(flatten)]
     pub layers: LayerArgs,
+
+    #[command(flatten)]
+    pub trust: TrustArgs,
 
     /// Image to build on instead of kiln's minimal base, pulled from its
     /// registry; its layers stay the image's first. Needed for `aptPkgs`
@@ -68,6 +71,7 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
             network: Network::choose(command.network, &generated.kiln).into(),
             cache_key: command.cache_key.clone(),
             no_cache: command.no_cache,
+            trust: command.trust.trust()?,
         },
         registry: command.output.registry_config(),
         cache_root: global.cache_root()?,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use super::args::{existing_dir, Network, PlanArgs, StoreArgs};
+use super::args::{existing_dir, Network, PlanArgs, StoreArgs, TrustArgs};
 use super::{GlobalArgs, UsageError};
 use crate::pipeline;
 use crate::report::Progress;
@@ -27,6 +27,9 @@ pub struct ShellCommand {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub trust: TrustArgs,
 
     /// One more store path to mount read-only at its place in `/nix/store`,
     /// besides the plan's packages; its `bin` folder goes first on PATH.
@@ -113,6 +116,7 @@ pub fn run(global: &GlobalArgs, args: &ShellCommand) -> anyhow::Result<()> {
             .with_context(|| format!("app folder {}", generated.app_dir.display()))?,
     );
     shell.env = env;
+    args.trust.trust()?.apply(&mut shell);
     shell.network = Network::choose(args.network, &generated.kiln).into();
     shell.timeout = args.phase_timeout.map(std::time::Duration::from_secs);
     shell.output = Output::Inherit;

@@ -28,7 +28,7 @@ use crate::layer::LayerCache;
 use crate::registry::RegistryConfig;
 use crate::report::{human_size, Progress};
 use crate::resolve::{self, PackageSources, Packages};
-use crate::sandbox::Network;
+use crate::sandbox::{HostTrust, Network};
 
 pub use assemble::{image_path, ImageOptions};
 pub use deliver::{deliver, push_image, Delivered, Delivery, Target};
@@ -68,6 +68,9 @@ pub struct PhaseOptions {
     pub cache_key: Option<String>,
     /// No phase cache and no `cacheDirectories`.
     pub no_cache: bool,
+    /// The host's CA bundle and proxy variables, given to every phase but
+    /// kept out of cache keys and the image.
+    pub trust: HostTrust,
 }
 
 /// A finished build.

@@ -292,6 +292,7 @@ impl<'a> Runner<'a> {
         sandbox.lowers = lowers(inputs, view, &done.uppers);
         sandbox.store_paths = self.store_paths.clone();
         sandbox.env = env;
+        inputs.options.trust.apply(&mut sandbox);
         sandbox.cancel = Some(self.cancel.clone());
         sandbox.network = inputs.options.network;
         sandbox.output = inputs.progress.phase_output(name);

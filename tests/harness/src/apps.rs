@@ -25,6 +25,12 @@ pub enum FixtureApp {
     Apt,
     /// An app whose start phase has a `runImage` and `onlyIncludeFiles`.
     RunImage,
+    /// A Node server whose dependency `npm ci` fetches from the package
+    /// registry (network needed; not in [`FixtureApp::ALL`]).
+    NodeRegistryDeps,
+    /// A Python server whose `requirements.txt` pip fetches from the package
+    /// index (network needed; not in [`FixtureApp::ALL`]).
+    PythonIndexDeps,
 }
 
 impl FixtureApp {
@@ -47,6 +53,8 @@ impl FixtureApp {
             FixtureApp::Configured => "configured-app",
             FixtureApp::Apt => "apt-app",
             FixtureApp::RunImage => "run-image-app",
+            FixtureApp::NodeRegistryDeps => "node-registry-deps",
+            FixtureApp::PythonIndexDeps => "python-index-deps",
         }
     }
 

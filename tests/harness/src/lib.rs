@@ -11,6 +11,7 @@
 pub mod apps;
 pub mod archive_server;
 pub mod as_user;
+pub mod connect_proxy;
 pub mod debian;
 pub mod fault_proxy;
 pub mod hash;
@@ -24,6 +25,7 @@ pub mod validators;
 
 pub use archive_server::ArchiveServer;
 pub use as_user::AsUser;
+pub use connect_proxy::ConnectProxy;
 pub use fault_proxy::{Fault, FaultProxy};
 pub use nixpkgs::{FixtureNixpkgs, HttpCache};
 pub use registry::{Registry, RegistryKind, Request};
