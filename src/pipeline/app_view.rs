@@ -5,7 +5,12 @@
 //! the phase sees only those, and only those key it: `onlyIncludeFiles`
 //! when the plan sets them, and the manifests and lockfiles of a Node or
 //! pip install whose commands cannot read anything else. Otherwise the
-//! phase sees the whole app.
+//! phase sees the whole app, and always when a command installs the
+//! project itself (`pip install .`, `poetry install`, an npm install that
+//! runs the package's own scripts): the plan's `onlyIncludeFiles` then say
+//! less than the command reads, and upstream's build fails there (its
+//! issue 514); kiln's plan stays the same, its execution sees what the
+//! command installs.
 
 use std::path::Path;
 
@@ -57,10 +62,13 @@ const PIP_REQUIREMENTS_INSTALL: &str =
 /// The files (relative to the app) `phase` needs, or `None` for the whole
 /// app. `app` is the app as staged for the build.
 pub fn phase_files(phase: &Phase, app: &Path) -> Option<Vec<String>> {
+    let commands = phase.cmds.as_deref().unwrap_or_default();
+    if installs_the_project(commands, app).is_some() {
+        return None;
+    }
     if let Some(files) = &phase.only_include_files {
         return Some(files.clone());
     }
-    let commands = phase.cmds.as_deref().unwrap_or_default();
     if commands.is_empty() {
         return None;
     }
@@ -76,18 +84,101 @@ pub fn phase_files(phase: &Phase, app: &Path) -> Option<Vec<String>> {
     None
 }
 
+/// The part of `commands` that installs the project itself, so reads any
+/// of its files: a pip, uv, poetry or pdm install of the project, a
+/// `bundle install` whose Gemfile names the app's gemspec, or a Node
+/// package manager's install when `package.json` has install scripts.
+pub fn installs_the_project(commands: &[String], app: &Path) -> Option<String> {
+    commands
+        .iter()
+        .flat_map(|command| command.split(['&', ';', '|']))
+        .map(str::trim)
+        .find(|part| {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            installs_itself(&words, app)
+        })
+        .map(str::to_string)
+}
+
+fn installs_itself(words: &[&str], app: &Path) -> bool {
+    let has = |flag: &str| words.contains(&flag);
+    let after = |prefix: &[&str]| {
+        words
+            .windows(prefix.len())
+            .position(|w| w == prefix)
+            .map(|i| &words[i + prefix.len()..])
+    };
+    if let Some(args) = after(&["pip", "install"])
+        .or_else(|| after(&["pip3", "install"]))
+        .or_else(|| after(&["pip", "wheel"]))
+    {
+        return args.iter().any(|arg| is_local_path(arg));
+    }
+    if after(&["poetry", "install"]).is_some() {
+        return !has("--no-root");
+    }
+    if after(&["uv", "sync"]).is_some() {
+        return !has("--no-install-project");
+    }
+    if after(&["pdm", "install"]).is_some() || after(&["pdm", "sync"]).is_some() {
+        return !has("--no-self");
+    }
+    if after(&["bundle", "install"]).is_some() {
+        return gemfile_names_a_gemspec(app);
+    }
+    let node_install = ["npm", "yarn", "pnpm", "bun"]
+        .iter()
+        .any(|tool| words.first() == Some(tool))
+        && (words.len() == 1 || matches!(words[1], "ci" | "i" | "install"));
+    node_install && runs_install_scripts(app)
+}
+
+/// A pip requirement that is a folder or file of the app (`.`, `./pkg`,
+/// `.[extra]`, an absolute path), not a name from an index.
+fn is_local_path(arg: &str) -> bool {
+    let arg = arg.trim_matches(['\'', '"']);
+    arg == "."
+        || arg.starts_with("./")
+        || arg.starts_with("../")
+        || arg.starts_with(".[")
+        || arg.starts_with('/')
+        || arg.starts_with("file:")
+}
+
+fn gemfile_names_a_gemspec(app: &Path) -> bool {
+    read_regular(&app.join("Gemfile"))
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .is_some_and(|text| {
+            text.lines()
+                .any(|line| line.trim_start().split_whitespace().next() == Some("gemspec"))
+        })
+}
+
+/// Whether `package.json` has a script a package manager runs while
+/// installing the project; unreadable counts as yes (the whole app is
+/// always correct).
+fn runs_install_scripts(app: &Path) -> bool {
+    let Some(manifest) = read_regular(&app.join("package.json"))
+        .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok())
+    else {
+        return app.join("package.json").exists();
+    };
+    manifest
+        .get("scripts")
+        .and_then(|s| s.as_object())
+        .is_some_and(|s| INSTALL_SCRIPTS.iter().any(|n| s.contains_key(*n)))
+}
+
 fn node_install_files(app: &Path) -> Option<Vec<String>> {
     let text = read_regular(&app.join("package.json"))?;
     let manifest: serde_json::Value = serde_json::from_slice(&text).ok()?;
-    let scripts = manifest.get("scripts").and_then(|s| s.as_object());
-    let runs_scripts = scripts.is_some_and(|s| INSTALL_SCRIPTS.iter().any(|n| s.contains_key(*n)));
     // Workspaces, pnpm hooks and Yarn's plugin folder bring files kiln
     // does not list; such installs see the whole app.
     let reads_more = manifest.get("workspaces").is_some()
         || app.join(".pnpmfile.cjs").exists()
         || app.join("pnpm-workspace.yaml").exists()
         || app.join(".yarn").exists();
-    if runs_scripts || reads_more {
+    if reads_more {
         return None;
     }
     Some(present(app, &NODE_INSTALL_FILES))
@@ -222,6 +313,65 @@ mod tests {
             assert!(made.unwrap().success());
             assert_eq!(files_within(phase.clone(), app.path()), None, "{name}");
         }
+    }
+
+    #[test]
+    fn installing_the_project_itself_sees_the_whole_app_over_only_include_files() {
+        let app = node_app("{}");
+        std::fs::write(app.path().join("Gemfile"), "source 'x'\n  gemspec\n").unwrap();
+        let upstream_pyproject = "python -m venv --copies /opt/venv && . /opt/venv/bin/activate \
+            && pip install --upgrade build setuptools && pip install .";
+        for cmd in [
+            upstream_pyproject,
+            "pip install -e .",
+            "python -m pip install '.[web]'",
+            "pip install .[web]",
+            "poetry install --no-dev --no-interaction --no-ansi",
+            "uv sync --frozen",
+            "pdm install --prod",
+            "bundle install",
+        ] {
+            let phase = Phase {
+                only_include_files: Some(vec!["pyproject.toml".into()]),
+                ..install(cmd)
+            };
+            assert_eq!(phase_files(&phase, app.path()), None, "{cmd}");
+            assert!(installs_the_project(&[cmd.to_string()], app.path()).is_some());
+        }
+        for cmd in [
+            "pip install --upgrade build setuptools",
+            "pip install -r requirements.txt",
+            "poetry install --no-root",
+            "uv sync --no-install-project",
+            "pdm install --no-self",
+            "npm ci",
+        ] {
+            assert_eq!(
+                installs_the_project(&[cmd.to_string()], app.path()),
+                None,
+                "{cmd}"
+            );
+        }
+        std::fs::write(app.path().join("Gemfile"), "source 'x'\ngem 'rails'\n").unwrap();
+        assert_eq!(
+            installs_the_project(&["bundle install".into()], app.path()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_node_install_that_runs_the_packages_scripts_sees_the_whole_app() {
+        let scripted = node_app(r#"{"scripts": {"prepare": "node build.js"}}"#);
+        let phase = Phase {
+            only_include_files: Some(vec!["package.json".into()]),
+            ..install("npm ci")
+        };
+        assert_eq!(phase_files(&phase, scripted.path()), None);
+        let plain = node_app(r#"{"scripts": {"start": "node server.js"}}"#);
+        assert_eq!(
+            phase_files(&phase, plain.path()),
+            Some(vec!["package.json".to_string()])
+        );
     }
 
     #[test]

@@ -325,7 +325,17 @@ impl<'a> Runner<'a> {
                 .with_context(|| format!("could not create {}", view.display()))?;
             return Ok(view);
         };
-        let Some(files) = app_view::phase_files(phase, &inputs.app_root.join("app")) else {
+        let app = inputs.app_root.join("app");
+        let Some(files) = app_view::phase_files(phase, &app) else {
+            let commands = phase.cmds.as_deref().unwrap_or_default();
+            if let (Some(_), Some(part)) = (
+                &phase.only_include_files,
+                app_view::installs_the_project(commands, &app),
+            ) {
+                inputs.progress.note(format!(
+                    "phase {name}: sees the whole app, not only its onlyIncludeFiles: `{part}` installs the project itself"
+                ));
+            }
             return Ok(inputs.app_root.to_path_buf());
         };
         let view = inputs.work.join(format!("view-{number}"));

@@ -31,6 +31,9 @@ pub enum FixtureApp {
     /// A Python server whose `requirements.txt` pip fetches from the package
     /// index (network needed; not in [`FixtureApp::ALL`]).
     PythonIndexDeps,
+    /// A flit project whose install phase runs `pip install .` (network
+    /// needed for its build backend; not in [`FixtureApp::ALL`]).
+    PythonFlitProject,
 }
 
 impl FixtureApp {
@@ -55,6 +58,7 @@ impl FixtureApp {
             FixtureApp::RunImage => "run-image-app",
             FixtureApp::NodeRegistryDeps => "node-registry-deps",
             FixtureApp::PythonIndexDeps => "python-index-deps",
+            FixtureApp::PythonFlitProject => "python-flit-project",
         }
     }
 

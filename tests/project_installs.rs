@@ -1,0 +1,59 @@
+//! Install phases that install the project itself see the whole app,
+//! though the plan (printed exactly as upstream's) narrows them with
+//! `onlyIncludeFiles`: a flit `pyproject.toml` project, whose `pip install .`
+//! needs its README and package folder, builds and answers.
+
+use std::process::Command;
+
+use kiln_harness::apps::FixtureApp;
+use kiln_harness::{require, FixtureNixpkgs};
+
+#[test]
+fn a_flit_project_installed_with_pip_install_dot_builds_and_answers() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&["umoci", "runc", "curl"]) {
+        return;
+    }
+    let app = FixtureApp::PythonFlitProject;
+    let plan = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("plan")
+        .arg(app.dir())
+        .output()
+        .unwrap();
+    assert!(plan.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let install = &plan["phases"]["install"];
+    assert_eq!(
+        install["onlyIncludeFiles"],
+        serde_json::json!(["pyproject.toml"])
+    );
+    assert!(install["cmds"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("&& pip install ."));
+
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env_remove("RUST_LOG")
+        .arg("--cache-dir")
+        .arg(work.path().join("cache"))
+        .arg("build")
+        .arg(app.dir())
+        .args(fixture.kiln_source_args())
+        .arg("--output")
+        .arg(format!("oci:{}:latest", layout.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "phase install: sees the whole app, not only its onlyIncludeFiles: `pip install .` installs the project itself"
+        ),
+        "{stderr}"
+    );
+    app.answers_from(&layout, "latest");
+}
