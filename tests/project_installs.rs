@@ -1,9 +1,11 @@
 //! Install phases that install the project itself see the whole app,
 //! though the plan (printed exactly as upstream's) narrows them with
 //! `onlyIncludeFiles`: a flit `pyproject.toml` project, whose `pip install .`
-//! needs its README and package folder, builds and answers.
+//! needs its README and package folder, builds and answers; so does a
+//! Poetry project, whose `poetry install` installs it too.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use kiln_harness::apps::FixtureApp;
 use kiln_harness::{require, FixtureNixpkgs};
@@ -36,17 +38,7 @@ fn a_flit_project_installed_with_pip_install_dot_builds_and_answers() {
 
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
-    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .env_remove("RUST_LOG")
-        .arg("--cache-dir")
-        .arg(work.path().join("cache"))
-        .arg("build")
-        .arg(app.dir())
-        .args(fixture.kiln_source_args())
-        .arg("--output")
-        .arg(format!("oci:{}:latest", layout.display()))
-        .output()
-        .unwrap();
+    let output = build(fixture, app, work.path(), &layout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(
@@ -54,6 +46,41 @@ fn a_flit_project_installed_with_pip_install_dot_builds_and_answers() {
             "phase install: sees the whole app, not only its onlyIncludeFiles: `pip install .` installs the project itself"
         ),
         "{stderr}"
+    );
+    app.answers_from(&layout, "latest");
+}
+
+/// `kiln build app` into `oci:<layout>:latest` with a cache in `work`.
+fn build(fixture: &FixtureNixpkgs, app: FixtureApp, work: &Path, layout: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env_remove("RUST_LOG")
+        .arg("--cache-dir")
+        .arg(work.join("cache"))
+        .arg("build")
+        .arg(app.dir())
+        .args(fixture.kiln_source_args())
+        .arg("--output")
+        .arg(format!("oci:{}:latest", layout.display()))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_poetry_project_installed_by_poetry_install_builds_and_answers() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&["umoci", "runc", "curl"]) {
+        return;
+    }
+    let app = FixtureApp::PythonPoetryProject;
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let output = build(fixture, app, work.path(), &layout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
     );
     app.answers_from(&layout, "latest");
 }

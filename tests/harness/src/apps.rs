@@ -34,6 +34,9 @@ pub enum FixtureApp {
     /// A flit project whose install phase runs `pip install .` (network
     /// needed for its build backend; not in [`FixtureApp::ALL`]).
     PythonFlitProject,
+    /// A Poetry project whose `poetry install` installs the project itself
+    /// (network needed for Poetry; not in [`FixtureApp::ALL`]).
+    PythonPoetryProject,
 }
 
 impl FixtureApp {
@@ -59,6 +62,7 @@ impl FixtureApp {
             FixtureApp::NodeRegistryDeps => "node-registry-deps",
             FixtureApp::PythonIndexDeps => "python-index-deps",
             FixtureApp::PythonFlitProject => "python-flit-project",
+            FixtureApp::PythonPoetryProject => "python-poetry-project",
         }
     }
 
