@@ -150,7 +150,7 @@ fn gemfile_names_a_gemspec(app: &Path) -> bool {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .is_some_and(|text| {
             text.lines()
-                .any(|line| line.trim_start().split_whitespace().next() == Some("gemspec"))
+                .any(|line| line.split_whitespace().next() == Some("gemspec"))
         })
 }
 
