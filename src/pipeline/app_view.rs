@@ -72,16 +72,37 @@ pub fn phase_files(phase: &Phase, app: &Path) -> Option<Vec<String>> {
     if commands.is_empty() {
         return None;
     }
-    if commands
-        .iter()
-        .all(|c| NODE_INSTALL_COMMANDS.contains(&c.trim()))
-    {
+    let node_only = commands.iter().all(|command| {
+        NODE_INSTALL_COMMANDS.contains(&command.trim())
+            || command.split("&&").all(|part| is_global_setup(part.trim()))
+    });
+    if node_only {
         return node_install_files(app);
     }
     if commands.len() == 1 && commands[0].trim() == PIP_REQUIREMENTS_INSTALL {
         return pip_install_files(app);
     }
     None
+}
+
+/// Whether `part` only installs named packages globally or switches on
+/// corepack (upstream's `npm install -g corepack@0.24.1 && corepack
+/// enable`): it reads no project file beyond `package.json` (corepack's
+/// `packageManager`) and `.npmrc`, which a Node install's view holds.
+fn is_global_setup(part: &str) -> bool {
+    let words: Vec<&str> = part.split_whitespace().collect();
+    match words.as_slice() {
+        ["npm", "i" | "install", rest @ ..] if !rest.is_empty() => {
+            let global = rest.iter().any(|w| matches!(*w, "-g" | "--global"));
+            let named = rest.iter().filter(|w| !w.starts_with('-')).all(|w| {
+                let scoped = w.starts_with('@') && !w.contains("..");
+                scoped || (!is_local_path(w) && !w.contains('/'))
+            });
+            global && named
+        }
+        ["corepack", "enable", names @ ..] => names.iter().all(|n| !n.contains('/')),
+        _ => false,
+    }
 }
 
 /// The part of `commands` that installs the project itself, so reads any
@@ -372,6 +393,40 @@ mod tests {
             phase_files(&phase, plain.path()),
             Some(vec!["package.json".to_string()])
         );
+    }
+
+    #[test]
+    fn corepack_and_global_installs_of_named_packages_keep_the_narrow_view() {
+        let app = node_app(r#"{"packageManager": "pnpm@8.15.4"}"#);
+        let commands = vec![
+            "npm install -g corepack@0.24.1 && corepack enable".to_string(),
+            "pnpm i --frozen-lockfile".to_string(),
+        ];
+        let phase = Phase {
+            cmds: Some(commands),
+            ..install("")
+        };
+        assert_eq!(
+            phase_files(&phase, app.path()),
+            Some(vec![
+                "package.json".to_string(),
+                "package-lock.json".to_string()
+            ])
+        );
+        let global_cli = install("npm i -g json@11.0.0");
+        assert!(phase_files(&global_cli, app.path()).is_some());
+        for reads_the_app in [
+            "npm i -g ./tools/cli",
+            "npm i -g . && corepack enable",
+            "npm i json",
+            "npm i -g json && node setup.js",
+        ] {
+            assert_eq!(
+                phase_files(&install(reads_the_app), app.path()),
+                None,
+                "{reads_the_app}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use kiln_providers::BuildPlan;
 
 use super::base_image::BaseImage;
+use super::global_prefix;
 use super::phases::{image_paths, RanPhase};
 use super::root_folder::Base;
 use crate::image::{Image, ImageBuilder};
@@ -151,10 +152,13 @@ pub fn image(inputs: &ImageInputs<'_>) -> anyhow::Result<Image> {
         builder = builder.layers(image.layers.iter().cloned());
     }
     let builder = builder.layers(layers);
+    let uppers: Vec<&Path> = inputs.phases.iter().map(|p| p.upper.as_path()).collect();
+    let mut first_paths = image_paths(&phases);
+    first_paths.extend(global_prefix::bin_folders_made(&uppers));
     let mut builder = with_base_env(
         builder,
         &inputs.base.files,
-        &image_paths(&phases),
+        &first_paths,
         &inputs.options.labels,
     );
     if !inputs.library_dirs.is_empty() {

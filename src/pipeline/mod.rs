@@ -12,6 +12,7 @@ mod app_view;
 mod assemble;
 mod base_image;
 mod deliver;
+pub mod global_prefix;
 mod pack;
 mod phase_cache;
 mod phases;
@@ -33,7 +34,7 @@ use crate::sandbox::{HostTrust, Network};
 pub use assemble::{image_path, ImageOptions};
 pub use deliver::{deliver, push_image, Delivered, Delivery, Target};
 pub use pack::{pack, PackOptions};
-pub use phases::{apt_packages, phase_environment, RanPhase};
+pub use phases::{apt_packages, image_paths, phase_environment, RanPhase};
 
 /// What a build needs besides the plan.
 pub struct BuildOptions {

@@ -11,7 +11,7 @@ use kiln_providers::{BuildPlan, Phase};
 
 use super::base_image::BaseImage;
 use super::phase_cache::{self, PhaseCache, PhaseKey};
-use super::{app_files, app_view, PhaseOptions};
+use super::{app_files, app_view, global_prefix, PhaseOptions};
 use crate::report::Progress;
 use crate::resolve::Packages;
 use crate::sandbox::{self, PhaseEnvironment, Sandbox};
@@ -292,6 +292,12 @@ impl<'a> Runner<'a> {
         sandbox.lowers = lowers(inputs, view, &done.uppers);
         sandbox.store_paths = self.store_paths.clone();
         sandbox.env = env;
+        // The apt step runs the base image's own programs, which install
+        // into the image's folders as they always do.
+        if let Some((index, _)) = step.phase {
+            let own_paths = image_paths(&inputs.phases[..=index]).len();
+            global_prefix::apply(&mut sandbox.env, own_paths);
+        }
         inputs.options.trust.apply(&mut sandbox);
         sandbox.cancel = Some(self.cancel.clone());
         sandbox.network = inputs.options.network;
@@ -304,9 +310,19 @@ impl<'a> Runner<'a> {
                 })?;
         }
         let _spinner = inputs.progress.spinner(&format!("phase {name}"));
-        let diff = sandbox
-            .run()
-            .with_context(|| format!("phase {name} failed"))?;
+        let diff = sandbox.run().map_err(|err| {
+            let hint = match &err {
+                sandbox::SandboxError::CommandFailed { last_lines, .. } => {
+                    global_prefix::store_write_hint(last_lines)
+                }
+                _ => None,
+            };
+            let err = anyhow::Error::new(err);
+            match hint {
+                Some(hint) => err.context(format!("phase {name} failed: {hint}")),
+                None => err.context(format!("phase {name} failed")),
+            }
+        })?;
         if self.cancel.load(Ordering::SeqCst) {
             bail!("interrupted during phase {name}");
         }

@@ -37,6 +37,10 @@ pub enum FixtureApp {
     /// A Poetry project whose `poetry install` installs the project itself
     /// (network needed for Poetry; not in [`FixtureApp::ALL`]).
     PythonPoetryProject,
+    /// A Node server whose config installs a CLI with `npm install -g` and
+    /// whose start command runs it (network needed; not in
+    /// [`FixtureApp::ALL`]).
+    NodeGlobalCli,
 }
 
 impl FixtureApp {
@@ -63,6 +67,7 @@ impl FixtureApp {
             FixtureApp::PythonIndexDeps => "python-index-deps",
             FixtureApp::PythonFlitProject => "python-flit-project",
             FixtureApp::PythonPoetryProject => "python-poetry-project",
+            FixtureApp::NodeGlobalCli => "node-global-cli",
         }
     }
 
