@@ -1,8 +1,9 @@
 //! Global installs in phases: `npm install -g` writes under kiln's global
 //! prefix, never into a store path; the tool is on `PATH` in later phases
 //! and in the image; the install phase is reused after a source edit; the
-//! store-path layers are those of an app with no global install; a write
-//! into the store fails naming the path and the way out.
+//! store-path layers are those of an app with no global install; corepack
+//! runs the pnpm a project pins rather than the Nix one; a write into the
+//! store fails naming the path and the way out.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -158,4 +159,39 @@ fn a_phase_writing_into_the_store_fails_naming_the_path_and_the_prefix() {
             && error.contains("/usr/local/kiln"),
         "{stderr}"
     );
+}
+
+#[test]
+fn corepack_runs_the_pnpm_the_project_pins_and_is_reused_after_an_edit() {
+    let Some(fixture) = fixture() else {
+        return;
+    };
+    let app_fixture = FixtureApp::NodePnpmCorepack;
+    let pinned = "9.15.0";
+    let nix_pnpm = fixture.store_path("pnpm-9_x");
+    assert!(
+        !nix_pnpm.ends_with(pinned),
+        "{nix_pnpm}: pin another version"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    copy_app(&app_fixture.dir(), &app);
+    let cache = work.path().join("cache");
+    let layout = work.path().join("layout");
+
+    let output = build(fixture, &app, &cache, &layout);
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    summary(output);
+
+    assert!(
+        log.contains(&format!("[build] pnpm {pinned} builds")),
+        "{log}"
+    );
+    app_fixture.answers_from(&layout, "latest");
+
+    let server = app.join("server.js");
+    let text = std::fs::read_to_string(&server).unwrap();
+    std::fs::write(&server, format!("// edited\n{text}")).unwrap();
+    let edited = summary(build(fixture, &app, &cache, &work.path().join("edited")));
+    assert!(phase_cached(&edited, "install"), "{edited}");
 }

@@ -41,6 +41,10 @@ pub enum FixtureApp {
     /// whose start command runs it (network needed; not in
     /// [`FixtureApp::ALL`]).
     NodeGlobalCli,
+    /// A pnpm project whose `packageManager` pins a pnpm other than the
+    /// fixture's; corepack fetches it (network needed; not in
+    /// [`FixtureApp::ALL`]).
+    NodePnpmCorepack,
 }
 
 impl FixtureApp {
@@ -68,6 +72,7 @@ impl FixtureApp {
             FixtureApp::PythonFlitProject => "python-flit-project",
             FixtureApp::PythonPoetryProject => "python-poetry-project",
             FixtureApp::NodeGlobalCli => "node-global-cli",
+            FixtureApp::NodePnpmCorepack => "node-pnpm-corepack",
         }
     }
 
