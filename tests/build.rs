@@ -48,9 +48,11 @@ fn succeed(output: Output, what: &str) -> String {
 /// The fixture nixpkgs, when it and the image tools are there (else the
 /// test skips, or fails under CI).
 fn fixture_and_image_tools() -> Option<&'static FixtureNixpkgs> {
-    let fixture = FixtureNixpkgs::get()?;
-    require(&IMAGE_TOOLS).then_some(fixture)
+    FixtureNixpkgs::with_tools(&IMAGE_TOOLS)
 }
+
+/// The tools a test of a registry needs.
+const REGISTRY_TOOLS: [&str; 2] = ["docker-registry", "skopeo"];
 
 /// Builds `app` as root into `oci:<work>/layout:latest` with a cache in
 /// `work`; returns the layout and the printed digest.
@@ -248,10 +250,10 @@ fn a_bad_config_names_the_file_and_exits_1() {
 
 #[test]
 fn pushed_images_pulled_back_run_the_same() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&REGISTRY_TOOLS) else {
         return;
     };
-    if !require(&["docker-registry", "skopeo"]) || !require(&IMAGE_TOOLS) {
+    if !require(&IMAGE_TOOLS) {
         return;
     }
     let registry = Registry::start(RegistryKind::Plain);
@@ -292,7 +294,7 @@ fn pushed_images_pulled_back_run_the_same() {
 /// reference; with the registry (kept alive by the caller) and the base's
 /// layer digests. `None` when the test should be skipped.
 fn debian_base(work: &Path) -> Option<(Registry, String, Vec<String>)> {
-    if !require(&["docker-registry", "skopeo"]) {
+    if !require(&REGISTRY_TOOLS) {
         return None;
     }
     let layout = work.join("debian");
@@ -399,12 +401,9 @@ fn node_app_builds_on_a_debian_base_as_an_unprivileged_user() {
 /// image.
 #[test]
 fn apt_packages_on_a_base_without_apt_are_refused() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&REGISTRY_TOOLS) else {
         return;
     };
-    if !require(&["docker-registry", "skopeo"]) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(RegistryKind::Plain);
     let reference = format!("{}/library/busybox:1", registry.host());
@@ -462,6 +461,24 @@ fn run_image_keeps_only_the_included_files_and_answers() {
     assert!(!store.iter().any(|p| p.contains("python")), "{store:?}");
 }
 
+/// `kiln build` arguments that push the shell app to `reference` on the
+/// plain-HTTP registry `host`, with a cache in `work`.
+fn shell_app_push_args(
+    fixture: &FixtureNixpkgs,
+    work: &Path,
+    reference: &str,
+    host: &str,
+) -> Vec<String> {
+    let mut args = build_args(fixture, &FixtureApp::Shell.dir(), &work.join("cache"));
+    args.extend([
+        "--push".into(),
+        reference.into(),
+        "--insecure-registry".into(),
+        host.into(),
+    ]);
+    args
+}
+
 #[test]
 fn unreachable_registry_exits_1() {
     let Some(fixture) = FixtureNixpkgs::get() else {
@@ -470,17 +487,12 @@ fn unreachable_registry_exits_1() {
     let work = tempfile::tempdir().unwrap();
     let port = free_port();
     let reference = format!("127.0.0.1:{port}/nowhere/app:v1");
-    let mut args = build_args(
+    let args = shell_app_push_args(
         fixture,
-        &FixtureApp::Shell.dir(),
-        &work.path().join("cache"),
+        work.path(),
+        &reference,
+        &format!("127.0.0.1:{port}"),
     );
-    args.extend([
-        "--push".into(),
-        reference,
-        "--insecure-registry".into(),
-        format!("127.0.0.1:{port}"),
-    ]);
     let output = kiln(&args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -1094,12 +1106,9 @@ fn quiet_leaves_only_the_phase_output_and_errors() {
 
 #[test]
 fn registry_credentials_from_the_environment_authenticate_a_push() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&REGISTRY_TOOLS) else {
         return;
     };
-    if !require(&["docker-registry", "skopeo"]) {
-        return;
-    }
     let registry = Registry::start(RegistryKind::BasicAuth);
     let (user, password) = registry.credentials().unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -1107,17 +1116,7 @@ fn registry_credentials_from_the_environment_authenticate_a_push() {
     let home = work.path().join("home");
     std::fs::create_dir(&home).unwrap();
     let reference = format!("{}/ci/app:v1", registry.host());
-    let mut args = build_args(
-        fixture,
-        &FixtureApp::Shell.dir(),
-        &work.path().join("cache"),
-    );
-    args.extend([
-        "--push".into(),
-        reference.clone(),
-        "--insecure-registry".into(),
-        registry.host(),
-    ]);
+    let args = shell_app_push_args(fixture, work.path(), &reference, &registry.host());
     let push = |credentials: &[(&str, &str)]| {
         Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(&args)

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use kiln_harness::{require, FixtureNixpkgs};
+use kiln_harness::FixtureNixpkgs;
 
 /// Python that tries every way to the host's terminal and prints what
 /// worked, or `no host terminal`.
@@ -89,8 +89,7 @@ fn kiln_on_a_terminal(args: &[String], work: &Path) -> (bool, String) {
 }
 
 fn fixture_and_script() -> Option<&'static FixtureNixpkgs> {
-    let fixture = FixtureNixpkgs::get()?;
-    require(&["script"]).then_some(fixture)
+    FixtureNixpkgs::with_tools(&["script"])
 }
 
 #[test]
@@ -322,12 +321,9 @@ const KEPT_PROBE: &str = "\"echo kept: [$(cat /root/.probe-cache/kept .cache/pro
 
 #[test]
 fn cache_directories_are_kept_per_cache_key_and_never_in_the_image() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&["umoci"]) else {
         return;
     };
-    if !require(&["umoci"]) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let app = app(work.path(), "kept", KEPT_PROBE, &[]);
     let config = app.join("nixpacks.toml");

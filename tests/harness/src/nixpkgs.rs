@@ -82,6 +82,13 @@ impl FixtureNixpkgs {
         Some(FIXTURE.get_or_init(|| Self::build_or_reuse().0))
     }
 
+    /// The fixture, when it and the programs `tools` are there; `None` when
+    /// the test should be skipped, as for [`FixtureNixpkgs::get`].
+    pub fn with_tools(tools: &[&str]) -> Option<&'static FixtureNixpkgs> {
+        let fixture = Self::get()?;
+        require(tools).then_some(fixture)
+    }
+
     /// Builds the fixture unless a build of the same definition exists, and
     /// makes sure its store paths are valid in this machine's `/nix/store`.
     /// Safe to call from several processes at once.
