@@ -48,9 +48,11 @@ fn succeed(output: Output, what: &str) -> String {
 /// The fixture nixpkgs, when it and the image tools are there (else the
 /// test skips, or fails under CI).
 fn fixture_and_image_tools() -> Option<&'static FixtureNixpkgs> {
-    let fixture = FixtureNixpkgs::get()?;
-    require(&IMAGE_TOOLS).then_some(fixture)
+    FixtureNixpkgs::with_tools(&IMAGE_TOOLS)
 }
+
+/// The tools a test of a registry needs.
+const REGISTRY_TOOLS: [&str; 2] = ["docker-registry", "skopeo"];
 
 /// Builds `app` as root into `oci:<work>/layout:latest` with a cache in
 /// `work`; returns the layout and the printed digest.
@@ -248,10 +250,10 @@ fn a_bad_config_names_the_file_and_exits_1() {
 
 #[test]
 fn pushed_images_pulled_back_run_the_same() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&REGISTRY_TOOLS) else {
         return;
     };
-    if !require(&["docker-registry", "skopeo"]) || !require(&IMAGE_TOOLS) {
+    if !require(&IMAGE_TOOLS) {
         return;
     }
     let registry = Registry::start(RegistryKind::Plain);
@@ -292,7 +294,7 @@ fn pushed_images_pulled_back_run_the_same() {
 /// reference; with the registry (kept alive by the caller) and the base's
 /// layer digests. `None` when the test should be skipped.
 fn debian_base(work: &Path) -> Option<(Registry, String, Vec<String>)> {
-    if !require(&["docker-registry", "skopeo"]) {
+    if !require(&REGISTRY_TOOLS) {
         return None;
     }
     let layout = work.join("debian");
@@ -399,12 +401,9 @@ fn node_app_builds_on_a_debian_base_as_an_unprivileged_user() {
 /// image.
 #[test]
 fn apt_packages_on_a_base_without_apt_are_refused() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&REGISTRY_TOOLS) else {
         return;
     };
-    if !require(&["docker-registry", "skopeo"]) {
-        return;
-    }
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(RegistryKind::Plain);
     let reference = format!("{}/library/busybox:1", registry.host());
@@ -462,6 +461,24 @@ fn run_image_keeps_only_the_included_files_and_answers() {
     assert!(!store.iter().any(|p| p.contains("python")), "{store:?}");
 }
 
+/// `kiln build` arguments that push the shell app to `reference` on the
+/// plain-HTTP registry `host`, with a cache in `work`.
+fn shell_app_push_args(
+    fixture: &FixtureNixpkgs,
+    work: &Path,
+    reference: &str,
+    host: &str,
+) -> Vec<String> {
+    let mut args = build_args(fixture, &FixtureApp::Shell.dir(), &work.join("cache"));
+    args.extend([
+        "--push".into(),
+        reference.into(),
+        "--insecure-registry".into(),
+        host.into(),
+    ]);
+    args
+}
+
 #[test]
 fn unreachable_registry_exits_1() {
     let Some(fixture) = FixtureNixpkgs::get() else {
@@ -470,17 +487,12 @@ fn unreachable_registry_exits_1() {
     let work = tempfile::tempdir().unwrap();
     let port = free_port();
     let reference = format!("127.0.0.1:{port}/nowhere/app:v1");
-    let mut args = build_args(
+    let args = shell_app_push_args(
         fixture,
-        &FixtureApp::Shell.dir(),
-        &work.path().join("cache"),
+        work.path(),
+        &reference,
+        &format!("127.0.0.1:{port}"),
     );
-    args.extend([
-        "--push".into(),
-        reference,
-        "--insecure-registry".into(),
-        format!("127.0.0.1:{port}"),
-    ]);
     let output = kiln(&args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -593,23 +605,31 @@ fn layer_digests(summary: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn node_rebuild_after_a_source_edit_reuses_the_install_phase() {
+/// Builds a copy of `app` with a build command, edits `source` (a comment
+/// in `comment` syntax that changes no behaviour), builds again: the
+/// install phase, which sees only the manifests and lockfiles, is reused
+/// with its layer, the build phase runs again, and the image answers.
+fn rebuild_after_a_source_edit_reuses_the_install_phase(
+    app: FixtureApp,
+    source: &str,
+    comment: &str,
+) {
     let Some(fixture) = fixture_and_image_tools() else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let app = work.path().join("node-server");
-    std::fs::create_dir(&app).unwrap();
-    for file in ["package.json", "package-lock.json", "server.js"] {
-        std::fs::copy(FixtureApp::Node.dir().join(file), app.join(file)).unwrap();
+    let copy = work.path().join(app.name());
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(app.dir()).unwrap() {
+        let file = entry.unwrap().path();
+        std::fs::copy(&file, copy.join(file.file_name().unwrap())).unwrap();
     }
     let layout = work.path().join("layout");
     let build = |tag: &str| {
-        let mut args = build_args(fixture, &app, &work.path().join("cache"));
+        let mut args = build_args(fixture, &copy, &work.path().join("cache"));
         args.extend([
             "--build-cmd".into(),
-            "cp server.js server.copy.js".into(),
+            format!("cp {source} {source}.copy"),
             "--output".into(),
             format!("oci:{}:{tag}", layout.display()),
         ]);
@@ -619,13 +639,13 @@ fn node_rebuild_after_a_source_edit_reuses_the_install_phase() {
     assert!(!phase_cached(&first, "install"));
     assert!(!phase_cached(&first, "build"));
 
-    let mut source = std::fs::read_to_string(app.join("server.js")).unwrap();
-    source.push_str("\n// an edit that changes no behaviour\n");
-    std::fs::write(app.join("server.js"), source).unwrap();
+    let mut text = std::fs::read_to_string(copy.join(source)).unwrap();
+    text.push_str(&format!("\n{comment} an edit that changes no behaviour\n"));
+    std::fs::write(copy.join(source), text).unwrap();
     let second = build("second");
     assert!(
         phase_cached(&second, "install"),
-        "npm ci ran again: {second}"
+        "the install ran again: {second}"
     );
     assert!(
         !phase_cached(&second, "build"),
@@ -657,7 +677,17 @@ fn node_rebuild_after_a_source_edit_reuses_the_install_phase() {
         install(&after),
         "the install layer is the same"
     );
-    FixtureApp::Node.answers_from(&layout, "second");
+    app.answers_from(&layout, "second");
+}
+
+#[test]
+fn node_rebuild_after_a_source_edit_reuses_the_install_phase() {
+    rebuild_after_a_source_edit_reuses_the_install_phase(FixtureApp::Node, "server.js", "//");
+}
+
+#[test]
+fn python_rebuild_after_a_source_edit_reuses_the_requirements_install() {
+    rebuild_after_a_source_edit_reuses_the_install_phase(FixtureApp::Python, "main.py", "#");
 }
 
 /// Copies the Node fixture app to `dest` under `umask`, as a checkout on a
@@ -992,4 +1022,141 @@ fn on_a_terminal_bars_are_drawn_and_the_plain_lines_remain() {
     for stage in SHELL_APP_STAGES {
         assert!(has_stage_line(&shown, stage), "no {stage} line: {shown}");
     }
+}
+
+/// The phases of a `--json` summary with whether each came from the cache.
+fn phases_cached(summary: &serde_json::Value) -> Vec<(String, bool)> {
+    summary["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_string(), p["cached"] == true))
+        .collect()
+}
+
+#[test]
+fn no_cache_runs_every_phase_again() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let mut args = shell_app_args(fixture, work.path());
+    args.extend([
+        "--install-cmd".into(),
+        "echo installed > installed.txt".into(),
+        "--build-cmd".into(),
+        "echo built > built.txt".into(),
+    ]);
+    let phases = |summary: &serde_json::Value, cached: bool| {
+        let phases = phases_cached(summary);
+        let names: Vec<&str> = phases.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["install", "build"], "{summary}");
+        assert!(
+            phases.iter().all(|(_, c)| *c == cached),
+            "expected every phase cached: {cached}, got {summary}"
+        );
+    };
+    phases(&build_json(&args), false);
+    phases(&build_json(&args), true);
+    args.push("--no-cache".into());
+    phases(&build_json(&args), false);
+}
+
+#[test]
+fn quiet_leaves_only_the_phase_output_and_errors() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    let build = |quiet: bool, command: &str| {
+        let work = tempfile::tempdir().unwrap();
+        let mut args = shell_app_args(fixture, work.path());
+        if quiet {
+            args.insert(0, "--quiet".into());
+        }
+        args.extend(["--build-cmd".into(), command.into()]);
+        let output = kiln(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output, stderr)
+    };
+    let said = |stderr: &str, text: &str| stderr.lines().any(|l| l == format!("[build] {text}"));
+
+    let (output, loud) = build(false, "echo phase output");
+    succeed(output, "kiln build");
+    assert!(said(&loud, "phase output"), "{loud}");
+    assert!(
+        has_stage_line(&loud, "pack") && loud.contains("\nbuilt "),
+        "{loud}"
+    );
+
+    let (output, quiet) = build(true, "echo phase output");
+    let digest = succeed(output, "kiln --quiet build");
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert!(said(&quiet, "phase output"), "{quiet}");
+    for stage in SHELL_APP_STAGES {
+        assert!(!has_stage_line(&quiet, stage), "a {stage} line: {quiet}");
+    }
+    assert!(!quiet.contains("built "), "a summary: {quiet}");
+
+    let (output, failed) = build(true, "echo about to fail; exit 7");
+    assert_eq!(output.status.code(), Some(1), "{failed}");
+    assert!(said(&failed, "about to fail"), "{failed}");
+    assert!(failed.contains("exit 7"), "no error: {failed}");
+    assert!(!has_stage_line(&failed, "plan"), "{failed}");
+}
+
+#[test]
+fn registry_credentials_from_the_environment_authenticate_a_push() {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&REGISTRY_TOOLS) else {
+        return;
+    };
+    let registry = Registry::start(RegistryKind::BasicAuth);
+    let (user, password) = registry.credentials().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // A home with no auth files, so only the environment can authenticate.
+    let home = work.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let reference = format!("{}/ci/app:v1", registry.host());
+    let args = shell_app_push_args(fixture, work.path(), &reference, &registry.host());
+    let push = |credentials: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .env("HOME", &home)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("KILN_REGISTRY_USERNAME")
+            .env_remove("KILN_REGISTRY_PASSWORD")
+            .envs(credentials.iter().copied())
+            .output()
+            .expect("run kiln")
+    };
+
+    let refused = push(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("401") && stderr.contains("--registry-username"),
+        "{stderr}"
+    );
+
+    let pushed = push(&[
+        ("KILN_REGISTRY_USERNAME", user),
+        ("KILN_REGISTRY_PASSWORD", password),
+    ]);
+    let stderr = String::from_utf8_lossy(&pushed.stderr).into_owned();
+    assert!(!stderr.contains(password), "the password leaked: {stderr}");
+    let digest = succeed(
+        pushed,
+        "kiln build --push with the environment's credentials",
+    );
+    let inspect = kiln_harness::validators::skopeo_inspect(
+        &format!("docker://{reference}"),
+        &[
+            "--tls-verify=false",
+            "--creds",
+            &format!("{user}:{password}"),
+        ],
+    );
+    assert_eq!(inspect["Digest"], digest.trim());
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use kiln_harness::{require, FixtureNixpkgs};
+use kiln_harness::FixtureNixpkgs;
 
 /// Python that tries every way to the host's terminal and prints what
 /// worked, or `no host terminal`.
@@ -89,8 +89,7 @@ fn kiln_on_a_terminal(args: &[String], work: &Path) -> (bool, String) {
 }
 
 fn fixture_and_script() -> Option<&'static FixtureNixpkgs> {
-    let fixture = FixtureNixpkgs::get()?;
-    require(&["script"]).then_some(fixture)
+    FixtureNixpkgs::with_tools(&["script"])
 }
 
 #[test]
@@ -311,4 +310,69 @@ fn kiln_network_none_in_the_config_cuts_the_build_off_and_leaves_the_plan_as_ups
         work.path(),
         &["--network", "host"]
     ));
+}
+
+/// Build commands that print what earlier builds left in an absolute and
+/// a relative cache folder, then leave a file in each (making the folders
+/// when they are not cache folders, with `--no-cache`).
+const KEPT_PROBE: &str = "\"echo kept: [$(cat /root/.probe-cache/kept .cache/probe/kept 2>/dev/null | tr '\\\\n' ' ')]\", \
+     \"mkdir -p /root/.probe-cache .cache/probe\", \
+     \"echo from-build > /root/.probe-cache/kept\", \"echo from-build > .cache/probe/kept\"";
+
+#[test]
+fn cache_directories_are_kept_per_cache_key_and_never_in_the_image() {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&["umoci"]) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let app = app(work.path(), "kept", KEPT_PROBE, &[]);
+    let config = app.join("nixpacks.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "cacheDirectories = [\"/root/.probe-cache\"]",
+        "cacheDirectories = [\"/root/.probe-cache\", \".cache/probe\"]",
+    );
+    std::fs::write(&config, text).unwrap();
+    // Each build edits the app, so its phases run instead of coming from
+    // the phase cache.
+    let build = |edit: &str, extra: &[&str]| {
+        std::fs::write(app.join("edit"), edit).unwrap();
+        let mut args = build_args(fixture, &app, work.path());
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        let output = kiln(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+            .lines()
+            .find_map(|line| {
+                line.split_once("kept: ")
+                    .map(|(_, seen)| seen.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no probe line: {stderr}"))
+    };
+
+    assert_eq!(build("1", &["--cache-key", "team"]), "[]");
+    let image = kiln_harness::validators::Bundle::unpack(&work.path().join("layout"), "latest");
+    for folder in ["root/.probe-cache", "app/.cache/probe"] {
+        let inside = image.rootfs().join(folder);
+        let entries: Vec<_> = std::fs::read_dir(&inside)
+            .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            entries.is_empty(),
+            "/{folder} in the image holds {entries:?}"
+        );
+    }
+    // Kept in kiln's cache under the key, one folder per cache directory.
+    let kept: Vec<String> = std::fs::read_dir(work.path().join("cache/build-cache/team"))
+        .unwrap()
+        .map(|folder| std::fs::read_to_string(folder.unwrap().path().join("kept")).unwrap())
+        .collect();
+    assert_eq!(kept, ["from-build\n", "from-build\n"]);
+
+    assert_eq!(
+        build("2", &["--cache-key", "team"]),
+        "[from-build from-build ]"
+    );
+    assert_eq!(build("3", &["--cache-key", "other"]), "[]");
+    assert_eq!(build("4", &["--cache-key", "team", "--no-cache"]), "[]");
 }

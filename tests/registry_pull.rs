@@ -11,7 +11,9 @@ use kiln::registry::{
 };
 use kiln_harness::debian::{debian_image, SUITE};
 use kiln_harness::hash::sha256_digest;
-use kiln_harness::images::{busybox_image, layout_layer_digests, layout_manifest};
+use kiln_harness::images::{
+    busybox_image, insert, layout_entry, layout_layer_digests, layout_manifest,
+};
 use kiln_harness::process::run;
 use kiln_harness::validators::{skopeo_copy, skopeo_inspect};
 use kiln_harness::{require, Registry, RegistryKind};
@@ -134,65 +136,83 @@ fn an_index_resolves_to_the_build_platform() {
     }
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    busybox_image(&layout, "t");
-    let manifest_digest = add_index(&layout, "multi", &["arm64", "amd64"]);
-    add_index(&layout, "armonly", &["arm64"]);
+    let host = Platform::host();
+    let foreign: Vec<&str> = ["arm64", "amd64", "s390x"]
+        .into_iter()
+        .filter(|arch| *arch != host.architecture)
+        .take(2)
+        .collect();
+    // The host's entry between two others, so neither the first nor the
+    // last entry of the index is the right one.
+    let all = [foreign[0], &host.architecture, foreign[1]];
+    for arch in all {
+        arch_image(&layout, arch);
+    }
+    add_index(&layout, "multi", &all);
+    add_index(&layout, "foreign", &foreign);
     let registry = Registry::start(RegistryKind::Plain);
     let config = config_for(&registry, dir.path());
-    for tag in ["multi", "armonly"] {
+    for tag in ["multi", "foreign"] {
         skopeo_copy(
             &format!("oci:{}:{tag}", layout.display()),
             &format!("docker://{}/multi:{tag}", registry.host()),
             &["--dest-tls-verify=false", "--all"],
         );
     }
-    let amd64 = Platform {
-        os: "linux".into(),
-        architecture: "amd64".into(),
-        variant: None,
-    };
     let blobs = dir.path().join("blobs");
     let pulled = pull_image(
         &config,
         &format!("{}/multi:multi", registry.host()),
-        &amd64,
+        &host,
         &blobs,
     )
     .unwrap();
+    let manifest_digest = layout_entry(&layout, &format!("t-{}", host.architecture))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(pulled.manifest_digest, manifest_digest);
     assert!(pulled
         .pinned
         .ends_with(&format!("/multi@{manifest_digest}")));
+    let root = dir.path().join("root");
+    unpack_layers(&pulled.layers, &root).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join("arch")).unwrap(),
+        host.architecture
+    );
 
     let err = pull_image(
         &config,
-        &format!("{}/multi:armonly", registry.host()),
-        &amd64,
+        &format!("{}/multi:foreign", registry.host()),
+        &host,
         &blobs,
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        err.contains("no linux/amd64 variant") && err.contains("linux/arm64"),
-        "{err}"
-    );
+    assert!(err.contains(&format!("no {host} variant")), "{err}");
+    for arch in foreign {
+        assert!(err.contains(&format!("linux/{arch}")), "{err}");
+    }
 }
 
-/// Tags in `layout` an OCI index named `tag` whose entries all point at the
-/// manifest tagged `t`, one per architecture; returns that manifest's digest.
-fn add_index(layout: &Path, tag: &str, architectures: &[&str]) -> String {
-    let index_path = layout.join("index.json");
-    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
-    let entry = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "t")
-        .unwrap()
-        .clone();
+/// Adds image `t-<arch>` to `layout`: busybox and a file `/arch` naming
+/// `arch`, so each architecture's manifest is a different one.
+fn arch_image(layout: &Path, arch: &str) {
+    let tag = format!("t-{arch}");
+    busybox_image(layout, &tag);
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(marker.path(), arch).unwrap();
+    insert(layout, &tag, marker.path(), "/arch");
+}
+
+/// Tags in `layout` an OCI index named `tag` with one entry per
+/// architecture, each pointing at that architecture's image `t-<arch>`.
+fn add_index(layout: &Path, tag: &str, architectures: &[&str]) {
     let manifests: Vec<Value> = architectures
         .iter()
         .map(|arch| {
+            let entry = layout_entry(layout, &format!("t-{arch}"));
             json!({
                 "mediaType": entry["mediaType"],
                 "digest": entry["digest"],
@@ -209,6 +229,8 @@ fn add_index(layout: &Path, tag: &str, architectures: &[&str]) -> String {
     .unwrap();
     let digest = sha256_digest(&inner);
     std::fs::write(layout.join("blobs/sha256").join(&digest[7..]), &inner).unwrap();
+    let index_path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
     index["manifests"].as_array_mut().unwrap().push(json!({
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "digest": digest,
@@ -216,7 +238,6 @@ fn add_index(layout: &Path, tag: &str, architectures: &[&str]) -> String {
         "annotations": {"org.opencontainers.image.ref.name": tag},
     }));
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
-    entry["digest"].as_str().unwrap().to_string()
 }
 
 #[test]

@@ -237,11 +237,23 @@ fn init_reaps_orphans_forwards_signals_and_a_timeout_kills_the_tree() {
     let dir = tempfile::tempdir().unwrap();
     let upper = empty_dir(dir.path(), "upper");
     let lines = Lines::default();
-    let zombies = "( sleep 0.2 & ); sleep 1; echo zombies $(grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l)";
-    phase(fixture, &[], &upper, &[zombies], &lines)
+    // The subshell leaves `sleep` an orphan, which init adopts. Once killed
+    // it has ended, and init must reap it: its /proc entry goes. The wait
+    // is bounded only so that an init that never reaps fails the test
+    // instead of hanging it.
+    let orphan = "( sleep 300 & echo $! > /tmp/orphan ); pid=$(cat /tmp/orphan); kill $pid; \
+         for _ in {1..600}; do [ -e /proc/$pid ] || break; sleep 0.1; done; \
+         if [ -e /proc/$pid ]; then echo orphan left: $(grep '^State:' /proc/$pid/status); \
+         else echo orphan reaped; fi; \
+         echo zombies $(grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l)";
+    phase(fixture, &[], &upper, &[orphan], &lines)
         .run()
         .expect("the phase succeeds");
-    assert!(lines.has("zombies 0"), "{:?}", lines.all());
+    assert!(
+        lines.has("orphan reaped") && lines.has("zombies 0"),
+        "{:?}",
+        lines.all()
+    );
 
     // init passes signals on to the running command.
     let upper = empty_dir(dir.path(), "upper-signal");

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use kiln_harness::apps::FixtureApp;
-use kiln_harness::{require, AsUser, FixtureNixpkgs};
+use kiln_harness::{AsUser, FixtureNixpkgs};
 
 /// Runs a command in the Python fixture app's shell; `cache` is the cache
 /// folder.
@@ -40,8 +40,7 @@ fn prints_one_and_the_plan_environment(output: &Output, who: &str) {
 }
 
 fn setup() -> Option<&'static FixtureNixpkgs> {
-    let fixture = FixtureNixpkgs::get()?;
-    require(&["newuidmap"]).then_some(fixture)
+    FixtureNixpkgs::with_tools(&["newuidmap"])
 }
 
 #[test]

@@ -19,9 +19,7 @@ const OWN_ASSETS: &[&str] = &[
 ];
 
 fn app(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/apps")
-        .join(name)
+    fixtures("apps").join(name)
 }
 
 fn options(env: &[&str]) -> GeneratePlanOptions {
@@ -86,29 +84,88 @@ fn normalized(plan: &BuildPlan) -> Value {
     value
 }
 
+/// Checks every `plan-*` app in `apps` against its golden `<app>.json` in
+/// `goldens` and returns how many were checked. An app without a golden, a
+/// golden without an app, or a plan that differs is an error naming it.
+fn check_goldens(apps: &Path, goldens: &Path) -> Result<usize, String> {
+    let mut names: Vec<String> = std::fs::read_dir(apps)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("plan-"))
+        .collect();
+    names.sort();
+    for entry in std::fs::read_dir(goldens).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let name = path.file_stem().unwrap().to_str().unwrap();
+            if !names.iter().any(|n| n == name) {
+                return Err(format!("{} has no app {name}", path.display()));
+            }
+        }
+    }
+    for name in &names {
+        let path = goldens.join(format!("{name}.json"));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Err(format!(
+                "{name} has no golden {}: write it with providers/parity/parity.py --write-goldens",
+                path.display()
+            ));
+        };
+        // Upstream's goldens were written on x86_64; musl targets follow the machine.
+        let golden: Value =
+            serde_json::from_str(&text.replace("x86_64", std::env::consts::ARCH)).unwrap();
+        let plan =
+            generate_plan(&apps.join(name), &options(&[])).map_err(|e| format!("{name}: {e}"))?;
+        let ours = normalized(&plan);
+        if ours != golden {
+            return Err(format!(
+                "{name} differs from upstream's plan\nkiln:     {ours}\nupstream: {golden}"
+            ));
+        }
+    }
+    Ok(names.len())
+}
+
+/// The folder of every fixture app, and of the goldens.
+fn fixtures(folder: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(folder)
+}
+
 #[test]
 fn every_plan_fixture_matches_upstreams_golden() {
-    let goldens = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/plans");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&goldens).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-        // Upstream's goldens were written on x86_64; musl targets follow the machine.
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("x86_64", std::env::consts::ARCH);
-        let golden: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            normalized(&plan(&name, &[])),
-            golden,
-            "{name} differs from upstream's plan"
-        );
-        checked += 1;
-    }
-    assert!(checked >= 30, "only {checked} goldens found");
+    let checked =
+        check_goldens(&fixtures("apps"), &fixtures("plans")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(checked >= 30, "only {checked} plan-* apps found");
+}
+
+#[test]
+fn a_plan_app_without_a_golden_or_with_another_plan_fails_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (apps, goldens) = (dir.path().join("apps"), dir.path().join("plans"));
+    std::fs::create_dir_all(apps.join("plan-fresh")).unwrap();
+    std::fs::write(apps.join("plan-fresh/Procfile"), "web: ./serve\n").unwrap();
+    std::fs::create_dir(&goldens).unwrap();
+    let err = check_goldens(&apps, &goldens).unwrap_err();
+    assert!(err.starts_with("plan-fresh has no golden"), "{err}");
+
+    // With a golden that says another start command, the plan no longer
+    // matches upstream's and the check names the app.
+    let mut golden = normalized(&generate_plan(&apps.join("plan-fresh"), &options(&[])).unwrap());
+    std::fs::write(goldens.join("plan-fresh.json"), golden.to_string()).unwrap();
+    assert_eq!(check_goldens(&apps, &goldens), Ok(1));
+    golden["start"]["cmd"] = "./serve --upstream".into();
+    std::fs::write(goldens.join("plan-fresh.json"), golden.to_string()).unwrap();
+    let err = check_goldens(&apps, &goldens).unwrap_err();
+    assert!(
+        err.starts_with("plan-fresh differs from upstream's plan"),
+        "{err}"
+    );
+
+    std::fs::write(goldens.join("plan-gone.json"), "{}").unwrap();
+    let err = check_goldens(&apps, &goldens).unwrap_err();
+    assert!(err.ends_with("has no app plan-gone"), "{err}");
 }
 
 #[test]

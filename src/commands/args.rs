@@ -486,13 +486,24 @@ pub fn existing_dir(flag: &str, dir: &Path) -> anyhow::Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use clap::{CommandFactory, FromArgMatches, Parser};
 
     use super::*;
     use crate::commands::{Cli, Command};
 
+    /// `kiln build . ARGS` parsed into its registry configuration with
+    /// `KILN_REGISTRY_USERNAME` and `KILN_REGISTRY_PASSWORD` unset, whatever
+    /// the environment of the test holds. The lookups are dropped from the
+    /// parser rather than the variables removed: every test thread shares
+    /// the process environment.
     fn registry(args: &[&str]) -> Result<RegistryConfig, clap::Error> {
-        let cli = Cli::try_parse_from(["kiln", "build", "."].iter().chain(args))?;
+        let command = Cli::command().mut_subcommand("build", |build| {
+            build
+                .mut_arg("registry_username", |arg| arg.env(None))
+                .mut_arg("registry_password", |arg| arg.env(None))
+        });
+        let matches = command.try_get_matches_from(["kiln", "build", "."].iter().chain(args))?;
+        let cli = Cli::from_arg_matches(&matches)?;
         let Command::Build(build) = cli.command else {
             panic!("not a build command")
         };
@@ -530,10 +541,16 @@ mod tests {
     fn registry_defaults_and_usage_errors() {
         let config = registry(&[]).unwrap();
         assert_eq!(config.jobs, RegistryConfig::DEFAULT_JOBS);
+        assert_eq!(config.credentials, None);
         assert!(registry(&["--push-jobs", "0"]).is_err());
-        if std::env::var_os("KILN_REGISTRY_PASSWORD").is_none() {
-            assert!(registry(&["--registry-username", "u"]).is_err());
-        }
+        let alone = registry(&["--registry-username", "u"]).unwrap_err();
+        assert_eq!(
+            alone.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        assert!(alone.to_string().contains("--registry-password"), "{alone}");
+        let alone = registry(&["--registry-password", "p"]).unwrap_err();
+        assert!(alone.to_string().contains("--registry-username"), "{alone}");
     }
 
     fn env(values: &[&str]) -> anyhow::Result<Vec<(String, String)>> {

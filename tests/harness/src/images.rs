@@ -64,17 +64,24 @@ pub fn random_file(path: &Path, size: usize, seed: u64) {
     file.flush().expect("flush random file");
 }
 
-/// The manifest of image `tag` in `layout`, as JSON.
-pub fn layout_manifest(layout: &Path, tag: &str) -> Value {
+/// The descriptor `index.json` of `layout` has for image `tag` (media
+/// type, digest, size), as JSON.
+pub fn layout_entry(layout: &Path, tag: &str) -> Value {
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("read index.json"))
             .expect("parse index.json");
-    let entry = index["manifests"]
+    index["manifests"]
         .as_array()
         .expect("index has manifests")
         .iter()
         .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap_or_else(|| panic!("no tag {tag} in {}", layout.display()));
+        .unwrap_or_else(|| panic!("no tag {tag} in {}", layout.display()))
+        .clone()
+}
+
+/// The manifest of image `tag` in `layout`, as JSON.
+pub fn layout_manifest(layout: &Path, tag: &str) -> Value {
+    let entry = layout_entry(layout, tag);
     let digest = entry["digest"].as_str().expect("digest");
     let path = layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
     serde_json::from_slice(&std::fs::read(path).expect("read manifest")).expect("parse manifest")

@@ -82,6 +82,13 @@ impl FixtureNixpkgs {
         Some(FIXTURE.get_or_init(|| Self::build_or_reuse().0))
     }
 
+    /// The fixture, when it and the programs `tools` are there; `None` when
+    /// the test should be skipped, as for [`FixtureNixpkgs::get`].
+    pub fn with_tools(tools: &[&str]) -> Option<&'static FixtureNixpkgs> {
+        let fixture = Self::get()?;
+        require(tools).then_some(fixture)
+    }
+
     /// Builds the fixture unless a build of the same definition exists, and
     /// makes sure its store paths are valid in this machine's `/nix/store`.
     /// Safe to call from several processes at once.
@@ -458,7 +465,28 @@ mod tests {
     #[test]
     fn definition_key_is_stable_and_lists_every_attribute() {
         let dir = definition_dir();
-        assert_eq!(definition_key(&dir), definition_key(&dir));
+        // A copy at another path, every file with another mtime, is the
+        // same definition: a checkout elsewhere reuses the built fixture.
+        let copy = tempfile::tempdir().unwrap();
+        for entry in fs::read_dir(&dir).unwrap() {
+            let from = entry.unwrap().path();
+            let to = copy.path().join(from.file_name().unwrap());
+            fs::copy(&from, &to).unwrap();
+            File::options()
+                .write(true)
+                .open(&to)
+                .unwrap()
+                .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1))
+                .unwrap();
+        }
+        assert_eq!(definition_key(copy.path()), definition_key(&dir));
+        // One byte changed is another definition, built afresh.
+        let recipe = copy.path().join("default.nix");
+        let mut bytes = fs::read(&recipe).unwrap();
+        bytes[0] ^= 1;
+        fs::write(&recipe, bytes).unwrap();
+        assert_ne!(definition_key(copy.path()), definition_key(&dir));
+
         let names = attribute_names(&dir);
         for needed in [
             "glibc",
