@@ -125,7 +125,10 @@ mod tests {
         fs::remove_file(&path).unwrap();
         assert!(!hold_new(&path, &old).unwrap());
         fs::write(&path, b"new").unwrap();
-        assert!(!hold_new(&path, &old).unwrap(), "another inode is there now");
+        assert!(
+            !hold_new(&path, &old).unwrap(),
+            "another inode is there now"
+        );
     }
 
     #[test]
