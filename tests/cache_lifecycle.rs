@@ -145,6 +145,29 @@ fn run_until(mut command: Command, mark: &str) -> std::process::Child {
     child
 }
 
+/// Returns once a layer blob is being written in `cache`: a build is
+/// packing. Polls the folder; the build cannot finish before, since it
+/// writes every blob it lacks.
+fn wait_for_temp_blob(cache: &Path, child: &mut std::process::Child) {
+    loop {
+        let writing = std::fs::read_dir(cache.join("blobs/sha256"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            })
+            .unwrap_or(false);
+        if writing {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before it wrote a blob"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn work_folders(cache: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(cache.join("build-work"))
         .map(|entries| entries.map(|e| e.unwrap().path()).collect())
@@ -161,10 +184,14 @@ fn builds_killed_at_any_point_leave_leftovers_that_prune_removes() {
     let clean = build(fixture, FixtureApp::Node, &out.join("clean"), out);
 
     let cache = out.join("cache");
-    // While packages download, inside the install phase, while packing.
+    // While packages download, inside the install phase, while a layer
+    // blob is being written.
     for mark in ["plan: ", "[install]", "] phases: "] {
         let command = build_command(fixture, FixtureApp::Node, &cache, out);
         let mut child = run_until(command, mark);
+        if mark.contains("phases") {
+            wait_for_temp_blob(&cache, &mut child);
+        }
         child.kill().unwrap();
         assert!(!child.wait().unwrap().success());
     }
@@ -177,6 +204,12 @@ fn builds_killed_at_any_point_leave_leftovers_that_prune_removes() {
     let before = info(&cache);
     show("after the killed builds", &before);
     let leftovers = names(&before["leftovers"]);
+    assert!(
+        leftovers
+            .iter()
+            .any(|l| l.starts_with("blobs/sha256/.tmp-")),
+        "the half-written blob is not listed: {leftovers:?}"
+    );
     for folder in &killed {
         let name = folder.strip_prefix(&cache).unwrap().to_str().unwrap();
         assert!(
