@@ -137,7 +137,7 @@ mod tests {
         assert!(matches!(claim(&path).unwrap(), Claim::Held));
         let locked = path.join("phase-0/work/work");
         std::fs::create_dir_all(&locked).unwrap();
-        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
         drop(work);
         assert!(!path.exists());
     }
