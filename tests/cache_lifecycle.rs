@@ -8,9 +8,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use kiln_harness::apps::FixtureApp;
+use kiln_harness::process::run;
 use kiln_harness::FixtureNixpkgs;
 use serde_json::Value;
 
@@ -42,39 +43,29 @@ fn kiln(cache: &Path) -> Command {
     command
 }
 
-fn json_of(output: Output, what: &str) -> Value {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}): {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {:?}", output.stdout))
+fn json_of(command: &mut Command) -> Value {
+    serde_json::from_str(&run(command)).expect("kiln printed JSON")
+}
+
+/// Asserts that every phase of a build's summary came from the phase
+/// cache.
+fn assert_no_phase_ran(summary: &Value) {
+    for phase in summary["phases"].as_array().unwrap() {
+        assert_eq!(phase["cached"], true, "{phase}");
+    }
 }
 
 /// Builds `app`; returns the `--json` summary.
 fn build(fixture: &FixtureNixpkgs, app: FixtureApp, cache: &Path, out: &Path) -> Value {
-    let output = build_command(fixture, app, cache, out).output().unwrap();
-    json_of(output, &format!("kiln build {}", app.name()))
+    json_of(&mut build_command(fixture, app, cache, out))
 }
 
 fn info(cache: &Path) -> Value {
-    let output = kiln(cache)
-        .args(["--json", "cache", "info"])
-        .output()
-        .unwrap();
-    json_of(output, "kiln cache info")
+    json_of(kiln(cache).args(["--json", "cache", "info"]))
 }
 
 fn prune(cache: &Path, args: &[&str]) -> Value {
-    let output = kiln(cache)
-        .args(["--json", "cache", "prune"])
-        .args(args)
-        .output()
-        .unwrap();
-    json_of(output, "kiln cache prune")
+    json_of(kiln(cache).args(["--json", "cache", "prune"]).args(args))
 }
 
 /// Bytes of each kind, by name.
@@ -277,9 +268,7 @@ fn max_size_keeps_what_the_latest_apps_rebuild_needs() {
 
     let rebuilt = build(fixture, FixtureApp::Node, &cache, out);
     show("after the Node rebuild", &info(&cache));
-    for phase in rebuilt["phases"].as_array().unwrap() {
-        assert_eq!(phase["cached"], true, "{phase}");
-    }
+    assert_no_phase_ran(&rebuilt);
     let packed = rebuilt["packed"].as_array().unwrap();
     assert!(
         packed.iter().all(|layer| layer == "app files"),
@@ -317,9 +306,7 @@ fn a_prune_during_a_build_of_another_app_loses_nothing_either_needs() {
     assert!(!names(&while_packing["held"]).is_empty(), "{while_packing}");
 
     let again = build(fixture, FixtureApp::Python, &cache, out);
-    for phase in again["phases"].as_array().unwrap() {
-        assert_eq!(phase["cached"], true, "{phase}");
-    }
+    assert_no_phase_ran(&again);
     assert_eq!(again["packed"], serde_json::json!([]), "{again}");
     let node_again = build(fixture, FixtureApp::Node, &cache, out);
     assert_eq!(node_again["digest"], first["digest"]);
