@@ -128,18 +128,19 @@ pub fn scan(root: &Path) -> io::Result<Vec<Entry>> {
     }
     for name in names(&root.join("resolutions"))? {
         let path = root.join("resolutions").join(&name);
-        entries.push(file_entry(root, Kind::Resolutions, &path, is_temp(&name))?);
+        entries.extend(file_entry(root, Kind::Resolutions, &path, is_temp(&name))?);
     }
     nixpkgs_entries(root, &mut entries)?;
     for name in names(&root.join("blobs/sha256"))? {
         let path = root.join("blobs/sha256").join(&name);
-        entries.push(file_entry(root, Kind::Blobs, &path, is_temp(&name))?);
+        entries.extend(file_entry(root, Kind::Blobs, &path, is_temp(&name))?);
     }
     for name in names(&root.join("layers"))? {
         let path = root.join("layers").join(&name);
-        let mut entry = file_entry(root, Kind::Layers, &path, is_temp(&name))?;
-        entry.needs.extend(index_blob(&path));
-        entries.push(entry);
+        if let Some(mut entry) = file_entry(root, Kind::Layers, &path, is_temp(&name))? {
+            entry.needs.extend(index_blob(&path));
+            entries.push(entry);
+        }
     }
     phase_entries(root, &mut entries)?;
     for key in names(&root.join("build-cache"))? {
@@ -147,21 +148,22 @@ pub fn scan(root: &Path) -> io::Result<Vec<Entry>> {
         for name in names(&parent)? {
             let dir = parent.join(&name);
             let leftover = is_temp(&key) || is_temp(&name);
-            entries.push(folder_entry(root, Kind::BuildCache, &dir, None, leftover)?);
+            entries.extend(folder_entry(root, Kind::BuildCache, &dir, None, leftover)?);
         }
     }
     for name in names(&root.join("bases"))? {
         let dir = root.join("bases").join(&name);
         let record = dir.join("sizes.json");
         let leftover = is_temp(&name) || !record.is_file();
-        let mut entry = folder_entry(root, Kind::Bases, &dir, Some(record), leftover)?;
-        entry.needs.extend(base_blobs(&dir));
-        entries.push(entry);
+        if let Some(mut entry) = folder_entry(root, Kind::Bases, &dir, Some(record), leftover)? {
+            entry.needs.extend(base_blobs(&dir));
+            entries.push(entry);
+        }
     }
     for work in ["build-work", "eval-work"] {
         for name in names(&root.join(work))? {
             let dir = root.join(work).join(&name);
-            entries.push(folder_entry(root, Kind::Work, &dir, None, true)?);
+            entries.extend(folder_entry(root, Kind::Work, &dir, None, true)?);
         }
     }
     Ok(entries)
@@ -219,16 +221,17 @@ fn nixpkgs_entries(root: &Path, entries: &mut Vec<Entry>) -> io::Result<()> {
         if name == "urls" {
             for record in names(&path)? {
                 let file = path.join(&record);
-                let mut entry = file_entry(root, Kind::Nixpkgs, &file, is_temp(&record))?;
-                entry.needs.extend(url_archive(&file));
-                entries.push(entry);
+                if let Some(mut entry) = file_entry(root, Kind::Nixpkgs, &file, is_temp(&record))? {
+                    entry.needs.extend(url_archive(&file));
+                    entries.push(entry);
+                }
             }
             continue;
         }
-        if path.symlink_metadata()?.is_dir() {
+        if metadata(&path)?.is_some_and(|meta| meta.is_dir()) {
             let record = path.join("complete.json");
             let leftover = is_temp(&name) || !record.is_file();
-            entries.push(folder_entry(
+            entries.extend(folder_entry(
                 root,
                 Kind::Nixpkgs,
                 &path,
@@ -236,7 +239,7 @@ fn nixpkgs_entries(root: &Path, entries: &mut Vec<Entry>) -> io::Result<()> {
                 leftover,
             )?);
         } else {
-            entries.push(file_entry(root, Kind::Nixpkgs, &path, true)?);
+            entries.extend(file_entry(root, Kind::Nixpkgs, &path, true)?);
         }
     }
     Ok(())
@@ -259,14 +262,14 @@ fn phase_entries(root: &Path, entries: &mut Vec<Entry>) -> io::Result<()> {
             // A record goes with its diff; alone it is a leftover.
             Some(key) if !is_temp(name) => {
                 if !all.iter().any(|n| n == key) {
-                    entries.push(file_entry(root, Kind::Phases, &path, true)?);
+                    entries.extend(file_entry(root, Kind::Phases, &path, true)?);
                 }
             }
-            Some(_) => entries.push(file_entry(root, Kind::Phases, &path, true)?),
+            Some(_) => entries.extend(file_entry(root, Kind::Phases, &path, true)?),
             None => {
                 let record = dir.join(format!("{name}.json"));
                 let leftover = is_temp(name) || !record.is_file();
-                entries.push(folder_entry(
+                entries.extend(folder_entry(
                     root,
                     Kind::Phases,
                     &path,
@@ -279,9 +282,11 @@ fn phase_entries(root: &Path, entries: &mut Vec<Entry>) -> io::Result<()> {
     Ok(())
 }
 
-fn file_entry(root: &Path, kind: Kind, path: &Path, leftover: bool) -> io::Result<Entry> {
-    let meta = path.symlink_metadata()?;
-    Ok(Entry {
+fn file_entry(root: &Path, kind: Kind, path: &Path, leftover: bool) -> io::Result<Option<Entry>> {
+    let Some(meta) = metadata(path)? else {
+        return Ok(None);
+    };
+    Ok(Some(Entry {
         kind,
         name: relative(root, path),
         bytes: meta.len(),
@@ -290,7 +295,7 @@ fn file_entry(root: &Path, kind: Kind, path: &Path, leftover: bool) -> io::Resul
         needs: Vec::new(),
         leftover,
         removal: Removal::File(path.to_path_buf()),
-    })
+    }))
 }
 
 fn folder_entry(
@@ -299,15 +304,17 @@ fn folder_entry(
     dir: &Path,
     record: Option<PathBuf>,
     leftover: bool,
-) -> io::Result<Entry> {
-    let meta = dir.symlink_metadata()?;
+) -> io::Result<Option<Entry>> {
+    let Some(meta) = metadata(dir)? else {
+        return Ok(None);
+    };
     let (bytes, files) = measure(dir)?;
     let record_bytes = match &record {
         // Inside the folder it is measured already.
         Some(record) if !record.starts_with(dir) => measure(record)?,
         _ => (0, 0),
     };
-    Ok(Entry {
+    Ok(Some(Entry {
         kind,
         name: relative(root, dir),
         bytes: bytes + record_bytes.0,
@@ -319,7 +326,18 @@ fn folder_entry(
             dir: dir.to_path_buf(),
             record,
         },
-    })
+    }))
+}
+
+/// The metadata of `path`; `None` when a running kiln removed or renamed
+/// it since its folder was listed (a temporary file committed, a work
+/// folder removed): it is gone, or counted under its new name.
+fn metadata(path: &Path) -> io::Result<Option<fs::Metadata>> {
+    match path.symlink_metadata() {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn relative(root: &Path, path: &Path) -> String {
@@ -354,20 +372,23 @@ fn names(dir: &Path) -> io::Result<Vec<String>> {
 
 /// Bytes and files (and symlinks) under `path`, a file or a folder,
 /// without following symlinks: a store path that links elsewhere is never
-/// counted outside the cache. Missing counts as empty; a folder a killed
-/// sandbox left without permissions counts as what can be read of it.
+/// counted outside the cache. Missing counts as empty (a running build may
+/// remove its work folder while it is measured); a folder a killed sandbox
+/// left without permissions counts as what can be read of it.
 pub fn measure(path: &Path) -> io::Result<(u64, u64)> {
-    let meta = match path.symlink_metadata() {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(e),
+    let Some(meta) = metadata(path)? else {
+        return Ok((0, 0));
     };
     if !meta.is_dir() {
         return Ok((meta.len(), 1));
     }
     let entries = match fs::read_dir(path) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok((0, 0)),
+        Err(e)
+            if [io::ErrorKind::PermissionDenied, io::ErrorKind::NotFound].contains(&e.kind()) =>
+        {
+            return Ok((0, 0))
+        }
         Err(e) => return Err(e),
     };
     let mut total = (0, 0);
