@@ -4,7 +4,8 @@
 //! info` lists and `kiln cache prune` removes, after which a build gives
 //! the clean digest; `prune --max-size` keeps exactly what a rebuild of the
 //! most recent app needs; a prune running during a build loses nothing
-//! either needs.
+//! either needs, and neither does `KILN_CACHE_MAX_SIZE`'s prune at the end
+//! of a build.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -310,4 +311,23 @@ fn a_prune_during_a_build_of_another_app_loses_nothing_either_needs() {
     assert_eq!(again["packed"], serde_json::json!([]), "{again}");
     let node_again = build(fixture, FixtureApp::Node, &cache, out);
     assert_eq!(node_again["digest"], first["digest"]);
+
+    // KILN_CACHE_MAX_SIZE prunes when the build is done, says what it
+    // removed, and keeps what the build used.
+    let output = build_command(fixture, FixtureApp::Python, &cache, out)
+        .env("KILN_CACHE_MAX_SIZE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let bounded: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let removed = names(&bounded["cachePruned"]["removed"]);
+    assert!(
+        removed.iter().any(|name| name.contains("nodejs")),
+        "the Node app's packages stayed: {removed:?}"
+    );
+    assert!(stderr.contains("] cache: removed "), "{stderr}");
+    let python_again = build(fixture, FixtureApp::Python, &cache, out);
+    assert_no_phase_ran(&python_again);
+    assert_eq!(python_again["packed"], serde_json::json!([]));
 }
