@@ -138,7 +138,7 @@ fn cache_info_reports_each_part_as_json() {
     let info: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(info["cacheDir"], dir);
     assert_eq!(info["totalBytes"], 5);
-    let names: Vec<&str> = info["parts"]
+    let names: Vec<&str> = info["kinds"]
         .as_array()
         .unwrap()
         .iter()
@@ -148,16 +148,18 @@ fn cache_info_reports_each_part_as_json() {
         names,
         [
             "store",
-            "narinfo",
             "resolutions",
             "nixpkgs",
             "blobs",
             "layers",
             "phases",
             "build-cache",
-            "bases"
+            "bases",
+            "work"
         ]
     );
+    assert_eq!(info["kinds"][3]["entries"], 1);
+    assert_eq!(info["leftovers"], serde_json::json!([]));
 }
 
 #[test]

@@ -22,14 +22,23 @@ const FILE_MODE: u32 = 0o644;
 /// Replaces the file at `path` with `bytes`: readers see the old file or
 /// the new one complete, never a part, also after a crash.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomically_held(path, bytes).map(drop)
+}
+
+/// [`write_atomically`], returning the file, held as
+/// [`AtomicFile::commit_held`] says.
+pub fn write_atomically_held(path: &Path, bytes: &[u8]) -> io::Result<File> {
     let mut file = AtomicFile::beside(path)?;
     file.write_all(bytes)?;
-    file.commit(path)
+    file.commit_held(path)
 }
 
 /// A file being written under a temporary name, for content that is
 /// streamed or whose final name is known only at the end (a blob named by
 /// its digest). Dropped without [`AtomicFile::commit`], it is removed.
+///
+/// From creation to the end of its writer it is held (see [`crate::hold`]),
+/// so a prune never takes it for what a killed writer left.
 #[derive(Debug)]
 pub struct AtomicFile {
     temp: tempfile::NamedTempFile,
@@ -38,10 +47,15 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// An empty temporary file in `dir`, the folder of the final name.
     pub fn new_in(dir: &Path) -> io::Result<AtomicFile> {
-        let temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(dir)?;
-        Ok(AtomicFile { temp })
+        loop {
+            let temp = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempfile_in(dir)?;
+            // A prune may take a new, unlocked temp for a dead writer's.
+            if crate::hold::hold_new(temp.path(), temp.as_file())? {
+                return Ok(AtomicFile { temp });
+            }
+        }
     }
 
     /// An empty temporary file in the folder of `target`, the name it will
@@ -66,11 +80,18 @@ impl AtomicFile {
     /// fsync, rename, fsync of the folder. On error the temporary file is
     /// removed and `target` is as it was.
     pub fn commit(self, target: &Path) -> io::Result<()> {
+        self.commit_held(target).map(drop)
+    }
+
+    /// [`AtomicFile::commit`], returning the file, still held: while it is
+    /// open no prune removes `target`.
+    pub fn commit_held(self, target: &Path) -> io::Result<File> {
         let file = self.temp.as_file();
         file.set_permissions(Permissions::from_mode(FILE_MODE))?;
         file.sync_all()?;
-        self.temp.persist(target).map_err(|e| e.error)?;
-        File::open(folder_of(target))?.sync_all()
+        let file = self.temp.persist(target).map_err(|e| e.error)?;
+        File::open(folder_of(target))?.sync_all()?;
+        Ok(file)
     }
 }
 

@@ -5,6 +5,8 @@
 //!
 //! - [`write_atomically`], [`AtomicFile`] and [`commit_dir`]: a file or
 //!   folder appears under its final name whole and on disk, or not at all.
+//! - [`hold`]: shared locks that keep an entry from being pruned while a
+//!   process uses it, and the claim a prune takes before removing one.
 //! - [`HashingWriter`] and [`HashingReader`]: sha256 and byte count of a
 //!   stream while it passes through.
 //! - [`retry`]: the backoff schedule, `Retry-After` and which HTTP answers
@@ -15,7 +17,8 @@
 
 mod atomic;
 mod hashing;
+pub mod hold;
 pub mod retry;
 
-pub use atomic::{commit_dir, write_atomically, AtomicFile};
+pub use atomic::{commit_dir, write_atomically, write_atomically_held, AtomicFile};
 pub use hashing::{HashingReader, HashingWriter};

@@ -2,13 +2,16 @@
 
 use std::path::Path;
 
+use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
 use super::args::{LayerArgs, Network, OutputArgs, PlanArgs, StoreArgs, TrustArgs};
+use super::cache::{pruned_json, pruned_line};
 use super::GlobalArgs;
+use crate::cache::{self, Limits, Pruned};
 use crate::pipeline::{self, BuildOptions, Built, PhaseOptions};
-use crate::report::{outln, PhaseLine, Progress, Summary};
+use crate::report::{human_size, outln, PhaseLine, Progress, Summary};
 
 /// `kiln build`.
 #[derive(Debug, Args)]
@@ -52,6 +55,13 @@ pub struct BuildCommand {
     /// loopback; give untrusted apps that need no downloads `none`.
     #[arg(long, value_enum)]
     pub network: Option<Network>,
+
+    /// When the build is done, prune kiln's cache down to SIZE (`5G`,
+    /// `800M`; K, M, G, T are powers of 1024), least recently used entries
+    /// first, and say what was removed. What this build used stays. Off
+    /// unless set.
+    #[arg(long, value_name = "SIZE", env = "KILN_CACHE_MAX_SIZE", value_parser = cache::parse_size)]
+    pub cache_max_size: Option<u64>,
 }
 
 /// Plans the app, builds it and prints the result.
@@ -77,8 +87,16 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         cache_root: global.cache_root()?,
     };
     let built = pipeline::build(&generated, &options, &progress)?;
+    let pruned = command
+        .cache_max_size
+        .map(|max_size| prune_after(&options.cache_root, max_size, &progress))
+        .transpose()?;
     if global.json {
-        outln!("{}", result_json(&options.name, &built, &progress));
+        let mut result = result_json(&options.name, &built, &progress);
+        if let Some(pruned) = &pruned {
+            result["cachePruned"] = pruned_json(pruned);
+        }
+        outln!("{result}");
     } else {
         progress.summary(&Summary {
             name: &options.name,
@@ -99,6 +117,33 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         outln!("{}", built.image.manifest_digest);
     }
     Ok(())
+}
+
+/// Prunes the cache down to `max_size` once the build is done: what the
+/// build used is still held by this process, so it stays.
+fn prune_after(cache_root: &Path, max_size: u64, progress: &Progress) -> anyhow::Result<Pruned> {
+    let limits = Limits {
+        max_size: Some(max_size),
+        ..Limits::default()
+    };
+    let pruned = cache::prune(cache_root, &limits).with_context(|| {
+        format!(
+            "the image is built, but pruning the cache at {} down to KILN_CACHE_MAX_SIZE failed",
+            cache_root.display()
+        )
+    })?;
+    progress.stage(
+        "cache",
+        format!("{} (limit {})", pruned_line(&pruned), human_size(max_size)),
+    );
+    for removed in &pruned.removed {
+        progress.note(format!(
+            "cache: removed {} ({})",
+            removed.name,
+            human_size(removed.bytes)
+        ));
+    }
+    Ok(pruned)
 }
 
 /// `--name`, else the app folder's name in lower case.
@@ -134,6 +179,7 @@ fn result_json(name: &str, built: &Built, progress: &Progress) -> serde_json::Va
         "compressedSize": built.image.compressed_size(),
         "uncompressedSize": built.image.uncompressed_size(),
         "phases": phases,
+        "packed": built.packed,
         "stages": progress.stages_json(),
     })
 }

@@ -1,14 +1,11 @@
 //! `kiln cache`: where the cache is, what it holds, and pruning it.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use kiln_store::Store;
 use serde_json::json;
 
 use super::GlobalArgs;
-use crate::cache;
+use crate::cache::{self, Limits, Pruned};
 use crate::report::{human_size, outln};
 
 /// `kiln cache`.
@@ -21,14 +18,24 @@ pub struct CacheCommand {
 /// What to do with the cache.
 #[derive(Debug, Subcommand)]
 pub enum CacheAction {
-    /// Show where the cache is and how much each part of it holds.
+    /// Show where the cache is, how much each kind of entry takes, and
+    /// what interrupted runs left.
     Info,
-    /// Remove realized store paths no recent build used, and what
-    /// interrupted runs left. Paths a running kiln holds are kept.
+    /// Remove entries of every kind (store paths, layers and their blobs,
+    /// phase results, evaluations, archives, base images,
+    /// cacheDirectories) no build used lately, and everything interrupted
+    /// runs left. Entries a running kiln holds, and what they need, are
+    /// kept.
     Prune {
-        /// Remove entries not used for this many days (0: every unused one).
-        #[arg(long, default_value_t = 30, value_name = "DAYS")]
-        older_than: u32,
+        /// Remove entries not used for this long: a number of days, or a
+        /// number with a unit s, m, h, d or w (`0`: every unused entry).
+        /// Without it or --max-size, 30 days.
+        #[arg(long, value_name = "AGE", value_parser = cache::parse_age)]
+        older_than: Option<std::time::Duration>,
+        /// Then remove the least recently used entries until the cache
+        /// takes at most SIZE (`500M`, `10G`; K, M, G, T are powers of 1024).
+        #[arg(long, value_name = "SIZE", value_parser = cache::parse_size)]
+        max_size: Option<u64>,
     },
 }
 
@@ -36,54 +43,102 @@ pub enum CacheAction {
 pub fn run(global: &GlobalArgs, command: &CacheCommand) -> anyhow::Result<()> {
     match command.action {
         CacheAction::Info => info(global),
-        CacheAction::Prune { older_than } => prune(global, older_than),
+        CacheAction::Prune {
+            older_than,
+            max_size,
+        } => {
+            let older_than = match (older_than, max_size) {
+                (None, None) => Some(std::time::Duration::from_secs(30 * 86_400)),
+                (age, _) => age,
+            };
+            let limits = Limits {
+                unused_since: older_than.map(cache::unused_since),
+                max_size,
+            };
+            prune(global, &limits)
+        }
     }
 }
 
 fn info(global: &GlobalArgs) -> anyhow::Result<()> {
     let root = global.cache_root()?;
     tracing::debug!(cache = %root.display(), "measuring the cache");
-    let parts = cache::usage(&root)
-        .with_context(|| format!("could not measure the cache at {}", root.display()))?;
+    let measured = cache::scan(&root).and_then(|entries| cache::usage(&root, &entries));
+    let usage =
+        measured.with_context(|| format!("could not measure the cache at {}", root.display()))?;
     if global.json {
-        outln!("{}", cache::usage_json(&root, &parts));
+        outln!("{}", cache::usage_json(&root, &usage));
         return Ok(());
     }
     outln!("cache: {}", root.display());
-    for part in &parts {
+    for kind in &usage.kinds {
+        let leftovers = match kind.leftovers {
+            0 => String::new(),
+            n => format!(
+                "  ({n} left by interrupted runs, {})",
+                human_size(kind.leftover_bytes)
+            ),
+        };
         outln!(
-            "  {:<12} {:>12} bytes {:>8} files  {}",
-            part.name,
-            part.bytes,
-            part.files,
-            part.about
+            "  {:<12} {:>10} {:>7} entries {:>8} files  {}{leftovers}",
+            kind.kind.name(),
+            human_size(kind.bytes),
+            kind.entries,
+            kind.files,
+            kind.kind.about(),
         );
+    }
+    outln!(
+        "  {:<12} {:>10}  locks and records",
+        "other",
+        human_size(usage.other_bytes)
+    );
+    outln!("  {:<12} {:>10}", "total", human_size(usage.total_bytes()));
+    if !usage.leftovers.is_empty() {
+        outln!("left by interrupted runs (`kiln cache prune` removes them):");
+        for (_, name, bytes) in &usage.leftovers {
+            outln!("  {name} ({})", human_size(*bytes));
+        }
     }
     Ok(())
 }
 
-fn prune(global: &GlobalArgs, older_than_days: u32) -> anyhow::Result<()> {
-    let store = Store::open(&global.cache_root()?)?;
-    let age = Duration::from_secs(u64::from(older_than_days) * 24 * 60 * 60);
-    let report = store
-        .prune(age)
-        .with_context(|| format!("could not prune {}", store.dir().display()))?;
+fn prune(global: &GlobalArgs, limits: &Limits) -> anyhow::Result<()> {
+    let root = global.cache_root()?;
+    let pruned = cache::prune(&root, limits)
+        .with_context(|| format!("could not prune the cache at {}", root.display()))?;
     if global.json {
-        outln!(
-            "{}",
-            json!({
-                "removed": report.removed,
-                "bytes": report.bytes,
-                "held": report.held,
-            })
-        );
+        outln!("{}", pruned_json(&pruned));
     } else if !global.quiet {
-        outln!(
-            "removed {} store paths ({}); kept {} in use by running builds",
-            report.removed.len(),
-            human_size(report.bytes),
-            report.held.len()
-        );
+        outln!("{}", pruned_line(&pruned));
     }
     Ok(())
+}
+
+/// What a prune did, as `--json` prints it (for `kiln cache prune` and a
+/// build's own prune).
+pub fn pruned_json(pruned: &Pruned) -> serde_json::Value {
+    json!({
+        "removed": pruned.removed.iter().map(|r| json!({
+            "kind": r.kind.name(),
+            "name": r.name,
+            "bytes": r.bytes,
+            "leftover": r.leftover,
+        })).collect::<Vec<_>>(),
+        "bytes": pruned.freed(),
+        "held": pruned.held,
+        "remainingBytes": pruned.remaining,
+    })
+}
+
+/// What a prune did, in one line for people.
+pub fn pruned_line(pruned: &Pruned) -> String {
+    let leftovers = pruned.removed.iter().filter(|r| r.leftover).count();
+    format!(
+        "removed {} entries ({leftovers} left by interrupted runs), {}; {} remain; kept {} in use by running kilns",
+        pruned.removed.len(),
+        human_size(pruned.freed()),
+        human_size(pruned.remaining),
+        pruned.held.len()
+    )
 }

@@ -10,8 +10,9 @@
 use std::fs;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use kiln_io::{write_atomically, AtomicFile, HashingWriter};
+use kiln_io::{write_atomically_held, AtomicFile, HashingWriter};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -21,6 +22,7 @@ use super::digest::{sha256_hex, KeyHasher};
 use super::progress::{NoProgress, PackProgress, ReportingWriter};
 use super::tree::Tree;
 use super::{Layer, LayerError, PackSettings, StorePathSource};
+use crate::cache::records;
 
 /// Bumped when the tar or compression code changes its output, or the key
 /// itself changes, so older index entries are not reused for a layer that
@@ -35,6 +37,9 @@ const BLOB_BUFFER: usize = 1 << 20;
 pub struct LayerCache {
     blobs: PathBuf,
     index: PathBuf,
+    /// What each layer packed anew (not found in the cache) holds, for the
+    /// build summary; shared by clones.
+    packed: Arc<Mutex<Vec<String>>>,
 }
 
 /// One layer to make with [`pack_all`].
@@ -111,6 +116,7 @@ impl LayerCache {
         let cache = LayerCache {
             blobs: cache_root.join("blobs").join("sha256"),
             index: cache_root.join("layers"),
+            packed: Arc::default(),
         };
         for dir in [&cache.blobs, &cache.index] {
             fs::create_dir_all(dir).map_err(|e| LayerError::io(dir, e))?;
@@ -123,11 +129,24 @@ impl LayerCache {
     /// the pusher streams from; returns its path.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<PathBuf, LayerError> {
         let blob = self.blobs.join(hex::encode(Sha256::digest(bytes)));
-        if fs::metadata(&blob).is_ok_and(|m| m.len() == bytes.len() as u64) {
+        if fs::metadata(&blob).is_ok_and(|m| m.len() == bytes.len() as u64)
+            && records::use_entry(&blob)
+        {
             return Ok(blob);
         }
-        write_atomically(&blob, bytes).map_err(|e| LayerError::io(&blob, e))?;
+        let held = write_atomically_held(&blob, bytes).map_err(|e| LayerError::io(&blob, e))?;
+        records::keep(&blob, held);
         Ok(blob)
+    }
+
+    /// What each layer packed anew by this cache (and its clones) holds,
+    /// in the order they were finished; layers found in the cache are not
+    /// in it.
+    pub fn packed(&self) -> Vec<String> {
+        self.packed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The folder of content-addressed blobs (`blobs/sha256`).
@@ -273,8 +292,11 @@ impl LayerCache {
             return Ok(None);
         };
         let blob = self.blobs.join(hex);
+        // Held from here to the end of the process, so a prune running now
+        // leaves both alone; one that took them first makes this a miss.
+        let held = records::use_entry(&path) && records::use_entry(&blob);
         match fs::metadata(&blob) {
-            Ok(meta) if meta.len() == entry.size => {}
+            Ok(meta) if held && meta.len() == entry.size => {}
             _ => {
                 tracing::debug!(
                     "{}: blob missing or of the wrong size; packing again",
@@ -319,7 +341,14 @@ impl LayerCache {
 
         let hex = sha256_hex(&digest).expect("HashingWriter makes sha256 digests");
         let blob = self.blobs.join(hex);
-        temp.commit(&blob).map_err(|e| LayerError::io(&blob, e))?;
+        let held = temp
+            .commit_held(&blob)
+            .map_err(|e| LayerError::io(&blob, e))?;
+        records::keep(&blob, held);
+        self.packed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(description.clone());
         Ok(Layer {
             digest,
             diff_id,
@@ -341,7 +370,9 @@ impl LayerCache {
         };
         let path = self.index_path(key);
         let json = serde_json::to_vec_pretty(&entry).expect("index entries serialize");
-        write_atomically(&path, &json).map_err(|e| LayerError::io(&path, e))
+        let held = write_atomically_held(&path, &json).map_err(|e| LayerError::io(&path, e))?;
+        records::keep(&path, held);
+        Ok(())
     }
 }
 
@@ -484,11 +515,15 @@ mod tests {
         let sizes: u64 = layers.iter().map(|l| l.size).sum();
         assert_eq!(fresh.bytes.into_inner(), sizes);
 
+        assert_eq!(cache.packed().len(), 3);
+
         let cached = Counter::default();
-        let again = pack_all_with_progress(&cache, &jobs, &settings, &cached).unwrap();
+        let reopened = LayerCache::open(&root.path().join("cache")).unwrap();
+        let again = pack_all_with_progress(&reopened, &jobs, &settings, &cached).unwrap();
         assert_eq!(again, layers);
         assert_eq!(cached.layers.into_inner(), 3);
         assert_eq!(cached.bytes.into_inner(), 0);
+        assert!(reopened.packed().is_empty(), "nothing packed anew");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use kiln_providers::plan::{DEBIAN_BASE_IMAGE, UBUNTU_BASE_IMAGE};
 use kiln_providers::BuildPlan;
 use oci_spec::image::Config;
 
+use crate::cache::records;
 use crate::layer::{Format, Layer};
 use crate::registry::{self, Platform, PulledImage, PulledLayer, RegistryConfig};
 
@@ -67,13 +68,24 @@ pub fn pull(
     registry: &RegistryConfig,
     cache_root: &Path,
 ) -> anyhow::Result<BaseImage> {
-    let pulled = registry::pull_image(
-        registry,
-        reference,
-        &Platform::host(),
-        &cache_root.join("blobs"),
-    )
-    .with_context(|| format!("could not pull the base image {reference}"))?;
+    let pull = || {
+        registry::pull_image(
+            registry,
+            reference,
+            &Platform::host(),
+            &cache_root.join("blobs"),
+        )
+        .with_context(|| format!("could not pull the base image {reference}"))
+    };
+    let mut pulled = pull()?;
+    // Held for the build, so a prune leaves them alone; one that removed
+    // a blob between the pull and here makes the pull fetch it again.
+    if !hold_blobs(&pulled) {
+        pulled = pull()?;
+        if !hold_blobs(&pulled) {
+            bail!("the blobs of the base image {reference} were removed while pulling it (a `kiln cache prune` running meanwhile?); build again");
+        }
+    }
     let root = unpacked_root(&pulled, cache_root)
         .with_context(|| format!("could not unpack the base image {reference}"))?;
     let layers = pulled
@@ -101,13 +113,22 @@ pub fn pull(
     })
 }
 
+/// Holds the pulled image's config and layer blobs for this process.
+fn hold_blobs(pulled: &PulledImage) -> bool {
+    std::iter::once(&pulled.config_path)
+        .chain(pulled.layers.iter().map(|layer| &layer.path))
+        .all(|blob| records::use_entry(blob))
+}
+
 struct Unpacked {
     dir: PathBuf,
     /// Uncompressed size of each layer.
     sizes: Vec<u64>,
 }
 
-/// The image's files under `bases/<hex>/root`, with `bases/<hex>/sizes.json`;
+/// The image's files under `bases/<hex>/root`, with `bases/<hex>/sizes.json`
+/// and the blobs they came from in `bases/<hex>/digests.json` (what a prune
+/// keeps with them);
 /// unpacked into a temporary folder and renamed into place, so a folder
 /// there is always complete. Two kilns unpacking at once both succeed: the
 /// second rename fails and its copy is dropped.
@@ -125,8 +146,10 @@ fn unpacked_root(pulled: &PulledImage, cache_root: &Path) -> anyhow::Result<Unpa
             sizes,
         })
     };
-    if let Some(unpacked) = read(&done) {
-        return Ok(unpacked);
+    if records::use_entry(&done) {
+        if let Some(unpacked) = read(&done) {
+            return Ok(unpacked);
+        }
     }
     // Private: the unpacked files belong to the builder, and a base image
     // may carry programs that should not be reachable by other users.
@@ -136,11 +159,24 @@ fn unpacked_root(pulled: &PulledImage, cache_root: &Path) -> anyhow::Result<Unpa
         .prefix(".unpack-")
         .tempdir_in(&bases)
         .with_context(|| format!("could not create a folder in {}", bases.display()))?;
+    // Held from now on: a prune leaves the unpacking, and the entry it
+    // becomes, alone.
+    if !records::use_entry(temp.path()) {
+        bail!("{} was removed while unpacking into it (a `kiln cache prune` running meanwhile?); build again", temp.path().display());
+    }
     let sizes = registry::unpack_layers(&pulled.layers, &temp.path().join("root"))?;
+    let digests: Vec<&str> = std::iter::once(pulled.config_digest.as_str())
+        .chain(pulled.layers.iter().map(|layer| layer.digest.as_str()))
+        .collect();
     // Plainly written: nothing reads the folder before commit_dir syncs it.
-    let sizes_path = temp.path().join("sizes.json");
-    std::fs::write(&sizes_path, serde_json::to_vec(&sizes)?)
-        .with_context(|| format!("could not write {}", sizes_path.display()))?;
+    for (name, json) in [
+        ("digests.json", serde_json::to_vec(&digests)?),
+        ("sizes.json", serde_json::to_vec(&sizes)?),
+    ] {
+        let path = temp.path().join(name);
+        std::fs::write(&path, json)
+            .with_context(|| format!("could not write {}", path.display()))?;
+    }
     let temp = temp.keep();
     if let Err(err) = kiln_io::commit_dir(&temp, &done) {
         let _ = std::fs::remove_dir_all(&temp);

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use kiln_providers::{GeneratedPlan, Phase};
 
+use crate::cache::records::WorkDir;
 use crate::image::Image;
 use crate::layer::LayerCache;
 use crate::registry::RegistryConfig;
@@ -82,6 +83,8 @@ pub struct Built {
     pub phases: Vec<RanPhase>,
     /// Where it went.
     pub delivered: Delivered,
+    /// What each layer packed anew holds; layers from the cache are not in it.
+    pub packed: Vec<String>,
 }
 
 /// Builds the planned app in `generated` into an image and delivers it.
@@ -158,6 +161,7 @@ pub fn build(
         image,
         phases: ran,
         delivered,
+        packed: cache.packed(),
     })
 }
 
@@ -201,8 +205,9 @@ fn pack_image(
     inputs.progress.stage(
         "pack",
         format!(
-            "{} layers, {} compressed",
+            "{} layers ({} packed, the rest from the layer cache), {} compressed",
             image.layers.len(),
+            cache.packed().len(),
             human_size(image.compressed_size())
         ),
     );
@@ -243,14 +248,11 @@ fn realize_packages(
 }
 
 /// A fresh folder under the cache for this build's staged files and
-/// phase diffs; removed when dropped.
-fn work_folder(cache_root: &Path) -> anyhow::Result<tempfile::TempDir> {
+/// phase diffs; removed when dropped, and by the next prune when the build
+/// is killed.
+fn work_folder(cache_root: &Path) -> anyhow::Result<WorkDir> {
     let parent = cache_root.join("build-work");
-    std::fs::create_dir_all(&parent)
-        .with_context(|| format!("could not create {}", parent.display()))?;
-    tempfile::Builder::new()
-        .prefix("build-")
-        .tempdir_in(&parent)
+    WorkDir::new(&parent, "build-")
         .with_context(|| format!("could not create a work folder in {}", parent.display()))
 }
 

@@ -5,17 +5,23 @@
 //! format, used directly as a lower of later phases and packed like a fresh
 //! diff) and `phases/<key>.json`, written last: an entry without its
 //! record is incomplete and never read.
+//!
+//! The diff folder is the entry's lock and last-use record (see
+//! [`crate::cache::records`]): held from before it is moved in by the build
+//! that made it, and by every build that reuses it.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use kiln_io::hold::{claim, Claim};
 use kiln_io::write_atomically;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::cache::records;
 use crate::layer::digest::KeyHasher;
 
 /// Bumped when what a key covers or an entry holds changes.
@@ -84,10 +90,13 @@ impl PhaseCache {
         Ok(PhaseCache { dir })
     }
 
-    /// The recorded diff of `key`, when a complete entry exists.
+    /// The recorded diff of `key`, when a complete entry exists; held by
+    /// this process from then on.
     pub fn lookup(&self, key: &str) -> Option<PathBuf> {
         let upper = self.dir.join(key);
-        (self.dir.join(format!("{key}.json")).is_file() && upper.is_dir()).then_some(upper)
+        let complete = || self.dir.join(format!("{key}.json")).is_file() && upper.is_dir();
+        // Complete once held: a prune removes the record first.
+        (complete() && records::use_entry(&upper) && complete()).then_some(upper)
     }
 
     /// Moves the diff `upper` (in the same filesystem) into the cache under
@@ -98,10 +107,21 @@ impl PhaseCache {
         if self.lookup(key).is_some() {
             return Ok(upper.to_path_buf());
         }
-        if target.exists() {
-            // An earlier build stopped between the rename and the record.
-            remove_tree(&target)
-                .with_context(|| format!("could not remove the incomplete {}", target.display()))?;
+        // Held before it is moved in, so no prune takes it for a leftover
+        // before its record is written.
+        if !records::use_entry(upper) {
+            bail!("phase {phase}: its diff {} is gone", upper.display());
+        }
+        match claim(&target).with_context(|| format!("could not lock {}", target.display()))? {
+            Claim::Gone => {}
+            // Another build is recording the same phase right now.
+            Claim::Held => return Ok(upper.to_path_buf()),
+            Claim::Free(_claimed) => {
+                // An earlier build stopped between the rename and the record.
+                kiln_store::nar::remove_tree(&target).with_context(|| {
+                    format!("could not remove the incomplete {}", target.display())
+                })?;
+            }
         }
         // The diff's files reach the disk before the record names them, so
         // a crash leaves no record of a half-written diff.
@@ -119,21 +139,6 @@ impl PhaseCache {
             .with_context(|| format!("could not write {}", record_path.display()))?;
         Ok(target)
     }
-}
-
-/// Removes a folder the sandbox wrote, whose folders may lack write or
-/// search permission for their owner.
-fn remove_tree(dir: &Path) -> io::Result<()> {
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        if fs::symlink_metadata(&path)?.is_dir() {
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o700))?;
-            for entry in fs::read_dir(&path)? {
-                pending.push(entry?.path());
-            }
-        }
-    }
-    fs::remove_dir_all(dir)
 }
 
 /// sha256 of a folder's names, kinds, permission bits, link targets and
@@ -185,6 +190,7 @@ fn hash_into(dir: &Path, relative: &Path, hasher: &mut Sha256) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn key<'a>(env: &'a [(String, String)], app: &'a str) -> PhaseKey<'a> {
         PhaseKey {

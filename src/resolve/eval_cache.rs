@@ -66,6 +66,9 @@ impl EvalCache {
     /// fresh. An unreadable entry is a miss: the evaluator is the truth.
     pub fn get(&self, inputs: &EvalInputs<'_>) -> Option<LockEntry> {
         let file = self.dir.join(format!("{}.json", key(inputs).ok()?));
+        if !crate::cache::records::use_entry(&file) {
+            return None;
+        }
         let stored: Stored = serde_json::from_slice(&fs::read(&file).ok()?)
             .inspect_err(|err| tracing::debug!("ignoring {}: {err}", file.display()))
             .ok()?;
@@ -98,7 +101,10 @@ impl EvalCache {
         };
         fs::create_dir_all(&self.dir)?;
         let bytes = serde_json::to_vec(&stored).map_err(io::Error::other)?;
-        kiln_io::write_atomically(&self.dir.join(format!("{}.json", key(inputs)?)), &bytes)
+        let path = self.dir.join(format!("{}.json", key(inputs)?));
+        let held = kiln_io::write_atomically_held(&path, &bytes)?;
+        crate::cache::records::keep(&path, held);
+        Ok(())
     }
 }
 

@@ -133,11 +133,7 @@ pub fn run(
             work.display()
         )
     };
-    std::fs::create_dir_all(work).map_err(io)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("eval-")
-        .tempdir_in(work)
-        .map_err(io)?;
+    let scratch = crate::cache::records::WorkDir::new(work, "eval-").map_err(io)?;
     let sandbox = sandbox(evaluator, files, expression, scratch.path()).map_err(io)?;
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&lines);

@@ -28,10 +28,26 @@ pub fn cache_binds(
         }
         let digest = Sha256::digest(inside.as_os_str().as_encoded_bytes());
         let host = build_cache.join(cache_key).join(hex(&digest[..10]));
-        std::fs::create_dir_all(&host)?;
+        hold_folder(&host)?;
         binds.push(FolderBind { host, inside });
     }
     Ok(binds)
+}
+
+/// Creates `host` when missing and holds it for the build, its use
+/// recorded, so a prune keeps it. A prune may remove a folder just made,
+/// before it is held: then it is made once more.
+fn hold_folder(host: &Path) -> io::Result<()> {
+    for _ in 0..2 {
+        std::fs::create_dir_all(host)?;
+        if crate::cache::records::use_entry(host) {
+            return Ok(());
+        }
+    }
+    Err(io::Error::other(format!(
+        "{} is removed as soon as it is made (is a `kiln cache prune` looping?); build again",
+        host.display()
+    )))
 }
 
 /// The cache key of an app given no explicit one: `app-` and a hash of its

@@ -30,7 +30,7 @@ mod redact;
 mod substituter;
 
 pub use error::StoreError;
-pub use local::{PruneReport, Store, HOST_STORE};
+pub use local::{Removal, Store, StoreEntry, HOST_STORE};
 pub use narinfo::{check_signature, hash_part, parse_narinfo, parse_public_keys, parse_store_path};
 pub use netrc::{credentials_for, Credentials};
 pub use nix_derivation::StorePath;

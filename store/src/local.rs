@@ -20,7 +20,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use kiln_io::{commit_dir, write_atomically};
 use nix::sys::stat::{utimensat, UtimensatFlags};
@@ -207,66 +207,130 @@ impl Store {
         );
     }
 
-    /// Removes paths not used for `older_than` (and leftovers of killed
-    /// writers), skipping every path some process holds.
-    pub fn prune(&self, older_than: Duration) -> Result<PruneReport, StoreError> {
-        let cutoff = SystemTime::now()
-            .checked_sub(older_than)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut report = PruneReport::default();
-        let mut names: Vec<_> = fs::read_dir(&self.store)
-            .at(&self.store)?
-            .map(|entry| entry.map(|e| e.file_name()).at(&self.store))
-            .collect::<Result<_, _>>()?;
-        names.sort();
-        for name in names {
-            let Some(name) = name.to_str() else { continue };
-            if [VALID, LOCKS, HOST_VERIFIED].contains(&name) {
+    /// Every path in kiln's store, and what killed writers left (a
+    /// temporary copy, a path without its marker, a narinfo copy without
+    /// its path), with their sizes, last uses and references, for a prune
+    /// to choose from.
+    pub fn entries(&self) -> Result<Vec<StoreEntry>, StoreError> {
+        let mut entries = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for name in sorted_names(&self.store)? {
+            if [VALID, LOCKS, HOST_VERIFIED].contains(&name.as_str()) {
                 continue;
             }
-            let basename = name.strip_prefix(TEMP_PREFIX).unwrap_or(name);
+            let basename = name.strip_prefix(TEMP_PREFIX).unwrap_or(&name);
             let Ok(path) = StorePath::from_basename(basename.as_bytes()) else {
                 continue;
             };
-            let lock = self.lock_file(&path)?;
-            match lock.try_lock() {
-                Ok(()) => {}
-                Err(fs::TryLockError::WouldBlock) => {
-                    report.held.push(path.to_string());
-                    continue;
-                }
-                Err(fs::TryLockError::Error(err)) => {
-                    return Err(err).at(self.lock_path(&path));
-                }
-            }
-            let leftover = name.starts_with(TEMP_PREFIX) || !self.marker(&path).exists();
-            let unused = fs::metadata(self.marker(&path))
-                .and_then(|m| m.modified())
-                .is_ok_and(|used| used <= cutoff);
-            if leftover || unused {
-                let bytes = tree_size(&self.store.join(name));
-                // The marker goes first: a half-removed path is never valid.
-                remove_if_present(&self.marker(&path))?;
-                remove_if_present(&self.narinfo_copy(&path))?;
-                let tree = self.store.join(name);
-                remove_tree(&tree).at(&tree)?;
-                report.removed.push(path.to_string());
-                report.bytes += bytes;
-            }
+            let marker = fs::metadata(self.marker(&path));
+            let leftover = name.starts_with(TEMP_PREFIX) || marker.is_err();
+            let references = match leftover {
+                true => Vec::new(),
+                false => self.cached_narinfo(&path).map_or_else(Vec::new, |info| {
+                    info.references()
+                        .iter()
+                        .filter(|r| *r != &path)
+                        .cloned()
+                        .collect()
+                }),
+            };
+            seen.insert(hash_part(&path).to_string());
+            entries.push(StoreEntry {
+                files: vec![self.store.join(&name), self.narinfo_copy(&path)],
+                last_used: marker
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                references,
+                leftover,
+                path,
+            });
         }
-        Ok(report)
+        for name in sorted_names(&self.narinfo)? {
+            let Some(hash) = name.strip_suffix(".narinfo") else {
+                continue;
+            };
+            if seen.contains(hash) {
+                continue;
+            }
+            let copy = self.narinfo.join(&name);
+            let Some(info) = fs::read(&copy)
+                .ok()
+                .and_then(|bytes| NarInfo::parse_in(&StoreDir::default(), &bytes).ok())
+                .filter(|info| hash_part(info.store_path()) == hash)
+            else {
+                continue;
+            };
+            entries.push(StoreEntry {
+                path: info.store_path().clone(),
+                files: vec![copy],
+                last_used: SystemTime::UNIX_EPOCH,
+                references: Vec::new(),
+                leftover: true,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Whether a running process holds `path` (realizing or using it).
+    pub fn is_held(&self, path: &StorePath) -> Result<bool, StoreError> {
+        let lock = self.lock_file(path)?;
+        match lock.try_lock() {
+            Ok(()) => Ok(false),
+            Err(fs::TryLockError::WouldBlock) => Ok(true),
+            Err(fs::TryLockError::Error(err)) => Err(err).at(self.lock_path(path)),
+        }
+    }
+
+    /// Removes `path` (valid or a leftover) with its marker and narinfo
+    /// copy, unless a running process holds it.
+    pub fn remove(&self, path: &StorePath) -> Result<Removal, StoreError> {
+        let lock = self.lock_file(path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(Removal::Held),
+            Err(fs::TryLockError::Error(err)) => return Err(err).at(self.lock_path(path)),
+        }
+        self.clear_leftovers(path)?;
+        Ok(Removal::Removed)
     }
 }
 
-/// What [`Store::prune`] did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PruneReport {
-    /// Store paths removed.
-    pub removed: Vec<String>,
-    /// Bytes freed.
-    pub bytes: u64,
-    /// Store paths kept because a running process holds them.
-    pub held: Vec<String>,
+/// One path of kiln's store, as [`Store::entries`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreEntry {
+    /// The store path.
+    pub path: StorePath,
+    /// Where its files are: the path (or what a writer left of it) and its
+    /// narinfo copy, for measuring.
+    pub files: Vec<PathBuf>,
+    /// When a realization last used it (the epoch for leftovers).
+    pub last_used: SystemTime,
+    /// The other paths it refers to, which must stay while it does.
+    pub references: Vec<StorePath>,
+    /// What a killed writer left rather than a valid path.
+    pub leftover: bool,
+}
+
+/// What [`Store::remove`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Removed.
+    Removed,
+    /// Kept: a running process holds it.
+    Held,
+}
+
+/// The names in `dir`, sorted; those that are not UTF-8 are never kiln's.
+fn sorted_names(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .at(dir)?
+        .map(|entry| entry.map(|e| e.file_name()).at(dir))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter_map(|name| name.into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 fn remove_if_present(path: &Path) -> Result<(), StoreError> {
@@ -274,23 +338,6 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
         Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err).at(path),
         _ => Ok(()),
     }
-}
-
-fn tree_size(path: &Path) -> u64 {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| tree_size(&e.path()))
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// `expected` with the identity of the file or folder at `host`.
@@ -316,41 +363,51 @@ mod tests {
     }
 
     #[test]
-    fn prune_skips_held_paths_and_removes_leftovers() {
+    fn held_paths_stay_and_leftovers_are_listed_and_removed() {
         let cache = tempfile::tempdir().unwrap();
         let store = Store::open(cache.path()).unwrap();
         let held = path("held");
         let leftover =
             StorePath::from_basename(b"1c5j5rbh8rmsm0dkx5hd4gfzfm0v0gyb-leftover").unwrap();
         fs::create_dir(store.location(&held)).unwrap();
+        fs::write(store.location(&held).join("f"), "12345").unwrap();
         fs::write(store.marker(&held), "").unwrap();
         fs::create_dir(store.temp_location(&leftover)).unwrap();
 
+        let entries = store.entries().unwrap();
+        let find = |p: &StorePath| entries.iter().find(|e| &e.path == p).unwrap().clone();
+        assert!(!find(&held).leftover);
+        assert_eq!(find(&held).files[0], store.location(&held));
+        assert!(find(&leftover).leftover);
+
         let guard = store.hold(&held).unwrap();
-        let report = store.prune(Duration::ZERO).unwrap();
-        assert_eq!(report.held, [held.to_string()]);
-        assert_eq!(report.removed, [leftover.to_string()]);
+        assert!(store.is_held(&held).unwrap());
+        assert_eq!(store.remove(&held).unwrap(), Removal::Held);
         assert!(store.is_valid(&held));
+        assert_eq!(store.remove(&leftover).unwrap(), Removal::Removed);
         assert!(!store.temp_location(&leftover).exists());
 
         drop(guard);
-        let report = store.prune(Duration::ZERO).unwrap();
-        assert_eq!(report.removed, [held.to_string()]);
+        assert_eq!(store.remove(&held).unwrap(), Removal::Removed);
         assert!(!store.is_valid(&held));
         assert!(!store.location(&held).exists());
     }
 
     #[test]
-    fn recently_used_paths_survive_an_age_limited_prune() {
+    fn a_use_is_recorded_on_the_marker() {
         let cache = tempfile::tempdir().unwrap();
         let store = Store::open(cache.path()).unwrap();
         let used = path("used");
         fs::create_dir(store.location(&used)).unwrap();
         fs::write(store.marker(&used), "").unwrap();
+        let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        fs::File::open(store.marker(&used))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(store.entries().unwrap()[0].last_used, old);
         store.touch(&used);
-        let report = store.prune(Duration::from_secs(3600)).unwrap();
-        assert!(report.removed.is_empty());
-        assert!(store.is_valid(&used));
+        assert!(store.entries().unwrap()[0].last_used > old);
     }
 
     #[test]
@@ -379,10 +436,13 @@ mod tests {
                 assert!(store.is_valid(&path));
                 assert_eq!(fs::read_link(store.location(&path)).unwrap(), target);
             }
-            send.send(store.prune(Duration::ZERO).map(|r| r.removed.len()))
-                .unwrap();
+            let removed: Result<Vec<_>, _> = [path("fifo"), path("folder")]
+                .iter()
+                .map(|p| store.remove(p))
+                .collect();
+            send.send(removed.map(|r| r.len())).unwrap();
         });
-        let pruned = receive.recv_timeout(Duration::from_secs(20));
+        let pruned = receive.recv_timeout(std::time::Duration::from_secs(20));
         assert_eq!(pruned.expect("the store hung on a link").unwrap(), 2);
         assert_eq!(
             fs::read_to_string(host.path().join("secret")).unwrap(),

@@ -273,14 +273,17 @@ impl Archives {
         }
         let entry = self.dir.join(sha256);
         let source = entry.join("source");
+        // Held before it is checked, so no prune removes it after.
+        let held = crate::cache::records::use_entry(&entry);
         let marker: Option<Marker> = fs::read(entry.join("complete.json"))
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-        let intact = marker.is_some_and(|marker| {
-            marker.sha256 == sha256
-                && folder_fingerprint(&source)
-                    .is_ok_and(|found| hex_sha256(&found) == marker.fingerprint)
-        });
+        let intact = held
+            && marker.is_some_and(|marker| {
+                marker.sha256 == sha256
+                    && folder_fingerprint(&source)
+                        .is_ok_and(|found| hex_sha256(&found) == marker.fingerprint)
+            });
         if intact {
             return Some(Unpacked {
                 sha256: sha256.to_string(),
@@ -378,6 +381,13 @@ impl Archives {
             .prefix(".tmp-")
             .tempdir_in(&self.dir)
             .map_err(|err| cache_error(&self.dir, err))?;
+        // Held from now on, so a prune leaves the download alone, and the
+        // entry it becomes once renamed.
+        if !crate::cache::records::use_entry(temp.path()) {
+            return Err(Attempt::Cut(
+                "a prune removed the new download folder".into(),
+            ));
+        }
         let mut body = Body {
             inner: HashingReader::new(reader),
             failure: None,
