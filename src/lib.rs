@@ -17,8 +17,6 @@
 
 pub mod cache;
 pub mod commands;
-#[cfg(test)]
-mod fuzz;
 pub mod image;
 pub mod layer;
 pub mod pipeline;

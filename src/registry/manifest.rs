@@ -1,7 +1,7 @@
 //! Manifests and indexes from a registry: outside data, checked before use.
 //! Both Docker schema 2 and OCI media types are accepted.
 
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
 /// OCI image manifest.
 pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -151,6 +151,32 @@ pub(crate) fn select<'a>(
         })
 }
 
+/// The checks a pull makes of a manifest or index before it downloads
+/// anything, as one call: `bytes` parsed and checked, and for an index the
+/// entry for `platform` picked, by the same code a pull runs. The
+/// error is the reason a pull would give. Public for the fuzz targets in
+/// `tests/fuzz`, which feed it registry bytes no registry would send.
+pub fn check_manifest(bytes: &[u8], platform: &Platform) -> Result<(), String> {
+    match parse(bytes)? {
+        ManifestDocument::Image(_) => Ok(()),
+        ManifestDocument::Index(index) => select(&index, platform).map(drop),
+    }
+}
+
+/// Parses `bytes` as the image config of a manifest with `layers` layers:
+/// it must list one diff ID per layer. The error is the reason a pull gives.
+pub fn parse_image_config(bytes: &[u8], layers: usize) -> Result<ImageConfiguration, String> {
+    let config: ImageConfiguration =
+        serde_json::from_slice(bytes).map_err(|e| format!("is malformed ({e})"))?;
+    let diff_ids = config.rootfs().diff_ids().len();
+    if diff_ids != layers {
+        return Err(format!(
+            "lists {diff_ids} diff IDs but the manifest has {layers} layers"
+        ));
+    }
+    Ok(config)
+}
+
 /// Config and layer media types kiln can use as a base.
 fn check_image(manifest: &ImageManifest) -> Result<(), String> {
     let config_type = manifest.config().media_type().to_string();
@@ -292,6 +318,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn check_manifest_answers_as_a_pull_would() {
+        let amd64 = Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        };
+        let image = manifest(OCI_MANIFEST, LAYER_TYPES[1]);
+        assert_eq!(check_manifest(image.as_bytes(), &amd64), Ok(()));
+        let both = index(&[("linux", "arm64"), ("linux", "amd64")]);
+        assert_eq!(check_manifest(both.as_bytes(), &amd64), Ok(()));
+        let err = check_manifest(index(&[("linux", "arm64")]).as_bytes(), &amd64).unwrap_err();
+        assert!(err.contains("no linux/amd64 variant"), "{err}");
+    }
+
+    #[test]
+    fn an_image_config_needs_one_diff_id_per_layer() {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{D}"]}}}}"#
+        );
+        let parsed = parse_image_config(config.as_bytes(), 1).unwrap();
+        assert_eq!(parsed.rootfs().diff_ids(), &[D.to_string()]);
+        let err = parse_image_config(config.as_bytes(), 2).unwrap_err();
+        assert_eq!(err, "lists 1 diff IDs but the manifest has 2 layers");
+        let err = parse_image_config(b"{\"rootfs\":7}", 0).unwrap_err();
+        assert!(err.starts_with("is malformed"), "{err}");
+    }
+
     /// Bounded fuzz target: a registry's manifest or index is outside data,
     /// so arbitrary text and a valid manifest or index with a few bytes
     /// changed must parse or give a reason, never panic; a parsed index
@@ -300,7 +354,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-        use crate::fuzz::mutated;
+        use kiln_harness::mutate::mutated;
 
         fn parse_and_select(bytes: &[u8]) {
             if let Ok(ManifestDocument::Index(index)) = parse(bytes) {

@@ -22,7 +22,7 @@ mod unpack;
 pub use auth::{AuthEnv, CredentialSource, Credentials};
 pub use error::RegistryError;
 pub use layout::{LayoutBlob, LayoutImage};
-pub use manifest::Platform;
+pub use manifest::{check_manifest, parse_image_config, Platform};
 pub use progress::{BlobFate, NoPushProgress, PushProgress};
 pub use pull::{pull_image, PulledImage, PulledLayer};
 pub use push::{

@@ -106,26 +106,14 @@ async fn pull(
     let config_path = fetch_blob(&session, config_descriptor, &dir).await?;
     let config_bytes = std::fs::read(&config_path)
         .map_err(|e| RegistryError::io("could not read", &config_path, e))?;
-    let image_config: ImageConfiguration = serde_json::from_slice(&config_bytes).map_err(|e| {
-        bad(
-            &session,
-            format!(
-                "image config {} is malformed ({e})",
-                config_descriptor.digest()
-            ),
-        )
-    })?;
+    let image_config = manifest::parse_image_config(&config_bytes, manifest.layers().len())
+        .map_err(|reason| {
+            bad(
+                &session,
+                format!("image config {} {reason}", config_descriptor.digest()),
+            )
+        })?;
     let diff_ids = image_config.rootfs().diff_ids();
-    if diff_ids.len() != manifest.layers().len() {
-        return Err(bad(
-            &session,
-            format!(
-                "the manifest has {} layers but the config lists {} diff IDs",
-                manifest.layers().len(),
-                diff_ids.len()
-            ),
-        ));
-    }
 
     let paths: Vec<PathBuf> = futures_util::stream::iter(manifest.layers())
         .map(|layer| fetch_blob(&session, layer, &dir))

@@ -97,11 +97,19 @@ impl Lock {
                 })
             }
         };
+        Lock::parse(&bytes, path)
+    }
+
+    /// Parses a lock file's bytes and checks what it names (version,
+    /// hashes, store paths); `path` names the file in errors. [`Lock::read`]
+    /// without the read, so untrusted bytes can be checked straight from
+    /// memory (the fuzz targets in `tests/fuzz` do).
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Lock, LockError> {
         let invalid = |reason: String| LockError::Invalid {
             path: path.to_path_buf(),
             reason,
         };
-        let lock: Lock = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let lock: Lock = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
         if lock.version != LOCK_VERSION {
             return Err(invalid(format!(
                 "version {} but this kiln reads version {LOCK_VERSION}",
@@ -340,7 +348,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-        use crate::fuzz::mutated;
+        use kiln_harness::mutate::mutated;
 
         fn seed() -> Vec<u8> {
             let mut lock = Lock {

@@ -5,63 +5,12 @@
 
 use std::path::Path;
 
+use kiln_harness::mutate::mutated;
 use kiln_store::nar::{remove_tree, restore_verified, Expected};
 use kiln_store::{check_signature, parse_narinfo, parse_public_keys, parse_store_path};
 use nix_narinfo::Compression;
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
-
-/// One change to a seed's bytes; positions wrap around the seed's length.
-#[derive(Debug, Clone)]
-enum Edit {
-    Overwrite(usize, u8),
-    Insert(usize, Vec<u8>),
-    Delete(usize, usize),
-    Truncate(usize),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Edit::Overwrite(at, byte)),
-        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16))
-            .prop_map(|(at, bytes)| Edit::Insert(at, bytes)),
-        (any::<usize>(), 1..16usize).prop_map(|(at, len)| Edit::Delete(at, len)),
-        any::<usize>().prop_map(Edit::Truncate),
-    ]
-}
-
-/// `seed` with up to four edits applied, so most cases stay close enough to
-/// valid to reach deep into the parser.
-fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(edit(), 1..5).prop_map(move |edits| {
-        let mut bytes = seed.clone();
-        for edit in edits {
-            let at = |i: usize, bytes: &Vec<u8>| i % (bytes.len() + 1);
-            match edit {
-                Edit::Overwrite(i, byte) => {
-                    if !bytes.is_empty() {
-                        let i = i % bytes.len();
-                        bytes[i] = byte;
-                    }
-                }
-                Edit::Insert(i, new) => {
-                    let i = at(i, &bytes);
-                    bytes.splice(i..i, new);
-                }
-                Edit::Delete(i, len) => {
-                    let i = at(i, &bytes);
-                    let end = (i + len).min(bytes.len());
-                    bytes.drain(i..end);
-                }
-                Edit::Truncate(i) => {
-                    let i = at(i, &bytes);
-                    bytes.truncate(i);
-                }
-            }
-        }
-        bytes
-    })
-}
 
 const STORE_PATH: &str = "/nix/store/0z3h1mvmhwc6xfsd4xd2ks5cd9q3irrn-hello-2.12.1";
 

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 use super::tests::{tar, Item};
 use super::*;
-use crate::fuzz::mutated;
+use kiln_harness::mutate::mutated;
 
 /// What one generated entry is.
 #[derive(Debug, Clone)]

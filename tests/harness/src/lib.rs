@@ -7,6 +7,9 @@
 //! it started when dropped, also when a test fails. Under `CI=true` a
 //! missing component fails the test; elsewhere the test is skipped with a
 //! printed reason (see [`require`]).
+//!
+//! Beside them, [`mutate`] holds the seed mutations that the bounded
+//! proptest fuzz targets of `kiln` and `kiln-store` share.
 
 pub mod apps;
 pub mod archive_server;
@@ -17,6 +20,7 @@ pub mod fault_proxy;
 pub mod hash;
 pub mod http;
 pub mod images;
+pub mod mutate;
 pub mod nixpkgs;
 pub mod process;
 pub mod registry;

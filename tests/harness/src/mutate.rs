@@ -1,6 +1,7 @@
-//! Shared pieces of kiln's bounded fuzz targets (proptest, stable Rust):
-//! inputs mutated from a valid seed, so most cases stay close enough to
-//! valid to reach deep into a parser rather than failing on the first byte.
+//! The byte mutations kiln's bounded fuzz targets (proptest, stable Rust)
+//! share across crates: inputs mutated from a valid seed, so most cases stay
+//! close enough to valid to reach deep into a parser rather than failing on
+//! the first byte.
 
 use proptest::prelude::*;
 
@@ -24,7 +25,7 @@ fn edit() -> impl Strategy<Value = Edit> {
 }
 
 /// `seed` with one to four bytes-level edits applied.
-pub(crate) fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+pub fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(edit(), 1..5).prop_map(move |edits| {
         let mut bytes = seed.clone();
         for edit in edits {
