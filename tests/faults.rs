@@ -228,6 +228,17 @@ fn image_with_data(dir: &Path, size: usize) -> PathBuf {
     layout
 }
 
+/// Pushes tag `t` of `layout` to `destination`, nothing more.
+fn push_request<'a>(layout: &'a Path, destination: &'a str) -> PushRequest<'a> {
+    PushRequest {
+        layout,
+        layout_tag: Some("t"),
+        destination,
+        extra_tags: &[],
+        mount_from: &[],
+    }
+}
+
 fn registry_tools() -> bool {
     require(&["docker-registry", "skopeo", "umoci", "busybox"])
 }
@@ -248,13 +259,7 @@ fn a_push_through_429_5xx_and_broken_uploads_stores_the_same_image() {
     proxy.inject(Some("PUT"), "/blobs/uploads/", status(502, None), 1);
     proxy.inject(Some("PUT"), "/manifests/", status(503, None), 1);
     let destination = format!("{}/faults/app:1", proxy.host());
-    let request = PushRequest {
-        layout: &layout,
-        layout_tag: Some("t"),
-        destination: &destination,
-        extra_tags: &[],
-        mount_from: &[],
-    };
+    let request = push_request(&layout, &destination);
 
     push_layout(&registry_config(proxy.host(), dir.path()), &request).unwrap();
 
@@ -284,13 +289,7 @@ fn a_push_whose_uploads_keep_breaking_fails_in_one_line_then_completes() {
     let proxy = FaultProxy::start(&registry.host());
     proxy.inject(Some("PUT"), "/blobs/uploads/", Fault::ResetMidRequest, 1000);
     let destination = format!("{}/faults/app:1", proxy.host());
-    let request = PushRequest {
-        layout: &layout,
-        layout_tag: Some("t"),
-        destination: &destination,
-        extra_tags: &[],
-        mount_from: &[],
-    };
+    let request = push_request(&layout, &destination);
     let config = registry_config(proxy.host(), dir.path());
 
     let err = push_layout(&config, &request).unwrap_err().to_string();

@@ -12,16 +12,15 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use flate2::{Compression, GzBuilder};
 
+use crate::loopback::Server;
 use crate::registry::Request;
 
 /// How the server answers every request, archive or registered path.
@@ -39,9 +38,8 @@ pub enum Mode {
 
 /// The running server; stops when dropped.
 pub struct ArchiveServer {
-    address: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
 }
 
 /// What the accept thread and the test share.
@@ -51,7 +49,6 @@ struct Shared {
     mode: Mutex<Mode>,
     files: Mutex<BTreeMap<String, Vec<u8>>>,
     requests: Mutex<Vec<Request>>,
-    stop: AtomicBool,
 }
 
 impl ArchiveServer {
@@ -68,30 +65,23 @@ impl ArchiveServer {
     }
 
     fn start(nixpkgs: Option<PathBuf>) -> ArchiveServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let address = listener.local_addr().expect("the listener's address");
         let shared = Arc::new(Shared {
             nixpkgs,
             mode: Mutex::new(Mode::Serve),
             files: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
         });
-        let accepting = shared.clone();
-        let accept = std::thread::Builder::new()
-            .name("archive-server".into())
-            .spawn(move || accept_loop(listener, accepting))
-            .expect("start the archive server thread");
-        ArchiveServer {
-            address,
-            shared,
-            accept: Some(accept),
-        }
+        let answering = shared.clone();
+        // Each connection is one request, then close, or the read timeout.
+        let server = Server::start("127.0.0.1", "archive-server", move |stream| {
+            let _ = answer(stream, &answering);
+        });
+        ArchiveServer { server, shared }
     }
 
     /// `http://127.0.0.1:<port>`, the base URL (`KILN_NIXPKGS_URL`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.server.address())
     }
 
     /// `<url>/<commit>.tar.gz`.
@@ -130,18 +120,6 @@ impl ArchiveServer {
     /// the order they were read.
     pub fn requests(&self) -> Vec<Request> {
         lock(&self.shared.requests).clone()
-    }
-}
-
-impl Drop for ArchiveServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // The accept thread blocks in accept(); a connection wakes it to
-        // see the stop flag.
-        let _ = TcpStream::connect(self.address);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
     }
 }
 
@@ -231,23 +209,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for stream in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        let shared = shared.clone();
-        // Detached: each connection ends on its own (one request, then
-        // close, or the read timeout).
-        let _ = std::thread::Builder::new()
-            .name("archive-conn".into())
-            .spawn(move || {
-                let _ = answer(stream, &shared);
-            });
-    }
 }
 
 /// Reads one request, records it, answers it and closes the connection.

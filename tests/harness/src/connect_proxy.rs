@@ -3,82 +3,44 @@
 //! test can prove a build's downloads went through it. Stopped on drop.
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crate::loopback::Server;
 
 /// The running proxy.
 pub struct ConnectProxy {
-    address: SocketAddr,
-    shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
-}
-
-struct Shared {
-    tunnels: AtomicUsize,
-    stop: AtomicBool,
+    server: Server,
+    tunnels: Arc<AtomicUsize>,
 }
 
 impl ConnectProxy {
     /// Listens on a free port of `127.0.0.1`.
     pub fn start() -> ConnectProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let address = listener.local_addr().expect("the listener's address");
-        let shared = Arc::new(Shared {
-            tunnels: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
+        let tunnels = Arc::new(AtomicUsize::new(0));
+        let counting = tunnels.clone();
+        let server = Server::start("127.0.0.1", "connect-proxy", move |stream| {
+            let _ = tunnel(stream, &counting);
         });
-        let accepting = shared.clone();
-        let accept = std::thread::Builder::new()
-            .name("connect-proxy".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if accepting.stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let shared = accepting.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("connect-tunnel".into())
-                        .spawn(move || {
-                            let _ = tunnel(stream, &shared);
-                        });
-                }
-            })
-            .expect("start the proxy thread");
-        ConnectProxy {
-            address,
-            shared,
-            accept: Some(accept),
-        }
+        ConnectProxy { server, tunnels }
     }
 
     /// `http://127.0.0.1:<port>`, an `HTTPS_PROXY` value.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.server.address())
     }
 
     /// How many tunnels it opened so far.
     pub fn tunnels(&self) -> usize {
-        self.shared.tunnels.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for ConnectProxy {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.address);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
+        self.tunnels.load(Ordering::SeqCst)
     }
 }
 
 /// Answers one `CONNECT`, then copies bytes both ways until either side
 /// closes. Anything else gets a 405.
-fn tunnel(client: TcpStream, shared: &Shared) -> io::Result<()> {
+fn tunnel(client: TcpStream, tunnels: &AtomicUsize) -> io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut line = String::new();
@@ -102,7 +64,7 @@ fn tunnel(client: TcpStream, shared: &Shared) -> io::Result<()> {
             return client.shutdown(Shutdown::Both);
         }
     };
-    shared.tunnels.fetch_add(1, Ordering::SeqCst);
+    tunnels.fetch_add(1, Ordering::SeqCst);
     client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")?;
     client.set_read_timeout(None)?;
     let mut to_upstream = upstream.try_clone()?;

@@ -11,11 +11,11 @@
 //! Stopped on drop.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crate::loopback::Server;
 
 /// What the proxy does to a matching exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,16 +71,14 @@ struct Rule {
 
 /// The running proxy; stops when dropped.
 pub struct FaultProxy {
-    address: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
 }
 
 struct Shared {
     upstream: String,
     rules: Mutex<Vec<Rule>>,
     seen: Mutex<Vec<Seen>>,
-    stop: AtomicBool,
 }
 
 impl FaultProxy {
@@ -93,34 +91,26 @@ impl FaultProxy {
     /// As [`start`](Self::start), listening on `ip` (another loopback
     /// address such as `127.0.0.2` is "another host" to a client).
     pub fn start_on(ip: &str, upstream: &str) -> FaultProxy {
-        let listener = TcpListener::bind((ip, 0)).expect("bind a loopback port");
-        let address = listener.local_addr().expect("the listener's address");
         let shared = Arc::new(Shared {
             upstream: upstream.to_string(),
             rules: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
         });
-        let accepting = shared.clone();
-        let accept = std::thread::Builder::new()
-            .name("fault-proxy".into())
-            .spawn(move || accept_loop(listener, accepting))
-            .expect("start the fault proxy thread");
-        FaultProxy {
-            address,
-            shared,
-            accept: Some(accept),
-        }
+        let serving = shared.clone();
+        let server = Server::start(ip, "fault-proxy", move |stream| {
+            let _ = exchange(stream, &serving);
+        });
+        FaultProxy { server, shared }
     }
 
     /// `host:port` of the proxy, what a registry reference names.
     pub fn host(&self) -> String {
-        self.address.to_string()
+        self.server.address().to_string()
     }
 
     /// `http://host:port`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.server.address())
     }
 
     /// Applies `fault` to the next `times` requests with this method (any
@@ -154,16 +144,6 @@ impl FaultProxy {
     }
 }
 
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.address);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-    }
-}
-
 impl Shared {
     /// The fault for this request, using up one of its rule's times.
     fn take_fault(&self, method: &str, path: &str) -> Option<Fault> {
@@ -187,23 +167,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for stream in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        let shared = shared.clone();
-        // Detached: each connection ends on its own (one exchange, or the
-        // read timeout).
-        let _ = std::thread::Builder::new()
-            .name("fault-proxy-conn".into())
-            .spawn(move || {
-                let _ = exchange(stream, &shared);
-            });
-    }
 }
 
 /// A message head: the first line and the headers, as read.

@@ -20,6 +20,7 @@ pub mod fault_proxy;
 pub mod hash;
 pub mod http;
 pub mod images;
+pub mod loopback;
 pub mod mutate;
 pub mod nixpkgs;
 pub mod process;
