@@ -1,9 +1,11 @@
 //! When to ask a server again, and how long to wait first: the one policy
 //! behind the store's blocking downloads and the registry's async calls.
 //!
-//! Only the decisions live here. Each client keeps its own loop (one sleeps
-//! the thread, the other awaits a timer) and its own reading of its HTTP
-//! library's errors, and asks [`RetryPolicy::wait_after`] between tries.
+//! The blocking loop lives here too ([`RetryPolicy::run_blocking`]): the
+//! store's requests, its bodies that break midway and kiln's archive
+//! downloads all go through it. The registry client keeps its own loop,
+//! which awaits a timer, and asks [`RetryPolicy::wait_after`] between
+//! tries. Each caller keeps its own reading of its HTTP library's errors.
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,6 +52,77 @@ impl RetryPolicy {
             .min(self.max_delay);
         let wait = scheduled.saturating_add(jitter(scheduled));
         Some(retry_after.map_or(wait, |after| wait.max(after)))
+    }
+}
+
+/// How one try of [`RetryPolicy::run_blocking`] failed.
+#[derive(Debug)]
+pub enum Failure<P, F> {
+    /// For a reason that may pass: another try may succeed, after at least
+    /// the server's `Retry-After` when it sent one.
+    Passing {
+        /// What went wrong.
+        error: P,
+        /// The server's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// For good: no try is made after it.
+    Final(F),
+}
+
+impl<P, F> Failure<P, F> {
+    /// A passing failure without a `Retry-After`.
+    pub fn passing(error: P) -> Self {
+        Failure::Passing {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+/// Why [`RetryPolicy::run_blocking`] stopped without a result.
+#[derive(Debug)]
+pub enum GaveUp<P, F> {
+    /// A try failed for good.
+    Final(F),
+    /// Every try failed for a passing reason, or the server asked to wait
+    /// longer than [`MAX_RETRY_AFTER`]: the last try's error, and how many
+    /// tries were made.
+    Exhausted {
+        /// The last try's error.
+        error: P,
+        /// Tries made, the first included.
+        attempts: u32,
+    },
+}
+
+impl RetryPolicy {
+    /// Calls `try_once` until it succeeds, fails for good, or the policy
+    /// allows no next try, sleeping the thread in between. `on_retry` hears
+    /// each passing failure before its wait, with the try's number and the
+    /// wait, for the caller's log line.
+    pub fn run_blocking<T, P, F>(
+        &self,
+        mut try_once: impl FnMut() -> Result<T, Failure<P, F>>,
+        mut on_retry: impl FnMut(&P, u32, Duration),
+    ) -> Result<T, GaveUp<P, F>> {
+        let mut attempt = 1;
+        loop {
+            let (error, retry_after) = match try_once() {
+                Ok(value) => return Ok(value),
+                Err(Failure::Final(err)) => return Err(GaveUp::Final(err)),
+                Err(Failure::Passing { error, retry_after }) => (error, retry_after),
+            };
+            let Some(wait) = self.wait_after(attempt, retry_after) else {
+                return Err(GaveUp::Exhausted {
+                    error,
+                    attempts: attempt,
+                });
+            };
+            on_retry(&error, attempt, wait);
+            std::thread::sleep(wait);
+            attempt += 1;
+        }
     }
 }
 
@@ -180,6 +253,65 @@ mod tests {
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn quick(attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            attempts,
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        }
+    }
+
+    #[test]
+    fn the_blocking_loop_retries_passing_failures_until_success() {
+        let mut tries = 0;
+        let mut heard = Vec::new();
+        let result: Result<u32, GaveUp<&str, &str>> = quick(5).run_blocking(
+            || {
+                tries += 1;
+                if tries < 3 {
+                    Err(Failure::passing("cut"))
+                } else {
+                    Ok(tries)
+                }
+            },
+            |error, attempt, _| heard.push((error.to_string(), attempt)),
+        );
+        assert_eq!(result.unwrap(), 3);
+        assert_eq!(heard, vec![("cut".to_string(), 1), ("cut".to_string(), 2)]);
+    }
+
+    #[test]
+    fn the_blocking_loop_stops_at_a_final_failure_or_when_tries_run_out() {
+        let mut tries = 0;
+        let result: Result<(), _> = quick(5).run_blocking(
+            || {
+                tries += 1;
+                Err(Failure::<&str, &str>::Final("refused"))
+            },
+            |_, _, _| {},
+        );
+        assert!(matches!(result, Err(GaveUp::Final("refused"))));
+        assert_eq!(tries, 1);
+
+        let result: Result<(), _> =
+            quick(3).run_blocking(|| Err(Failure::<&str, &str>::passing("cut")), |_, _, _| {});
+        assert!(matches!(
+            result,
+            Err(GaveUp::Exhausted {
+                error: "cut",
+                attempts: 3
+            })
+        ));
+        let too_long = Failure::<&str, &str>::Passing {
+            error: "busy",
+            retry_after: Some(MAX_RETRY_AFTER * 2),
+        };
+        let mut once = Some(too_long);
+        let result: Result<(), _> =
+            quick(3).run_blocking(|| Err(once.take().unwrap()), |_, _, _| {});
+        assert!(matches!(result, Err(GaveUp::Exhausted { attempts: 1, .. })));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use kiln_io::retry::{Failure, GaveUp};
 use nix_archive::nar::{hash_path, CaseHack};
 use nix_derivation::StorePath;
 use nix_narinfo::NarInfo;
@@ -312,48 +313,45 @@ impl Store {
         found: &FoundNarInfo,
         progress: &dyn RealizeProgress,
     ) -> Result<String, StoreError> {
-        let policy = substituters.nar_retry_policy(found.cache);
-        let mut attempt = 1;
-        loop {
-            let failure = match self.download_once(substituters, path, found, progress) {
-                Ok(()) => break,
-                Err(failure) => failure,
-            };
-            let wait = match (&failure, &policy) {
-                (Attempt::Broken(_), Some(policy)) => policy.wait_after(attempt, None),
-                _ => None,
-            };
-            let err = failure.into_error();
-            let Some(wait) = wait else {
-                return Err(match err {
-                    StoreError::BadNar { url, path, reason } if attempt > 1 => StoreError::BadNar {
-                        url,
-                        path,
-                        reason: format!("{reason} (gave up after {attempt} attempts)"),
-                    },
-                    other => other,
-                });
-            };
+        let log = |err: &StoreError, attempt, wait| {
             tracing::warn!(path = %path, attempt, %err, "NAR download broke, retrying in {wait:?}");
-            std::thread::sleep(wait);
-            attempt += 1;
-        }
+        };
+        substituters
+            .nar_retry_policy(found.cache)
+            .run_blocking(
+                || self.download_once(substituters, path, found, progress),
+                log,
+            )
+            .map_err(|stopped| match stopped {
+                GaveUp::Final(err) => err,
+                GaveUp::Exhausted {
+                    error: StoreError::BadNar { url, path, reason },
+                    attempts,
+                } if attempts > 1 => StoreError::BadNar {
+                    url,
+                    path,
+                    reason: format!("{reason} (gave up after {attempts} attempts)"),
+                },
+                GaveUp::Exhausted { error, .. } => error,
+            })?;
         let cache = substituters.urls()[found.cache].to_string();
         tracing::info!(path = %path, %cache, nar_size = found.info.nar_size(), "realized");
         Ok(cache)
     }
 
     /// One download of `path`'s NAR into place; on failure its leftovers
-    /// are removed.
+    /// are removed. Bytes that arrived cut short, broken or not the NAR the
+    /// narinfo describes are a passing failure: another download may be
+    /// whole.
     fn download_once(
         &self,
         substituters: &Substituters,
         path: &StorePath,
         found: &FoundNarInfo,
         progress: &dyn RealizeProgress,
-    ) -> Result<(), Attempt> {
-        self.clear_leftovers(path).map_err(Attempt::Final)?;
-        let (download, url) = substituters.open_nar(found).map_err(Attempt::Final)?;
+    ) -> Result<(), Failure<StoreError, StoreError>> {
+        self.clear_leftovers(path).map_err(Failure::Final)?;
+        let (download, url) = substituters.open_nar(found).map_err(Failure::Final)?;
         let download = ReportingReader::new(download, progress);
         let temp = self.temp_location(path);
         let expected = Expected {
@@ -364,14 +362,14 @@ impl Store {
         let result = match restore_verified(download, &expected, &temp) {
             Ok(()) => self
                 .commit(path, &temp, &found.info)
-                .map_err(Attempt::Final),
+                .map_err(Failure::Final),
             Err(err @ (NarError::UnsupportedCompression(_) | NarError::NotSha256(_))) => {
-                Err(Attempt::Final(nar_error(err, &url, path)))
+                Err(Failure::Final(nar_error(err, &url, path)))
             }
-            Err(err) => Err(Attempt::Broken(nar_error(err, &url, path))),
+            Err(err) => Err(Failure::passing(nar_error(err, &url, path))),
         };
         if result.is_err() {
-            remove_tree(&temp).at(&temp).map_err(Attempt::Final)?;
+            remove_tree(&temp).at(&temp).map_err(Failure::Final)?;
         }
         result
     }
@@ -396,23 +394,6 @@ impl Store {
             self.record_host_verified(path, &candidate, &expected);
         }
         matches.then_some(candidate)
-    }
-}
-
-/// How one NAR download failed.
-enum Attempt {
-    /// The bytes that arrived were cut short, broken or not the NAR the
-    /// narinfo describes: another download may succeed.
-    Broken(StoreError),
-    /// Another download would fail the same way.
-    Final(StoreError),
-}
-
-impl Attempt {
-    fn into_error(self) -> StoreError {
-        match self {
-            Attempt::Broken(err) | Attempt::Final(err) => err,
-        }
     }
 }
 

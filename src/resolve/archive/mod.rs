@@ -24,7 +24,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kiln_io::retry::RetryPolicy;
+use kiln_io::retry::{Failure, GaveUp};
 use kiln_io::HashingReader;
 use kiln_store::FetchOptions;
 use serde::{Deserialize, Serialize};
@@ -325,40 +325,37 @@ impl Archives {
         pinned: Option<&str>,
         hint: &str,
     ) -> Result<String, ArchiveError> {
-        let policy = RetryPolicy {
-            attempts: self.options.retries.saturating_add(1),
-            first_delay: self.options.backoff,
-            ..RetryPolicy::default()
+        let log = |reason: &String, attempt, wait| {
+            tracing::warn!(%url, attempt, %reason, "download cut short, retrying in {wait:?}");
         };
-        let mut attempt = 1;
-        loop {
-            match self.try_download(url, pinned, hint) {
-                Err(Attempt::Cut(reason)) => {
-                    let Some(wait) = policy.wait_after(attempt, None) else {
-                        return Err(ArchiveError::Download {
-                            url: url.to_string(),
-                            reason: format!("{reason} (gave up after {attempt} attempts)"),
-                        });
-                    };
-                    tracing::warn!(%url, attempt, %reason, "download cut short, retrying in {wait:?}");
-                    std::thread::sleep(wait);
-                    attempt += 1;
-                }
-                Err(Attempt::Failed(err)) => return Err(err),
-                Ok(sha256) => return Ok(sha256),
-            }
-        }
+        self.options
+            .retry_policy()
+            .run_blocking(|| self.try_download(url, pinned, hint), log)
+            .map_err(|stopped| match stopped {
+                GaveUp::Final(err) => err,
+                GaveUp::Exhausted { error, attempts } => ArchiveError::Download {
+                    url: url.to_string(),
+                    reason: format!("{error} (gave up after {attempts} attempts)"),
+                },
+            })
     }
 
-    fn try_download(&self, url: &str, pinned: Option<&str>, hint: &str) -> Result<String, Attempt> {
+    /// One download. A read that fails midway is a passing failure: another
+    /// try may get the whole archive.
+    fn try_download(
+        &self,
+        url: &str,
+        pinned: Option<&str>,
+        hint: &str,
+    ) -> Result<String, Failure<String, ArchiveError>> {
         let failed = |reason: String| {
-            Attempt::Failed(ArchiveError::Refused {
+            Failure::Final(ArchiveError::Refused {
                 url: url.to_string(),
                 reason,
             })
         };
         let cache_error = |path: &Path, source| {
-            Attempt::Failed(ArchiveError::Cache {
+            Failure::Final(ArchiveError::Cache {
                 url: url.to_string(),
                 path: path.to_path_buf(),
                 source,
@@ -366,13 +363,13 @@ impl Archives {
         };
         let reader = kiln_store::open_url(url, &self.options)
             .map_err(|err| {
-                Attempt::Failed(ArchiveError::Download {
+                Failure::Final(ArchiveError::Download {
                     url: url.to_string(),
                     reason: err.to_string(),
                 })
             })?
             .ok_or_else(|| {
-                Attempt::Failed(ArchiveError::NotFound {
+                Failure::Final(ArchiveError::NotFound {
                     url: url.to_string(),
                     hint: hint.to_string(),
                 })
@@ -384,7 +381,7 @@ impl Archives {
         // Held from now on, so a prune leaves the download alone, and the
         // entry it becomes once renamed.
         if !crate::cache::records::use_entry(temp.path()) {
-            return Err(Attempt::Cut(
+            return Err(Failure::passing(
                 "a prune removed the new download folder".into(),
             ));
         }
@@ -395,7 +392,7 @@ impl Archives {
         let raw = temp.path().join("raw");
         let unpacked = unpack(&mut body, &raw);
         if let Some(reason) = body.failure.take() {
-            return Err(Attempt::Cut(reason));
+            return Err(Failure::passing(reason));
         }
         let tree = match unpacked {
             Err(UnpackError::Refused(reason)) => return Err(failed(reason)),
@@ -405,7 +402,7 @@ impl Archives {
         let (_, digest, _) = body.inner.finish();
         let sha256 = digest.trim_start_matches("sha256:").to_string();
         if let Some(locked) = pinned.filter(|locked| *locked != sha256) {
-            return Err(Attempt::Failed(ArchiveError::Changed {
+            return Err(Failure::Final(ArchiveError::Changed {
                 url: url.to_string(),
                 locked: locked.to_string(),
                 found: sha256,
@@ -448,14 +445,6 @@ impl Archives {
         // `intact` removed a broken copy in the way; this one replaces it.
         kiln_io::commit_dir(temp, &target).map_err(|err| (target, err))
     }
-}
-
-/// One download's outcome when it does not give an archive.
-enum Attempt {
-    /// Reading the download failed midway; another try may pass.
-    Cut(String),
-    /// Final.
-    Failed(ArchiveError),
 }
 
 /// The download as the unpacker reads it: hashed, and a failed read kept

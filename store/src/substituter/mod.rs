@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use kiln_io::retry::{is_retryable_status, parse_retry_after, RetryPolicy};
+use kiln_io::retry::{is_retryable_status, parse_retry_after, Failure, GaveUp, RetryPolicy};
 use nix_derivation::StorePath;
 use nix_narinfo::{NarInfo, TrustedPublicKey, MAX_NARINFO_SIZE};
 
@@ -52,7 +52,7 @@ pub struct FetchOptions {
 
 impl FetchOptions {
     /// The shared retry policy with these options' tries and first wait.
-    fn retry_policy(&self) -> RetryPolicy {
+    pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             attempts: self.retries.saturating_add(1),
             first_delay: self.backoff,
@@ -178,10 +178,8 @@ impl Substituters {
     /// How often a NAR download from cache `cache` that broke midway is
     /// started again: the shared policy for HTTP caches, none for a
     /// `file://` folder, where a second read finds the same bytes.
-    pub(crate) fn nar_retry_policy(&self, cache: usize) -> Option<RetryPolicy> {
-        self.caches[cache]
-            .is_http()
-            .then(|| self.options.retry_policy())
+    pub(crate) fn nar_retry_policy(&self, cache: usize) -> RetryPolicy {
+        self.caches[cache].body_retry_policy(&self.options)
     }
 
     /// Opens the (compressed) NAR `found` points at; returns it with its URL.
@@ -301,8 +299,17 @@ impl Substituter {
         }
     }
 
-    fn is_http(&self) -> bool {
-        matches!(self.transport, Transport::Http(_))
+    /// How often a download from this cache that broke midway starts
+    /// again: the shared policy over HTTP, a single try for a `file://`
+    /// folder, where a second read finds the same bytes.
+    fn body_retry_policy(&self, options: &FetchOptions) -> RetryPolicy {
+        match self.transport {
+            Transport::Http(_) => options.retry_policy(),
+            Transport::File(_) => RetryPolicy {
+                attempts: 1,
+                ..options.retry_policy()
+            },
+        }
     }
 
     /// The text of `relative` (at most `limit` bytes); `None` when the
@@ -316,36 +323,37 @@ impl Substituter {
         options: &FetchOptions,
     ) -> Result<Option<String>, StoreError> {
         let url = self.url_of(relative);
-        let policy = options.retry_policy();
-        let mut attempt = 1;
-        loop {
-            let Some(reader) = self.open(relative, agent, options)? else {
+        let read_once = || {
+            let Some(reader) = self
+                .open(relative, agent, options)
+                .map_err(Failure::Final)?
+            else {
                 return Ok(None);
             };
             let mut bytes = Vec::new();
-            let failure = match reader.take(limit + 1).read_to_end(&mut bytes) {
-                Ok(_) => return small_text(bytes, limit, &url).map(Some),
-                Err(err) => err.to_string(),
-            };
-            let wait = self
-                .is_http()
-                .then(|| policy.wait_after(attempt, None))
-                .flatten();
-            let Some(wait) = wait else {
-                let tries = if attempt > 1 {
-                    format!(" (gave up after {attempt} attempts)")
-                } else {
-                    String::new()
-                };
-                return Err(StoreError::Fetch {
-                    url,
-                    reason: format!("{failure}{tries}"),
-                });
-            };
+            match reader.take(limit + 1).read_to_end(&mut bytes) {
+                Ok(_) => small_text(bytes, limit, &url)
+                    .map(Some)
+                    .map_err(Failure::Final),
+                Err(err) => Err(Failure::passing(err.to_string())),
+            }
+        };
+        let log = |failure: &String, attempt, wait| {
             tracing::warn!(%url, attempt, %failure, "download broke, retrying in {wait:?}");
-            std::thread::sleep(wait);
-            attempt += 1;
-        }
+        };
+        self.body_retry_policy(options)
+            .run_blocking(read_once, log)
+            .map_err(|stopped| match stopped {
+                GaveUp::Final(err) => err,
+                GaveUp::Exhausted { error, attempts } => StoreError::Fetch {
+                    url: url.clone(),
+                    reason: if attempts > 1 {
+                        format!("{error} (gave up after {attempts} attempts)")
+                    } else {
+                        error
+                    },
+                },
+            })
     }
 
     /// Fails when the cache's `nix-cache-info` names a store folder other
@@ -397,63 +405,70 @@ fn http_get(
     agent: &ureq::Agent,
     options: &FetchOptions,
 ) -> Result<Option<Download>, StoreError> {
-    let policy = options.retry_policy();
-    let mut attempt = 1;
-    loop {
-        let mut request = agent.get(target);
-        if let Some(credentials) = credentials {
-            request = request.header("Authorization", credentials.basic_auth_header());
-        }
-        let (failure, retry_after) = match request.call() {
-            Ok(response) => match response.status().as_u16() {
-                200..=299 => return Ok(Some(Box::new(response.into_body().into_reader()))),
-                404 | 410 => return Ok(None),
-                status if is_retryable_status(status) => {
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|value| value.to_str().ok())
-                        .and_then(|value| parse_retry_after(value, SystemTime::now()));
-                    let failure = match retry_after {
-                        Some(wait) => format!(
-                            "the server answered {status} and asked to wait {}s",
-                            wait.as_secs()
-                        ),
-                        None => format!("the server answered {status}"),
-                    };
-                    (failure, retry_after)
-                }
-                status => {
-                    return Err(StoreError::Fetch {
-                        url: url.to_string(),
-                        reason: format!(
-                            "the server answered {status}{}",
-                            if status == 401 || status == 403 {
-                                " (credentials for private caches go in ~/.netrc or KILN_NETRC)"
-                            } else {
-                                ""
-                            }
-                        ),
-                    })
-                }
-            },
-            Err(err) if is_transient(&err) => (err.to_string(), None),
-            Err(err) => {
-                return Err(StoreError::Fetch {
-                    url: url.to_string(),
-                    reason: err.to_string(),
-                })
-            }
-        };
-        let Some(wait) = policy.wait_after(attempt, retry_after) else {
-            return Err(StoreError::Fetch {
-                url: url.to_string(),
-                reason: format!("{failure} (gave up after {attempt} attempts)"),
-            });
-        };
+    let log = |failure: &String, attempt, wait| {
         tracing::warn!(%url, attempt, %failure, "download failed, retrying in {wait:?}");
-        std::thread::sleep(wait);
-        attempt += 1;
+    };
+    options
+        .retry_policy()
+        .run_blocking(|| get_once(target, url, credentials, agent), log)
+        .map_err(|stopped| match stopped {
+            GaveUp::Final(err) => err,
+            GaveUp::Exhausted { error, attempts } => StoreError::Fetch {
+                url: url.to_string(),
+                reason: format!("{error} (gave up after {attempts} attempts)"),
+            },
+        })
+}
+
+/// One GET of `target`: the body on 2xx, `None` on 404 or 410; a failure
+/// worth another try (a connection error, 408, 429, 5xx) is passing.
+fn get_once(
+    target: &str,
+    url: &str,
+    credentials: Option<&Credentials>,
+    agent: &ureq::Agent,
+) -> Result<Option<Download>, Failure<String, StoreError>> {
+    let mut request = agent.get(target);
+    if let Some(credentials) = credentials {
+        request = request.header("Authorization", credentials.basic_auth_header());
+    }
+    let fetch_error = |reason: String| {
+        Failure::Final(StoreError::Fetch {
+            url: url.to_string(),
+            reason,
+        })
+    };
+    let response = match request.call() {
+        Ok(response) => response,
+        Err(err) if is_transient(&err) => return Err(Failure::passing(err.to_string())),
+        Err(err) => return Err(fetch_error(err.to_string())),
+    };
+    match response.status().as_u16() {
+        200..=299 => Ok(Some(Box::new(response.into_body().into_reader()))),
+        404 | 410 => Ok(None),
+        status if is_retryable_status(status) => {
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| parse_retry_after(value, SystemTime::now()));
+            let error = match retry_after {
+                Some(wait) => format!(
+                    "the server answered {status} and asked to wait {}s",
+                    wait.as_secs()
+                ),
+                None => format!("the server answered {status}"),
+            };
+            Err(Failure::Passing { error, retry_after })
+        }
+        status => Err(fetch_error(format!(
+            "the server answered {status}{}",
+            if status == 401 || status == 403 {
+                " (credentials for private caches go in ~/.netrc or KILN_NETRC)"
+            } else {
+                ""
+            }
+        ))),
     }
 }
 
