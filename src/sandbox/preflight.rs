@@ -4,7 +4,6 @@
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
 use std::sync::OnceLock;
 
 use nix::errno::Errno;
@@ -143,11 +142,14 @@ impl ProbeSetup {
 
 impl Drop for ProbeSetup {
     /// The kernel makes the overlay's inner `work/work` folder with mode 000,
-    /// which an unprivileged owner can neither list nor empty; without this
-    /// every run would leave a `kiln-preflight-*` folder in TMPDIR.
+    /// which an unprivileged owner can neither list nor empty, so the
+    /// temporary folder's own removal would fail and leave a
+    /// `kiln-preflight-*` folder in TMPDIR on every run; the store's
+    /// removal makes folders writable first.
     fn drop(&mut self) {
-        let inner = self.temp.path().join("work").join("work");
-        let _ = fs::set_permissions(&inner, fs::Permissions::from_mode(0o700));
+        if let Err(err) = kiln_store::nar::remove_tree(self.temp.path()) {
+            tracing::debug!("could not remove {}: {err}", self.temp.path().display());
+        }
     }
 }
 
