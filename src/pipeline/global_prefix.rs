@@ -17,6 +17,8 @@
 
 use std::path::Path;
 
+use crate::sandbox::add_unset;
+
 /// The prefix every tool installs under.
 pub const GLOBAL_PREFIX: &str = "/usr/local/kiln";
 
@@ -38,11 +40,6 @@ const BIN_FOLDERS: [&str; 2] = ["usr/local/kiln/bin", "usr/local/kiln/gems/bin"]
 /// `PATH`, after the phase's own `paths` (`own_paths` entries) and before
 /// the profile.
 pub fn apply(env: &mut Vec<(String, String)>, own_paths: usize) {
-    for (name, below) in VARIABLES {
-        if env.iter().all(|(set, _)| set != name) {
-            env.push((name.to_string(), format!("{GLOBAL_PREFIX}{below}")));
-        }
-    }
     if let Some((_, path)) = env.iter_mut().find(|(name, _)| name == "PATH") {
         let mut entries: Vec<String> = path.split(':').map(str::to_string).collect();
         let at = own_paths.min(entries.len());
@@ -50,7 +47,10 @@ pub fn apply(env: &mut Vec<(String, String)>, own_paths: usize) {
         entries.splice(at..at, bins);
         *path = entries.join(":");
     }
-    env.sort();
+    let prefixes = VARIABLES
+        .iter()
+        .map(|(name, below)| (name.to_string(), format!("{GLOBAL_PREFIX}{below}")));
+    add_unset(env, prefixes);
 }
 
 /// The `bin` folders (absolute) that the phases' diffs in `uppers` made:

@@ -43,6 +43,20 @@ pub fn phase_environment(parts: &PhaseEnvironment<'_>) -> Vec<(String, String)> 
     env.into_iter().collect()
 }
 
+/// Adds each of `defaults` whose name `env` does not set already (the
+/// value the plan or `--env` gave wins), keeping `env` sorted by name.
+pub fn add_unset(
+    env: &mut Vec<(String, String)>,
+    defaults: impl IntoIterator<Item = (String, String)>,
+) {
+    for (name, value) in defaults {
+        if env.iter().all(|(set, _)| *set != name) {
+            env.push((name, value));
+        }
+    }
+    env.sort();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +85,29 @@ mod tests {
         assert_eq!(get("HOME"), Some("/root"));
         assert_eq!(get("LD_LIBRARY_PATH"), Some("/nix/store/def-zlib/lib"));
         assert_eq!(get("NIXPACKS_METADATA"), Some("node"));
+    }
+
+    #[test]
+    fn defaults_fill_only_unset_names_and_keep_the_order() {
+        let mut env = vec![
+            ("HOME".to_string(), "/root".to_string()),
+            ("PIP_CERT".to_string(), "/mine".to_string()),
+        ];
+        add_unset(
+            &mut env,
+            [
+                ("PIP_CERT".to_string(), "/theirs".to_string()),
+                ("AB".to_string(), "1".to_string()),
+            ],
+        );
+        assert_eq!(
+            env,
+            vec![
+                ("AB".to_string(), "1".to_string()),
+                ("HOME".to_string(), "/root".to_string()),
+                ("PIP_CERT".to_string(), "/mine".to_string()),
+            ]
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::env::add_unset;
 use super::{FolderBind, Sandbox};
 
 /// Where the bundle appears inside the sandbox: a folder of kiln's own,
@@ -122,12 +123,7 @@ impl HostTrust {
             );
         }
         added.extend(self.proxy.iter().cloned());
-        for (name, value) in added {
-            if sandbox.env.iter().all(|(set, _)| *set != name) {
-                sandbox.env.push((name, value));
-            }
-        }
-        sandbox.env.sort();
+        add_unset(&mut sandbox.env, added);
     }
 }
 

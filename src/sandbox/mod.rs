@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use cache_dirs::{app_cache_key, cache_binds};
-pub use env::{phase_environment, PhaseEnvironment, DEFAULT_PATH};
+pub use env::{add_unset, phase_environment, PhaseEnvironment, DEFAULT_PATH};
 pub use error::SandboxError;
 pub use host_trust::{CaChoice, HostTrust, CA_BUNDLE_INSIDE, CA_VARIABLES, PROXY_VARIABLES};
 pub use interrupt::{cancel_on_interrupt, forward_interrupts};
