@@ -14,7 +14,7 @@ use kiln::registry::{
     LayoutImage, PushProgress, PushRequest, RegistryConfig, RegistryError,
 };
 use kiln_harness::images::{busybox_image, insert, layout_layer_digests, random_file};
-use kiln_harness::validators::{skopeo_copy, skopeo_inspect};
+use kiln_harness::validators::{layers_copied_by_skopeo, skopeo_inspect};
 use kiln_harness::{require, Registry, RegistryKind};
 use serde_json::json;
 
@@ -73,18 +73,6 @@ fn blob_uploads(registry: &Registry) -> usize {
         .iter()
         .filter(|r| r.is_blob_upload())
         .count()
-}
-
-/// Copies `reference` out of the plain registry into the OCI layout
-/// `dir/copy` (tag `c`) with skopeo and returns that copy's layer digests.
-fn layers_copied_by_skopeo(reference: &str, dir: &Path) -> Vec<String> {
-    let copy = dir.join("copy");
-    skopeo_copy(
-        reference,
-        &format!("oci:{}:c", copy.display()),
-        &["--src-tls-verify=false"],
-    );
-    layout_layer_digests(&copy, "c")
 }
 
 /// A configuration for the plain-HTTP registry at `host` that reads auth

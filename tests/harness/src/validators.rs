@@ -28,6 +28,19 @@ pub fn skopeo_copy(from: &str, to: &str, extra: &[&str]) {
         .args([from, to]));
 }
 
+/// Copies `reference` out of a plain-HTTP registry into the OCI layout
+/// `dir/copy` (tag `c`) with skopeo, which checks every blob's digest on
+/// the way, and returns that copy's layer digests.
+pub fn layers_copied_by_skopeo(reference: &str, dir: &Path) -> Vec<String> {
+    let copy = dir.join("copy");
+    skopeo_copy(
+        reference,
+        &format!("oci:{}:c", copy.display()),
+        &["--src-tls-verify=false"],
+    );
+    crate::images::layout_layer_digests(&copy, "c")
+}
+
 /// `oci-image-tool validate --type image --ref name=<tag> <layout>`: the
 /// layout, the manifest tagged `tag`, its config and every layer.
 pub fn oci_image_tool_validate(layout: &Path, tag: &str) {
