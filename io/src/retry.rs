@@ -96,6 +96,17 @@ pub enum GaveUp<P, F> {
     },
 }
 
+impl<P, F> GaveUp<P, F> {
+    /// The error to report: a final one as it is, the last passing one
+    /// through `exhausted`, given the number of tries.
+    pub fn into_error(self, exhausted: impl FnOnce(P, u32) -> F) -> F {
+        match self {
+            GaveUp::Final(err) => err,
+            GaveUp::Exhausted { error, attempts } => exhausted(error, attempts),
+        }
+    }
+}
+
 impl RetryPolicy {
     /// Calls `try_once` until it succeeds, fails for good, or the policy
     /// allows no next try, sleeping the thread in between. `on_retry` hears

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use kiln_io::retry::{Failure, GaveUp};
+use kiln_io::retry::Failure;
 use nix_archive::nar::{hash_path, CaseHack};
 use nix_derivation::StorePath;
 use nix_narinfo::NarInfo;
@@ -322,17 +322,17 @@ impl Store {
                 || self.download_once(substituters, path, found, progress),
                 log,
             )
-            .map_err(|stopped| match stopped {
-                GaveUp::Final(err) => err,
-                GaveUp::Exhausted {
-                    error: StoreError::BadNar { url, path, reason },
-                    attempts,
-                } if attempts > 1 => StoreError::BadNar {
-                    url,
-                    path,
-                    reason: format!("{reason} (gave up after {attempts} attempts)"),
-                },
-                GaveUp::Exhausted { error, .. } => error,
+            .map_err(|stopped| {
+                stopped.into_error(|error, attempts| match error {
+                    StoreError::BadNar { url, path, reason } if attempts > 1 => {
+                        StoreError::BadNar {
+                            url,
+                            path,
+                            reason: format!("{reason} (gave up after {attempts} attempts)"),
+                        }
+                    }
+                    other => other,
+                })
             })?;
         let cache = substituters.urls()[found.cache].to_string();
         tracing::info!(path = %path, %cache, nar_size = found.info.nar_size(), "realized");

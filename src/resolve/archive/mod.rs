@@ -24,7 +24,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kiln_io::retry::{Failure, GaveUp};
+use kiln_io::retry::Failure;
 use kiln_io::HashingReader;
 use kiln_store::FetchOptions;
 use serde::{Deserialize, Serialize};
@@ -331,12 +331,11 @@ impl Archives {
         self.options
             .retry_policy()
             .run_blocking(|| self.try_download(url, pinned, hint), log)
-            .map_err(|stopped| match stopped {
-                GaveUp::Final(err) => err,
-                GaveUp::Exhausted { error, attempts } => ArchiveError::Download {
+            .map_err(|stopped| {
+                stopped.into_error(|error, attempts| ArchiveError::Download {
                     url: url.to_string(),
                     reason: format!("{error} (gave up after {attempts} attempts)"),
-                },
+                })
             })
     }
 

@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use kiln_io::retry::{is_retryable_status, parse_retry_after, Failure, GaveUp, RetryPolicy};
+use kiln_io::retry::{is_retryable_status, parse_retry_after, Failure, RetryPolicy};
 use nix_derivation::StorePath;
 use nix_narinfo::{NarInfo, TrustedPublicKey, MAX_NARINFO_SIZE};
 
@@ -343,16 +343,15 @@ impl Substituter {
         };
         self.body_retry_policy(options)
             .run_blocking(read_once, log)
-            .map_err(|stopped| match stopped {
-                GaveUp::Final(err) => err,
-                GaveUp::Exhausted { error, attempts } => StoreError::Fetch {
+            .map_err(|stopped| {
+                stopped.into_error(|error, attempts| StoreError::Fetch {
                     url: url.clone(),
                     reason: if attempts > 1 {
                         format!("{error} (gave up after {attempts} attempts)")
                     } else {
                         error
                     },
-                },
+                })
             })
     }
 
@@ -411,12 +410,11 @@ fn http_get(
     options
         .retry_policy()
         .run_blocking(|| get_once(target, url, credentials, agent), log)
-        .map_err(|stopped| match stopped {
-            GaveUp::Final(err) => err,
-            GaveUp::Exhausted { error, attempts } => StoreError::Fetch {
+        .map_err(|stopped| {
+            stopped.into_error(|error, attempts| StoreError::Fetch {
                 url: url.to_string(),
                 reason: format!("{error} (gave up after {attempts} attempts)"),
-            },
+            })
         })
 }
 
