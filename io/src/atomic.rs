@@ -89,7 +89,7 @@ impl AtomicFile {
         let file = self.temp.as_file();
         file.set_permissions(Permissions::from_mode(FILE_MODE))?;
         file.sync_all()?;
-        let file = self.temp.persist(target).map_err(|e| e.error)?;
+        let file = persist_held(self.temp, target)?;
         File::open(folder_of(target))?.sync_all()?;
         Ok(file)
     }
@@ -102,6 +102,30 @@ impl Write for AtomicFile {
 
     fn flush(&mut self) -> io::Result<()> {
         self.temp.flush()
+    }
+}
+
+/// Renames `temp` to `target`, replacing a file there only while holding
+/// it (see [`crate::hold`]). A prune removes an entry by its name once it
+/// has claimed it; a rename over the claimed file in between would have
+/// the prune remove the new file instead. Holding waits for such a prune
+/// to finish, and then the name is free.
+fn persist_held(mut temp: tempfile::NamedTempFile, target: &Path) -> io::Result<File> {
+    loop {
+        match temp.persist_noclobber(target) {
+            Ok(file) => return Ok(file),
+            Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => temp = err.file,
+            Err(err) => return Err(err.error),
+        }
+        match crate::hold::hold(target) {
+            Ok(Some(_old)) => return temp.persist(target).map_err(|e| e.error),
+            Ok(None) => continue,
+            // What this user cannot open, no prune of this user claims.
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                return temp.persist(target).map_err(|e| e.error)
+            }
+            Err(err) => return Err(err),
+        }
     }
 }
 
@@ -291,5 +315,30 @@ mod tests {
         let err = commit_dir(&dir.path().join("gone"), &dir.path().join("abc")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_commit_over_a_file_a_prune_claimed_waits_and_is_not_removed_with_it() {
+        use crate::hold::{claim, Claim};
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("blob");
+        fs::write(&target, "old").unwrap();
+        let Claim::Free(claimed) = claim(&target).unwrap() else {
+            panic!("nobody holds the old file");
+        };
+        let writer = {
+            let target = target.clone();
+            std::thread::spawn(move || {
+                let mut file = AtomicFile::beside(&target).unwrap();
+                file.write_all(b"new").unwrap();
+                file.commit_held(&target).unwrap()
+            })
+        };
+        // The prune removes what it claimed by its name, some time later.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        fs::remove_file(&target).unwrap();
+        drop(claimed);
+        let _held = writer.join().unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
     }
 }

@@ -129,13 +129,18 @@ fn is_held(store: &Store, entry: &Entry) -> anyhow::Result<bool> {
     })
 }
 
-/// Removes `entry` unless a kiln holds it; `false` when one does.
+/// Removes `entry` unless a kiln holds it or used it after the scan;
+/// `false` when one does. A build that used the entry and ended while
+/// this prune was at work holds it no more, but the choice to remove it
+/// was made from the use the scan saw, and is stale.
 fn remove(store: &Store, entry: &Entry) -> anyhow::Result<bool> {
+    let seen = entry.last_used;
     match &entry.removal {
-        Removal::StorePath(path) => Ok(store.remove(path)? == kiln_store::Removal::Removed),
+        Removal::StorePath(path) => Ok(store.remove(path, seen)? == kiln_store::Removal::Removed),
         Removal::File(path) => match claim(path)? {
             Claim::Held => Ok(false),
             Claim::Gone => Ok(true),
+            Claim::Free(_) if used_after(path, seen)? => Ok(false),
             Claim::Free(_claimed) => {
                 remove_if_present(path)?;
                 Ok(true)
@@ -144,6 +149,7 @@ fn remove(store: &Store, entry: &Entry) -> anyhow::Result<bool> {
         Removal::Folder { dir, record } => match claim(dir)? {
             Claim::Held => Ok(false),
             Claim::Gone => Ok(true),
+            Claim::Free(_) if used_after(dir, seen)? => Ok(false),
             Claim::Free(_claimed) => {
                 if let Some(record) = record {
                     remove_if_present(record)?;
@@ -154,6 +160,15 @@ fn remove(store: &Store, entry: &Entry) -> anyhow::Result<bool> {
                 Ok(true)
             }
         },
+    }
+}
+
+/// Whether the entry at `path` records a use later than `seen`.
+fn used_after(path: &Path, seen: SystemTime) -> io::Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(meta.modified()? > seen),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
     }
 }
 
@@ -271,5 +286,36 @@ mod tests {
         assert_eq!(pruned.held.len(), 2);
         assert!(root.join("phases/k.json").is_file());
         assert!(work.path().is_dir());
+    }
+
+    #[test]
+    fn an_entry_used_after_the_scan_stays_though_nobody_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let hex = "cc".repeat(32);
+        write(root, &format!("blobs/sha256/{hex}"), b"blob");
+        write(root, "phases/k/app/f", b"diff");
+        write(root, "phases/k.json", b"{}");
+        for path in [format!("blobs/sha256/{hex}"), "phases/k".to_string()] {
+            age(root, &path, 100);
+        }
+        let entries = scan(root).unwrap();
+        let store = Store::open(root).unwrap();
+        // Another build used both, and ended, while the prune was at work.
+        for path in [format!("blobs/sha256/{hex}"), "phases/k".to_string()] {
+            let entry = fs::File::open(root.join(path)).unwrap();
+            entry.set_modified(SystemTime::now()).unwrap();
+        }
+        for entry in &entries {
+            assert!(!remove(&store, entry).unwrap(), "{} went", entry.name);
+        }
+        assert!(root.join(format!("blobs/sha256/{hex}")).is_file());
+        assert!(root.join("phases/k.json").is_file());
+
+        let entries = scan(root).unwrap();
+        for entry in &entries {
+            assert!(remove(&store, entry).unwrap(), "{} stayed", entry.name);
+        }
+        assert!(!root.join("phases/k").exists());
     }
 }

@@ -282,13 +282,19 @@ impl Store {
     }
 
     /// Removes `path` (valid or a leftover) with its marker and narinfo
-    /// copy, unless a running process holds it.
-    pub fn remove(&self, path: &StorePath) -> Result<Removal, StoreError> {
+    /// copy, unless a running process holds it or used it after `seen`,
+    /// the last use the caller knew of: a process that used it and has
+    /// ended since made the caller's choice stale.
+    pub fn remove(&self, path: &StorePath, seen: SystemTime) -> Result<Removal, StoreError> {
         let lock = self.lock_file(path)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Ok(Removal::Held),
             Err(fs::TryLockError::Error(err)) => return Err(err).at(self.lock_path(path)),
+        }
+        let marker = fs::metadata(self.marker(path)).and_then(|m| m.modified());
+        if marker.is_ok_and(|used| used > seen) {
+            return Ok(Removal::Held);
         }
         self.clear_leftovers(path)?;
         Ok(Removal::Removed)
@@ -316,7 +322,8 @@ pub struct StoreEntry {
 pub enum Removal {
     /// Removed.
     Removed,
-    /// Kept: a running process holds it.
+    /// Kept: a running process holds it, or used it since the caller
+    /// looked.
     Held,
 }
 
@@ -382,13 +389,30 @@ mod tests {
 
         let guard = store.hold(&held).unwrap();
         assert!(store.is_held(&held).unwrap());
-        assert_eq!(store.remove(&held).unwrap(), Removal::Held);
+        assert_eq!(
+            store.remove(&held, SystemTime::now()).unwrap(),
+            Removal::Held
+        );
         assert!(store.is_valid(&held));
-        assert_eq!(store.remove(&leftover).unwrap(), Removal::Removed);
+        assert_eq!(
+            store.remove(&leftover, SystemTime::UNIX_EPOCH).unwrap(),
+            Removal::Removed
+        );
         assert!(!store.temp_location(&leftover).exists());
 
         drop(guard);
-        assert_eq!(store.remove(&held).unwrap(), Removal::Removed);
+        let seen = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        fs::File::open(store.marker(&held))
+            .unwrap()
+            .set_modified(seen)
+            .unwrap();
+        store.touch(&held);
+        // Used since it was listed: kept, though nobody holds it now.
+        assert_eq!(store.remove(&held, seen).unwrap(), Removal::Held);
+        assert_eq!(
+            store.remove(&held, SystemTime::now()).unwrap(),
+            Removal::Removed
+        );
         assert!(!store.is_valid(&held));
         assert!(!store.location(&held).exists());
     }
@@ -438,7 +462,7 @@ mod tests {
             }
             let removed: Result<Vec<_>, _> = [path("fifo"), path("folder")]
                 .iter()
-                .map(|p| store.remove(p))
+                .map(|p| store.remove(p, SystemTime::now()))
                 .collect();
             send.send(removed.map(|r| r.len())).unwrap();
         });
