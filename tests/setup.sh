@@ -5,7 +5,7 @@
 packages=(
   nix-bin docker-registry skopeo umoci oci-image-tool runc busybox-static
   patchelf nginx bubblewrap pigz debootstrap openssl apache2-utils curl
-  uidmap zstd xz-utils time
+  uidmap zstd xz-utils time golang-1.19-go caddy
 )
 test_user=kiln-test
 

@@ -2,10 +2,12 @@
 //! Each answers [`FixtureApp::body`] over HTTP on the port in `$PORT`.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::process::free_port;
 use crate::validators::Bundle;
+use crate::FixtureNixpkgs;
 
 /// One fixture app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,13 @@ pub enum FixtureApp {
     /// fixture's; corepack fetches it (network needed; not in
     /// [`FixtureApp::ALL`]).
     NodePnpmCorepack,
+    /// A Go module of the standard library only, built by the Go provider's
+    /// plan and run as a static binary in the slim run image (not in
+    /// [`FixtureApp::ALL`]: it compiles the standard library).
+    GoServer,
+    /// A Vite single-page app, built by `npm run build` and served by Caddy
+    /// (network needed for `npm ci`; not in [`FixtureApp::ALL`]).
+    NodeViteSpa,
 }
 
 impl FixtureApp {
@@ -73,6 +82,8 @@ impl FixtureApp {
             FixtureApp::PythonPoetryProject => "python-poetry-project",
             FixtureApp::NodeGlobalCli => "node-global-cli",
             FixtureApp::NodePnpmCorepack => "node-pnpm-corepack",
+            FixtureApp::GoServer => "go-server",
+            FixtureApp::NodeViteSpa => "node-vite-spa",
         }
     }
 
@@ -86,6 +97,29 @@ impl FixtureApp {
     /// What the app answers on `GET /`.
     pub fn body(self) -> String {
         format!("hello from kiln fixture {}\n", self.name())
+    }
+
+    /// `kiln build` of the app with the fixture's packages into
+    /// `oci:<layout>:latest`, with its cache in `cache`, for the caller to
+    /// add to and run; `kiln` is the binary under test.
+    pub fn build_command(
+        self,
+        kiln: &str,
+        fixture: &FixtureNixpkgs,
+        cache: &Path,
+        layout: &Path,
+    ) -> Command {
+        let mut command = Command::new(kiln);
+        command
+            .env_remove("RUST_LOG")
+            .arg("--cache-dir")
+            .arg(cache)
+            .arg("build")
+            .arg(self.dir())
+            .args(fixture.kiln_source_args())
+            .arg("--output")
+            .arg(format!("oci:{}:latest", layout.display()));
+        command
     }
 
     /// Runs the image `tag` of the OCI layout `layout` with runc and checks
