@@ -325,6 +325,15 @@ pub struct OutputArgs {
     #[arg(long, value_name = "REFERENCE")]
     pub push: Option<String>,
 
+    /// Attach no SBOM. By default the image gets an SPDX 2.3 SBOM of its
+    /// Nix closure (every store path with its NAR hash and references) and
+    /// of the app's `package-lock.json`, as an OCI 1.1 artifact whose
+    /// subject is the image: listed in `oci:` and `oci-archive:` indexes,
+    /// pushed under the image's referrers tag (`sha256-<hex>`). `kiln
+    /// sbom` prints it.
+    #[arg(long)]
+    pub no_sbom: bool,
+
     /// Registry host allowed over plain HTTP or unverified TLS. Repeat for more.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod pack;
 pub mod plan;
 pub mod realize;
+pub mod sbom;
 pub mod shell;
 
 use std::path::PathBuf;
@@ -126,6 +127,15 @@ pub enum Command {
 
     /// Inspect or prune kiln's cache.
     Cache(cache::CacheCommand),
+
+    /// Print the SBOM kiln attached to an image it built.
+    ///
+    /// Reads the SPDX document from the image's OCI 1.1 referrers: in an
+    /// `oci:` layout or `oci-archive:` file, the artifact listed in
+    /// `index.json` whose subject is the image; in a registry, the one
+    /// listed under the image's referrers tag (`sha256-<hex>`). Digests are
+    /// checked on the way.
+    Sbom(sbom::SbomCommand),
 }
 
 /// A command line kiln cannot act on; ends kiln with exit code 2.
@@ -154,6 +164,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Realize(command) => realize::run(global, command),
         Command::Lock(command) => lock::run(global, command),
         Command::Cache(command) => cache::run(global, command),
+        Command::Sbom(command) => sbom::run(command),
     }
 }
 

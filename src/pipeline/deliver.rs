@@ -12,7 +12,8 @@ use oci_spec::image::MediaType;
 use crate::image::{self, Destination, DestinationError, Image};
 use crate::layer::LayerCache;
 use crate::registry::{
-    self, LayoutBlob, LayoutImage, PushOutcome, PushProgress, PushTarget, RegistryConfig,
+    self, LayoutBlob, LayoutImage, NoPushProgress, PushOutcome, PushProgress, PushTarget,
+    RegistryConfig,
 };
 use crate::report::Progress;
 
@@ -103,7 +104,8 @@ pub fn deliver(
 
 /// Pushes `image` straight from kiln's blob cache: the layers are there
 /// already and the config is put beside them, so nothing is written out
-/// or hashed again.
+/// or hashed again. Its attachments follow, by digest, listed under the
+/// image's referrers tag.
 pub fn push_image(
     image: &Image,
     target: &PushTarget<'_>,
@@ -111,22 +113,87 @@ pub fn push_image(
     cache: &LayerCache,
     progress: Arc<dyn PushProgress>,
 ) -> anyhow::Result<PushOutcome> {
-    let config_blob = cache
-        .put_blob(&image.config)
-        .context("could not store the image config for pushing")?;
+    let config = cached_blob(
+        cache,
+        &image.config_digest,
+        &MediaType::ImageConfig.to_string(),
+        &image.config,
+    )?;
     let pushed = LayoutImage::from_blobs(
         image.manifest.clone(),
         image.manifest_digest.clone(),
-        LayoutBlob {
-            digest: image.config_digest.clone(),
-            size: image.config.len() as u64,
-            media_type: MediaType::ImageConfig.to_string(),
-            path: config_blob,
-        },
+        config,
         image.layers.iter().map(LayoutBlob::from).collect(),
     );
-    registry::push_image_with_progress(registry, &pushed, target, progress)
-        .with_context(|| format!("could not push the image to {}", target.destination))
+    let outcome = registry::push_image_with_progress(registry, &pushed, target, progress)
+        .with_context(|| format!("could not push the image to {}", target.destination))?;
+    push_attachments(image, &outcome.name, registry, cache)?;
+    Ok(outcome)
+}
+
+/// Pushes each attachment of `image` to `repository` by its digest, then
+/// lists them all in the image's referrers tag.
+fn push_attachments(
+    image: &Image,
+    repository: &str,
+    registry: &RegistryConfig,
+    cache: &LayerCache,
+) -> anyhow::Result<()> {
+    if image.attachments.is_empty() {
+        return Ok(());
+    }
+    for attachment in &image.attachments {
+        let mut blobs = attachment
+            .blobs
+            .iter()
+            .map(|b| cached_blob(cache, &b.digest, &b.media_type, &b.bytes));
+        let config = blobs.next().expect("an attachment has a config")?;
+        let artifact = LayoutImage::from_blobs(
+            attachment.manifest.clone(),
+            attachment.manifest_digest.clone(),
+            config,
+            blobs.collect::<anyhow::Result<_>>()?,
+        );
+        let destination = format!("{repository}@{}", attachment.manifest_digest);
+        let target = PushTarget {
+            destination: &destination,
+            extra_tags: &[],
+            mount_from: &[],
+        };
+        registry::push_image_with_progress(registry, &artifact, &target, Arc::new(NoPushProgress))
+            .with_context(|| {
+                format!(
+                    "the image is pushed, but its {} could not be: {destination}",
+                    attachment.artifact_type
+                )
+            })?;
+    }
+    let descriptors: Vec<_> = image.attachments.iter().map(|a| a.descriptor()).collect();
+    registry::add_referrers(registry, repository, &image.manifest_digest, &descriptors)
+        .with_context(|| {
+            format!(
+                "the image and its attachments are pushed to {repository}, but listing them under its referrers tag failed"
+            )
+        })?;
+    Ok(())
+}
+
+/// `bytes` in kiln's blob cache, described for a push.
+fn cached_blob(
+    cache: &LayerCache,
+    digest: &str,
+    media_type: &str,
+    bytes: &[u8],
+) -> anyhow::Result<LayoutBlob> {
+    let path = cache
+        .put_blob(bytes)
+        .with_context(|| format!("could not store blob {digest} for pushing"))?;
+    Ok(LayoutBlob {
+        digest: digest.to_string(),
+        size: bytes.len() as u64,
+        media_type: media_type.to_string(),
+        path,
+    })
 }
 
 #[cfg(test)]
