@@ -27,6 +27,14 @@ const MANIFEST_TYPES: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
 
+/// Every manifest media type: what a tag may hold.
+const ANY_MANIFEST: [&str; 4] = [
+    INDEX_MEDIA_TYPE,
+    MANIFEST_TYPES[0],
+    MANIFEST_TYPES[1],
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
 /// Biggest document an artifact may carry: an SBOM of a large closure is
 /// megabytes, never this.
 const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
@@ -49,7 +57,10 @@ pub fn add_referrers(
     let reference = parse_reference(&format!("{repository}:{tag}"))?;
     runtime()?.block_on(async {
         let session = connect(config, reference, RegistryOperation::Push).await?;
-        let existing = fetch_tag(&session, &[INDEX_MEDIA_TYPE]).await?;
+        // Asked for as any manifest: a registry answers "unknown" for a
+        // type the client does not accept, and what is under the tag
+        // must be seen to be left alone.
+        let existing = fetch_tag(&session, &ANY_MANIFEST).await?;
         let index = merged_index(existing.as_deref(), descriptors)
             .map_err(|reason| bad(&session, format!("the referrers tag {tag} {reason}")))?;
         let content_type = reqwest::header::HeaderValue::from_static(INDEX_MEDIA_TYPE);
@@ -162,7 +173,7 @@ pub fn fetch_referrer(
             reference: tagged,
             ..session
         };
-        let index = fetch_tag(&index_session, &[INDEX_MEDIA_TYPE])
+        let index = fetch_tag(&index_session, &ANY_MANIFEST)
             .await?
             .unwrap_or_else(|| br#"{"schemaVersion":2,"manifests":[]}"#.to_vec());
         let entry = pick(&index, artifact_type, &subject)
