@@ -116,7 +116,7 @@ pub fn push_image(
     let config = cached_blob(
         cache,
         &image.config_digest,
-        &MediaType::ImageConfig.to_string(),
+        MediaType::ImageConfig.as_ref(),
         &image.config,
     )?;
     let pushed = LayoutImage::from_blobs(

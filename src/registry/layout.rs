@@ -173,11 +173,14 @@ pub fn layout_referrer(
     })
 }
 
+/// Reads a layout's file by its relative path, at most the limit given.
+pub type ReadFile<'a> = &'a dyn Fn(&str, u64) -> Result<Vec<u8>, String>;
+
 /// [`layout_referrer`] for a layout whose files `read` gives by their
 /// relative path (`index.json`, `blobs/sha256/<hex>`), at most the limit
 /// it is given: a folder, or a tar of one.
 pub fn referrer_in(
-    read: &dyn Fn(&str, u64) -> Result<Vec<u8>, String>,
+    read: ReadFile<'_>,
     tag: Option<&str>,
     artifact_type: &str,
 ) -> Result<Vec<u8>, String> {
@@ -198,7 +201,7 @@ pub fn referrer_in(
 /// The blob `d` names, at most `limit` bytes, checked against its size
 /// and digest.
 fn read_blob(
-    read: &dyn Fn(&str, u64) -> Result<Vec<u8>, String>,
+    read: ReadFile<'_>,
     d: &Descriptor,
     limit: u64,
 ) -> Result<Vec<u8>, String> {
