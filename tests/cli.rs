@@ -88,8 +88,17 @@ fn build_help_documents_output_store_layer_and_sandbox_flags() {
 #[test]
 fn sbom_help_names_every_kind_of_image_it_reads() {
     let help = stdout(&kiln(&["sbom", "--help"]));
-    for word in ["oci:DIR", "oci-archive:FILE", "docker://", "--insecure-registry", "referrers"] {
-        assert!(help.contains(word), "kiln sbom --help lacks {word}:\n{help}");
+    for word in [
+        "oci:DIR",
+        "oci-archive:FILE",
+        "docker://",
+        "--insecure-registry",
+        "referrers",
+    ] {
+        assert!(
+            help.contains(word),
+            "kiln sbom --help lacks {word}:\n{help}"
+        );
     }
 }
 
@@ -100,7 +109,10 @@ fn sbom_of_something_that_is_not_a_layout_names_it() {
     let output = kiln(&["sbom", &layout]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    assert!(err.contains("index.json") && err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(
+        err.contains("index.json") && err.contains(&dir.path().display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 use kiln_harness::apps::FixtureApp;
 use kiln_harness::images::busybox_image;
 use kiln_harness::nixpkgs::nix_command;
+use kiln_harness::process::run;
 use kiln_harness::validators::{
     skopeo_copy, skopeo_inspect, spdx_validate, spdx_validator, Bundle,
 };
@@ -22,24 +23,24 @@ use serde_json::Value;
 
 const TOOLS: [&str; 4] = ["umoci", "skopeo", "docker-registry", "nix-hash"];
 
-fn kiln(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
+/// The built `kiln` with `args`, without the caller's logging or epoch.
+fn kiln(args: &[String]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command
         .args(args)
         .env_remove("RUST_LOG")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .expect("run kiln")
+        .env_remove("SOURCE_DATE_EPOCH");
+    command
 }
 
-fn succeed(output: Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}): {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 output")
+/// What `kiln args` printed on stdout; panics with its output when it fails.
+fn succeed(args: &[String]) -> String {
+    run(&mut kiln(args))
+}
+
+/// `kiln args`, expected to fail.
+fn fail(args: &[String]) -> Output {
+    kiln(args).output().expect("run kiln")
 }
 
 /// The fixture, the image tools and the SPDX validator, or a skip (a
@@ -60,7 +61,7 @@ fn build(fixture: &FixtureNixpkgs, app: FixtureApp, cache: &Path, extra: &[Strin
     ];
     args.extend(fixture.kiln_source_args());
     args.extend(extra.iter().cloned());
-    succeed(kiln(&args), "kiln build").trim().to_string()
+    succeed(&args).trim().to_string()
 }
 
 fn output(destination: String) -> Vec<String> {
@@ -71,7 +72,7 @@ fn output(destination: String) -> Vec<String> {
 fn sbom(image: &str, extra: &[&str]) -> Vec<u8> {
     let mut args = vec!["sbom".to_string(), image.to_string()];
     args.extend(extra.iter().map(|a| a.to_string()));
-    succeed(kiln(&args), "kiln sbom").into_bytes()
+    succeed(&args).into_bytes()
 }
 
 /// The store paths the SBOM lists, with their SHA-256 checksums.
@@ -237,13 +238,18 @@ fn node_sbom_is_valid_spdx_of_the_closure_and_npm_packages_and_the_same_twice() 
     let index: Value =
         serde_json::from_slice(&std::fs::read(bare.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
-    let out = kiln(&["sbom".into(), format!("oci:{}:latest", bare.display())]);
+    let out = fail(&["sbom".into(), format!("oci:{}:latest", bare.display())]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-sbom"));
 }
 
-/// Packs bash into the registry at `destination` with `extra` flags.
-fn pack_push(fixture: &FixtureNixpkgs, cache: &Path, destination: &str, extra: &[&str]) -> Output {
+/// `kiln pack bash` arguments to push to `destination` with `extra` flags.
+fn pack_push(
+    fixture: &FixtureNixpkgs,
+    cache: &Path,
+    destination: &str,
+    extra: &[&str],
+) -> Vec<String> {
     let mut args = vec![
         "--cache-dir".to_string(),
         cache.display().to_string(),
@@ -253,7 +259,7 @@ fn pack_push(fixture: &FixtureNixpkgs, cache: &Path, destination: &str, extra: &
     args.extend(fixture.kiln_source_args());
     args.extend(["--push".into(), destination.to_string()]);
     args.extend(extra.iter().map(|a| a.to_string()));
-    kiln(&args)
+    args
 }
 
 #[test]
@@ -270,12 +276,9 @@ fn pushed_sbom_is_listed_under_the_referrers_tag_and_skopeo_fetches_it() {
     let cache = work.path().join("cache");
     let destination = format!("{host}/kiln/bash:v1");
     let insecure = ["--insecure-registry", host.as_str()];
-    let digest = succeed(
-        pack_push(fixture, &cache, &destination, &insecure),
-        "kiln pack --push",
-    )
-    .trim()
-    .to_string();
+    let digest = succeed(&pack_push(fixture, &cache, &destination, &insecure))
+        .trim()
+        .to_string();
 
     // The image's digest is what kiln printed, with its SBOM beside it.
     let image = skopeo_inspect(&format!("docker://{destination}"), &["--tls-verify=false"]);
@@ -317,10 +320,12 @@ fn pushed_sbom_is_listed_under_the_referrers_tag_and_skopeo_fetches_it() {
     spdx_validate(&validator, &file);
 
     // Pushing again (another tag) keeps one entry per artifact.
-    succeed(
-        pack_push(fixture, &cache, &format!("{host}/kiln/bash:v2"), &insecure),
-        "kiln pack --push again",
-    );
+    succeed(&pack_push(
+        fixture,
+        &cache,
+        &format!("{host}/kiln/bash:v2"),
+        &insecure,
+    ));
     let index = skopeo_inspect(
         &format!("docker://{host}/kiln/bash:{tag}"),
         &["--tls-verify=false", "--raw"],
@@ -338,15 +343,12 @@ fn a_referrers_tag_holding_an_image_is_not_overwritten() {
     let work = tempfile::tempdir().unwrap();
     let cache = work.path().join("cache");
     let insecure = ["--insecure-registry", host.as_str()];
-    let digest = succeed(
-        pack_push(
-            fixture,
-            &cache,
-            &format!("{host}/app:1"),
-            &["--no-sbom", insecure[0], insecure[1]],
-        ),
-        "kiln pack --push --no-sbom",
-    )
+    let digest = succeed(&pack_push(
+        fixture,
+        &cache,
+        &format!("{host}/app:1"),
+        &["--no-sbom", insecure[0], insecure[1]],
+    ))
     .trim()
     .to_string();
     // Someone else's image under the tag kiln would list the SBOM in.
@@ -358,7 +360,12 @@ fn a_referrers_tag_holding_an_image_is_not_overwritten() {
         &format!("docker://{host}/app:{tag}"),
         &["--dest-tls-verify=false"],
     );
-    let output = pack_push(fixture, &cache, &format!("{host}/app:2"), &insecure);
+    let output = fail(&pack_push(
+        fixture,
+        &cache,
+        &format!("{host}/app:2"),
+        &insecure,
+    ));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(

@@ -200,11 +200,7 @@ pub fn referrer_in(
 
 /// The blob `d` names, at most `limit` bytes, checked against its size
 /// and digest.
-fn read_blob(
-    read: ReadFile<'_>,
-    d: &Descriptor,
-    limit: u64,
-) -> Result<Vec<u8>, String> {
+fn read_blob(read: ReadFile<'_>, d: &Descriptor, limit: u64) -> Result<Vec<u8>, String> {
     let name = blob_path(Path::new(""), d)?;
     let bytes = read(&name.to_string_lossy(), limit.min(d.size()))?;
     let actual = crate::layer::digest::sha256_digest(&bytes);
