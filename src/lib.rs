@@ -26,3 +26,4 @@ pub mod report;
 pub mod resolve;
 pub mod sandbox;
 pub mod sbom;
+pub mod sign;

@@ -22,6 +22,7 @@ fn top_level_help_lists_every_subcommand_and_global_option() {
         "lock",
         "cache",
         "sbom",
+        "keygen",
         "--verbose",
         "--quiet",
         "--json",
@@ -77,6 +78,7 @@ fn build_help_documents_output_store_layer_and_sandbox_flags() {
         "--pkgs",
         "--start-cmd",
         "--no-sbom",
+        "--sign-key",
     ] {
         assert!(
             help.contains(flag),

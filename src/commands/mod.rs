@@ -9,6 +9,7 @@ pub mod args;
 pub mod build;
 pub mod cache;
 pub mod detect;
+pub mod keygen;
 pub mod lock;
 pub mod pack;
 pub mod plan;
@@ -136,6 +137,13 @@ pub enum Command {
     /// listed under the image's referrers tag (`sha256-<hex>`). Digests are
     /// checked on the way.
     Sbom(sbom::SbomCommand),
+
+    /// Write an ECDSA P-256 key pair for `--sign-key`.
+    ///
+    /// Images pushed with `--sign-key PREFIX.key` are signed in cosign's
+    /// format; `cosign verify --key PREFIX.pub` and `sigstoreSigned`
+    /// policies with `keyPath: PREFIX.pub` check them.
+    Keygen(keygen::KeygenCommand),
 }
 
 /// A command line kiln cannot act on; ends kiln with exit code 2.
@@ -165,6 +173,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lock(command) => lock::run(global, command),
         Command::Cache(command) => cache::run(global, command),
         Command::Sbom(command) => sbom::run(command),
+        Command::Keygen(command) => keygen::run(command),
     }
 }
 

@@ -10,12 +10,14 @@ use anyhow::Context;
 use oci_spec::image::MediaType;
 
 use crate::image::{self, Destination, DestinationError, Image};
+use crate::layer::digest::sha256_digest;
 use crate::layer::LayerCache;
 use crate::registry::{
     self, LayoutBlob, LayoutImage, NoPushProgress, PushOutcome, PushProgress, PushTarget,
     RegistryConfig,
 };
 use crate::report::Progress;
+use crate::sign::{Key, PAYLOAD_MEDIA_TYPE};
 
 /// One place an image goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,8 @@ pub struct Delivery {
     pub targets: Vec<Target>,
     /// More tags (`--tag`).
     pub tags: Vec<String>,
+    /// Key to sign pushed images and their attachments with (`--sign-key`).
+    pub sign_key: Option<Arc<Key>>,
 }
 
 /// Where an image went.
@@ -93,7 +97,12 @@ pub fn deliver(
                     mount_from: &[],
                 };
                 let bar = Arc::new(progress.push_bar());
-                let pushed = push_image(image, &target, registry, cache, bar)?.to_string();
+                let outcome = push_image(image, &target, registry, cache, bar)?;
+                if let Some(key) = &delivery.sign_key {
+                    push_signatures(image, &outcome.name, key, registry, cache)?;
+                    progress.stage("sign", format!("signed {outcome}"));
+                }
+                let pushed = outcome.to_string();
                 progress.stage("push", format!("pushed {pushed}"));
                 delivered.pushed.push(pushed);
             }
@@ -175,6 +184,52 @@ fn push_attachments(
                 "the image and its attachments are pushed to {repository}, but listing them under its referrers tag failed"
             )
         })?;
+    Ok(())
+}
+
+/// Signs the manifest of `image` and of each attachment pushed to
+/// `repository`, and pushes each signature under its `sha256-<hex>.sig`
+/// tag, replacing what was there.
+fn push_signatures(
+    image: &Image,
+    repository: &str,
+    key: &Key,
+    registry: &RegistryConfig,
+    cache: &LayerCache,
+) -> anyhow::Result<()> {
+    let digests = std::iter::once(&image.manifest_digest)
+        .chain(image.attachments.iter().map(|a| &a.manifest_digest));
+    for digest in digests {
+        let signature = key.sign(repository, digest);
+        let config = cached_blob(
+            cache,
+            &sha256_digest(&signature.config),
+            MediaType::ImageConfig.as_ref(),
+            &signature.config,
+        )?;
+        let payload = cached_blob(
+            cache,
+            &sha256_digest(&signature.payload),
+            PAYLOAD_MEDIA_TYPE,
+            &signature.payload,
+        )?;
+        let pushed = LayoutImage::from_blobs(
+            signature.manifest.clone(),
+            sha256_digest(&signature.manifest),
+            config,
+            vec![payload],
+        );
+        let destination = format!("{repository}:{}", signature.tag);
+        let target = PushTarget {
+            destination: &destination,
+            extra_tags: &[],
+            mount_from: &[],
+        };
+        registry::push_image_with_progress(registry, &pushed, &target, Arc::new(NoPushProgress))
+            .with_context(|| {
+                format!("the image is pushed, but its signature could not be: {destination}")
+            })?;
+    }
     Ok(())
 }
 
