@@ -164,18 +164,7 @@ fn push_attachments(
             blobs.collect::<anyhow::Result<_>>()?,
         );
         let destination = format!("{repository}@{}", attachment.manifest_digest);
-        let target = PushTarget {
-            destination: &destination,
-            extra_tags: &[],
-            mount_from: &[],
-        };
-        registry::push_image_with_progress(registry, &artifact, &target, Arc::new(NoPushProgress))
-            .with_context(|| {
-                format!(
-                    "the image is pushed, but its {} could not be: {destination}",
-                    attachment.artifact_type
-                )
-            })?;
+        push_small(registry, &artifact, &destination, &attachment.artifact_type)?;
     }
     let descriptors: Vec<_> = image.attachments.iter().map(|a| a.descriptor()).collect();
     registry::add_referrers(registry, repository, &image.manifest_digest, &descriptors)
@@ -220,16 +209,28 @@ fn push_signatures(
             vec![payload],
         );
         let destination = format!("{repository}:{}", signature.tag);
-        let target = PushTarget {
-            destination: &destination,
-            extra_tags: &[],
-            mount_from: &[],
-        };
-        registry::push_image_with_progress(registry, &pushed, &target, Arc::new(NoPushProgress))
-            .with_context(|| {
-                format!("the image is pushed, but its signature could not be: {destination}")
-            })?;
+        push_small(registry, &pushed, &destination, "signature")?;
     }
+    Ok(())
+}
+
+/// Pushes `manifest` (an attachment or signature of an image pushed
+/// already, `what`) to `destination`, with no progress bar: it is small.
+fn push_small(
+    registry: &RegistryConfig,
+    manifest: &LayoutImage,
+    destination: &str,
+    what: &str,
+) -> anyhow::Result<()> {
+    let target = PushTarget {
+        destination,
+        extra_tags: &[],
+        mount_from: &[],
+    };
+    registry::push_image_with_progress(registry, manifest, &target, Arc::new(NoPushProgress))
+        .with_context(|| {
+            format!("the image is pushed, but its {what} could not be: {destination}")
+        })?;
     Ok(())
 }
 
