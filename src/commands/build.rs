@@ -85,6 +85,7 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         },
         registry: command.output.registry_config(),
         cache_root: global.cache_root()?,
+        sbom: !command.output.no_sbom,
     };
     let built = pipeline::build(&generated, &options, &progress)?;
     let pruned = command

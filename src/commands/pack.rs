@@ -73,7 +73,10 @@ pub fn run(global: &GlobalArgs, command: &PackCommand) -> anyhow::Result<()> {
     drop(fetch_bar);
     let cache = LayerCache::open(&cache_root)
         .with_context(|| format!("could not open the layer cache in {}", cache_root.display()))?;
-    let image = pipeline::pack(&packages, &run, &image_options, &cache, &progress)?;
+    let mut image = pipeline::pack(&packages, &run, &image_options, &cache, &progress)?;
+    if !command.output.no_sbom {
+        pipeline::attach_sbom(&mut image, name, &packages.closure.paths, None, &progress)?;
+    }
     let registry = command.output.registry_config();
     let delivered = pipeline::deliver(&image, &delivery, &registry, &cache, &progress)?;
 

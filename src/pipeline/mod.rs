@@ -18,6 +18,7 @@ mod phase_cache;
 mod phases;
 mod root_folder;
 mod run_image;
+mod sbom;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,7 @@ pub use assemble::{image_path, ImageOptions};
 pub use deliver::{deliver, push_image, Delivered, Delivery, Target};
 pub use pack::{pack, PackOptions};
 pub use phases::{apt_packages, image_paths, phase_environment, RanPhase};
+pub use sbom::attach_sbom;
 
 /// What a build needs besides the plan.
 pub struct BuildOptions {
@@ -56,6 +58,8 @@ pub struct BuildOptions {
     pub delivery: Delivery,
     /// kiln's cache folder.
     pub cache_root: PathBuf,
+    /// Attach an SBOM to the image (`--no-sbom` turns it off).
+    pub sbom: bool,
 }
 
 /// How a build's phases run.
@@ -149,7 +153,20 @@ pub fn build(
 
     let cache = LayerCache::open(cache_root)
         .with_context(|| format!("could not open the layer cache in {}", cache_root.display()))?;
-    let image = pack_image(&phase_inputs, &ran, &base, &first_paths, &cache, options)?;
+    let mut image = pack_image(&phase_inputs, &ran, &base, &first_paths, &cache, options)?;
+    if options.sbom {
+        let store_paths = match base_image::run_base(plan) {
+            None => packages.everything().paths,
+            Some(_) => packages.runtime().paths,
+        };
+        attach_sbom(
+            &mut image,
+            &options.name,
+            &store_paths,
+            Some(app_dir),
+            progress,
+        )?;
+    }
     let delivered = deliver(
         &image,
         &options.delivery,

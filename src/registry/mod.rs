@@ -16,11 +16,13 @@ mod manifest;
 mod progress;
 mod pull;
 mod push;
+mod referrers;
 mod retry;
 mod unpack;
 
 pub use auth::{AuthEnv, CredentialSource, Credentials};
 pub use error::RegistryError;
+pub use layout::{layout_referrer, referrer_in};
 pub use layout::{LayoutBlob, LayoutImage};
 pub use manifest::{check_manifest, parse_image_config, Platform};
 pub use progress::{BlobFate, NoPushProgress, PushProgress};
@@ -29,6 +31,7 @@ pub use push::{
     push_image_with_progress, push_layout, push_layout_with_progress, PushOutcome, PushRequest,
     PushTarget,
 };
+pub use referrers::{add_referrers, fetch_referrer, referrers_tag};
 pub use unpack::{
     max_unpacked_bytes, unpack_layers, unpack_layers_within, UnpackError,
     DEFAULT_MAX_UNPACKED_BYTES,

@@ -42,6 +42,9 @@ pub struct ClosurePath {
     pub references: Vec<StorePath>,
     /// Size of its NAR: about the size of its files.
     pub nar_size: u64,
+    /// Hash of its NAR as its narinfo states it (checked against the
+    /// download), in Nix's base-16 form: `sha256:<hex>`. SBOMs list it.
+    pub nar_hash: String,
     /// Size of the compressed download, when the narinfo says.
     pub file_size: Option<u64>,
     /// The folder (or file) holding its contents, to bind-mount at
@@ -154,6 +157,7 @@ impl Store {
                     .cloned()
                     .collect(),
                 nar_size: info.nar_size(),
+                nar_hash: info.nar_hash().to_nix_base16_string(),
                 file_size: info.file_size(),
                 location,
                 origin,
