@@ -75,7 +75,7 @@ pub fn run(global: &GlobalArgs, command: &PackCommand) -> anyhow::Result<()> {
         .with_context(|| format!("could not open the layer cache in {}", cache_root.display()))?;
     let image = pipeline::pack(&packages, &run, &image_options, &cache, &progress)?;
     let registry = command.output.registry_config();
-    let delivered = pipeline::deliver(&image, &delivery, &registry, &cache, &progress)?;
+    let delivered = pipeline::deliver(&image, &delivery, &registry, &cache, &[], &progress)?;
 
     if global.json {
         let layers: Vec<_> = image

@@ -29,7 +29,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-pub use base::{base_files, BaseFiles};
+pub use base::{base_files, find_base, BaseFiles, BaseFinds};
 pub use cache::{pack_all, pack_all_with_progress, LayerCache, LayerJob};
 pub use compress::{Compression, Format};
 pub use grouping::group_by_popularity;

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 
 use super::assemble::{package_layer_jobs, with_base_env, ImageOptions};
 use crate::image::{Image, ImageBuilder};
-use crate::layer::{base_files, pack_all_with_progress, LayerCache, StorePathSource};
+use crate::layer::{base_files, pack_all_with_progress, profile, LayerCache, StorePathSource};
 use crate::report::Progress;
 use crate::resolve::Packages;
 
@@ -33,7 +33,8 @@ pub fn pack(
     let closure = &packages.closure.paths;
     let everything: Vec<StorePathSource> = closure.iter().map(StorePathSource::from).collect();
     let base = base_files(&roots, &everything);
-    let (jobs, collisions) = package_layer_jobs(&base, &roots, closure, options.max_layers, 0)?;
+    let (profile_tree, collisions) = profile(&roots)?;
+    let jobs = package_layer_jobs(&base, profile_tree, closure, options.max_layers, 0);
     for collision in collisions {
         tracing::warn!("{collision}: more than one package has it; the one named first wins");
     }

@@ -210,7 +210,7 @@ async fn resolve_manifest(
 }
 
 /// Makes the blob of `descriptor` present and verified at `dir/<hex>`.
-async fn fetch_blob(
+pub(crate) async fn fetch_blob(
     session: &Session,
     descriptor: &Descriptor,
     dir: &Path,
