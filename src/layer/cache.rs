@@ -182,20 +182,30 @@ impl LayerCache {
         format!("store paths: {}", names.join(" "))
     }
 
-    /// The layer of `paths` when this cache has it, without reading them.
-    pub fn cached_store_paths(
-        &self,
-        paths: &[StorePathSource],
-        settings: &PackSettings,
-    ) -> Result<Option<Layer>, LayerError> {
-        let key = self.store_paths_key(paths, settings);
-        self.lookup(&key, &Self::store_paths_description(paths))
-    }
-
     /// The key of a generated tree's or folder's layer whose tar has
     /// `diff_id`.
     pub fn tree_key(&self, diff_id: &str, settings: &PackSettings) -> String {
         self.key("tree", diff_id, settings)
+    }
+
+    /// The key of the layer of the generated `tree`: a tar-only pass
+    /// finds its diffID, nothing is compressed or written.
+    pub fn tree_layer_key(
+        &self,
+        tree: &Tree,
+        settings: &PackSettings,
+    ) -> Result<String, LayerError> {
+        let hashing = super::tar::write_tree(
+            tree,
+            settings.source_date_epoch,
+            HashingWriter::new(io::sink()),
+        )?;
+        Ok(self.tree_key(&hashing.finish().1, settings))
+    }
+
+    /// The layer under `key` when this cache has it.
+    pub fn cached(&self, key: &str, description: &str) -> Result<Option<Layer>, LayerError> {
+        self.lookup(key, description)
     }
 
     /// The diffID the layer of the folder `dir` would have: a tar-only

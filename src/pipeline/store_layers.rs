@@ -1,17 +1,18 @@
-//! Store path layers before packing: each is taken from the local layer
-//! cache, else from the registry build cache's record, else packed from
-//! the store path's files, which are realized only then.
+//! Store path layers (and the generated base files and profile) before
+//! packing: each is taken from the local layer cache, else from the
+//! registry build cache's record, else packed, a store path from its
+//! files, which are realized only then.
 
 use crate::layer::{LayerCache, LayerJob, PackSettings};
 
 use super::build_packages::BuildPackages;
 use super::cache_repo::RemoteCache;
 
-/// Turns the store path jobs of `jobs` that `remote` has a layer for into
-/// ready layers, and points the rest at realized files (realizing them
-/// through `files` when they are only planned). Returns the index and key
-/// of every store path job the registry build cache did not answer, for
-/// it to record once packed.
+/// Turns the store path and generated tree jobs of `jobs` that `remote`
+/// has a layer for into ready layers, and points the other store paths at
+/// realized files (realizing them through `files` when they are only
+/// planned). Returns the index and key of every such job the registry
+/// build cache did not answer, for it to record once packed.
 pub fn settle(
     jobs: &mut [LayerJob],
     cache: &LayerCache,
@@ -21,17 +22,22 @@ pub fn settle(
 ) -> anyhow::Result<Vec<(usize, String)>> {
     let mut settled = Vec::new();
     for (index, job) in jobs.iter_mut().enumerate() {
-        let LayerJob::StorePaths(paths) = job else {
-            continue;
+        let (key, description) = match &*job {
+            LayerJob::StorePaths(paths) => (
+                cache.store_paths_key(paths, settings),
+                LayerCache::store_paths_description(paths),
+            ),
+            LayerJob::Tree(tree, description) => {
+                (cache.tree_layer_key(tree, settings)?, description.clone())
+            }
+            _ => continue,
         };
-        let key = cache.store_paths_key(paths, settings);
-        if cache.cached_store_paths(paths, settings)?.is_none() {
-            let description = LayerCache::store_paths_description(paths);
-            if let Some(layer) = remote.and_then(|r| r.store_paths(&key, &description, cache)) {
+        if cache.cached(&key, &description)?.is_none() {
+            if let Some(layer) = remote.and_then(|r| r.layer(&key, &description, cache)) {
                 *job = LayerJob::Ready(layer);
                 continue;
             }
-            if let Some(files) = files {
+            if let (LayerJob::StorePaths(paths), Some(files)) = (job, files) {
                 files.locate(paths)?;
             }
         }

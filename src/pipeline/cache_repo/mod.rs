@@ -221,12 +221,12 @@ impl RemoteCache {
         }
     }
 
-    /// The layer recorded under the layer cache key `key`, described as
-    /// `description`: its blob stays in the registry when every push
-    /// destination has it or can mount it, else it is downloaded into
-    /// `layers` (and recorded there).
-    pub fn store_paths(&self, key: &str, description: &str, layers: &LayerCache) -> Option<Layer> {
-        let (Record::StorePaths { layer: facts, .. }, blobs) = self.record("layer", key)? else {
+    /// The layer (of store paths, or generated files) recorded under the
+    /// layer cache key `key`, described as `description`: its blob stays
+    /// in the registry when every push destination has it or can mount
+    /// it, else it is downloaded into `layers` (and recorded there).
+    pub fn layer(&self, key: &str, description: &str, layers: &LayerCache) -> Option<Layer> {
+        let (Record::Layer { layer: facts, .. }, blobs) = self.record("layer", key)? else {
             return None;
         };
         let Some(blob) = matching_blob(&facts, &blobs) else {
@@ -244,7 +244,7 @@ impl RemoteCache {
         match self.repo.fetch_blob(blob, layers.blobs_dir()) {
             Ok(_) => {
                 if let Err(err) = layers.adopt(key, &layer) {
-                    tracing::debug!(%err, "store path layer not recorded");
+                    tracing::debug!(%err, "layer not recorded");
                 }
                 Some(layer)
             }
@@ -272,9 +272,9 @@ impl RemoteCache {
     }
 
     /// Records what this build made that the cache repository did not
-    /// give it: the package view, each phase's diff (`phases`: name, key),
-    /// each store path layer (`store_layers`: key, layer). Failures are
-    /// warnings: the image is built.
+    /// give it: the package view, each phase's diff, each store path and
+    /// generated layer (see [`Published`]). Failures are warnings: the
+    /// image is built.
     pub fn publish(&self, work: &Published<'_>, image: &Image, layers: &LayerCache) {
         if !self.writable {
             return;
@@ -338,7 +338,7 @@ impl RemoteCache {
         }
         for (key, layer) in work.store_layers {
             put(
-                Record::StorePaths {
+                Record::Layer {
                     key: key.clone(),
                     layer: LayerFacts::from(layer),
                 },
@@ -354,7 +354,8 @@ pub struct Published<'a> {
     pub view: Option<(&'a str, &'a PackageView)>,
     /// Phases that ran or came from the local phase cache: name, key.
     pub phases: &'a [(String, String)],
-    /// Store path layers packed or found locally: key, layer.
+    /// Store path and generated layers packed or found locally: key,
+    /// layer.
     pub store_layers: &'a [(String, Layer)],
 }
 

@@ -71,11 +71,12 @@ pub enum Record {
         /// Its diff as a layer.
         layer: LayerFacts,
     },
-    /// The layer of one store path or a group of them.
-    #[serde(rename = "layer", rename_all = "camelCase")]
-    StorePaths {
-        /// The layer cache key (store path names, compression, level,
-        /// layer format version, `SOURCE_DATE_EPOCH`).
+    /// A layer found by its layer cache key: one store path or a group
+    /// of them, or generated files (base files, profile).
+    #[serde(rename_all = "camelCase")]
+    Layer {
+        /// The layer cache key (store path names or the tar's diffID,
+        /// compression, level, layer format version, `SOURCE_DATE_EPOCH`).
         key: String,
         /// The layer.
         layer: LayerFacts,
@@ -107,7 +108,7 @@ impl Record {
     pub fn kind(&self) -> &'static str {
         match self {
             Record::Phase { .. } => "phase",
-            Record::StorePaths { .. } => "layer",
+            Record::Layer { .. } => "layer",
             Record::Packages { .. } => "packages",
         }
     }
@@ -116,7 +117,7 @@ impl Record {
     pub fn key(&self) -> &str {
         match self {
             Record::Phase { key, .. }
-            | Record::StorePaths { key, .. }
+            | Record::Layer { key, .. }
             | Record::Packages { key, .. } => key,
         }
     }
@@ -149,7 +150,7 @@ impl Record {
                 }
                 check_layer(layer)?;
             }
-            Record::StorePaths { layer, .. } => check_layer(layer)?,
+            Record::Layer { layer, .. } => check_layer(layer)?,
             Record::Packages {
                 bin_dirs,
                 bash,
@@ -267,7 +268,7 @@ mod tests {
                 phase: "install".into(),
                 layer: layer(),
             },
-            Record::StorePaths {
+            Record::Layer {
                 key: KEY.into(),
                 layer: layer(),
             },
