@@ -22,7 +22,7 @@ mod profile;
 mod progress;
 mod tar;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod tree;
 
 use std::fs::File;

@@ -325,12 +325,13 @@ mod tests {
             media_type: media_type.into(),
             path: PathBuf::new(),
         };
+        let (config, layer) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
         let bytes = artifact_manifest(
-            &blob("sha256:aa", "application/vnd.kiln.x+json"),
-            &[blob(
-                "sha256:bb",
-                "application/vnd.oci.image.layer.v1.tar+gzip",
-            )],
+            &blob(&config, "application/vnd.kiln.x+json"),
+            &[blob(&layer, "application/vnd.oci.image.layer.v1.tar+gzip")],
         );
         let manifest: ImageManifest = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(manifest.layers().len(), 1);
