@@ -12,18 +12,15 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use kiln_harness::apps::FixtureApp;
 use kiln_harness::{require, FixtureNixpkgs, Registry, RegistryKind};
 
-const ROUNDS: usize = 3;
+mod support;
 
-/// Wall time of one build and its `--json` summary.
-struct Build {
-    wall: Duration,
-    summary: serde_json::Value,
-}
+use support::{stages, timed, Build};
+
+const ROUNDS: usize = 3;
 
 struct Setup<'a> {
     fixture: &'a FixtureNixpkgs,
@@ -34,52 +31,25 @@ struct Setup<'a> {
 
 fn build(setup: &Setup<'_>, cache: &Path, cache_repo: &str, tag: &str) -> Build {
     let host = setup.registry.host();
-    let started = Instant::now();
-    let result = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .arg("--json")
-        .arg("--cache-dir")
-        .arg(cache)
-        .arg("build")
-        .arg(setup.app)
-        .arg("--nixpkgs")
-        .arg(setup.fixture.nixpkgs_dir())
-        .args(["--substituter", &setup.substituter])
-        .args(["--trusted-public-key", setup.fixture.public_key()])
-        .arg("--ignore-host-store")
-        .args(["--build-cmd", "cp server.js server.copy.js"])
-        .args(["--insecure-registry", &host])
-        .args(["--push", &format!("{host}/app:{tag}")])
-        .args(["--cache-repo", &format!("{host}/{cache_repo}")])
-        .env_remove("RUST_LOG")
-        .env_remove("KILN_CACHE_REPO")
-        .output()
-        .expect("run kiln build");
-    let wall = started.elapsed();
-    assert!(
-        result.status.success(),
-        "kiln build failed:\n{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    Build {
-        wall,
-        summary: serde_json::from_slice(&result.stdout).expect("--json summary"),
-    }
-}
-
-fn stages(summary: &serde_json::Value) -> String {
-    summary["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            format!(
-                "{} {:.2}s",
-                s["name"].as_str().unwrap(),
-                s["seconds"].as_f64().unwrap()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    timed(
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("--json")
+            .arg("--cache-dir")
+            .arg(cache)
+            .arg("build")
+            .arg(setup.app)
+            .arg("--nixpkgs")
+            .arg(setup.fixture.nixpkgs_dir())
+            .args(["--substituter", &setup.substituter])
+            .args(["--trusted-public-key", setup.fixture.public_key()])
+            .arg("--ignore-host-store")
+            .args(["--build-cmd", "cp server.js server.copy.js"])
+            .args(["--insecure-registry", &host])
+            .args(["--push", &format!("{host}/app:{tag}")])
+            .args(["--cache-repo", &format!("{host}/{cache_repo}")])
+            .env_remove("RUST_LOG")
+            .env_remove("KILN_CACHE_REPO"),
+    )
 }
 
 fn main() {

@@ -326,3 +326,36 @@ fn a_tampered_record_or_a_lost_blob_runs_the_phase() {
     assert!(stderr.contains("running the phase"), "{stderr}");
     assert_eq!(c["digest"], a["digest"]);
 }
+
+#[test]
+fn kiln_pack_takes_its_layers_from_the_cache_repo() {
+    let Some(farm) = Farm::start() else {
+        return;
+    };
+    let pack = |machine: &str, tag: &str| {
+        let host = farm.registry.host();
+        let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("--cache-dir")
+            .arg(farm.work.path().join(machine))
+            .env_remove("RUST_LOG")
+            .env_remove("KILN_CACHE_REPO")
+            .args(["--json", "pack", "bash"])
+            .args(farm.fixture.kiln_source_args())
+            .arg("--ignore-host-store")
+            .args(["--insecure-registry", &host])
+            .args(["--push", &format!("{host}/tools:{tag}")])
+            .args(["--cache-repo", &farm.cache_repo()])
+            .output()
+            .unwrap();
+        summary(&output)
+    };
+    let a = pack("machine-a", "a");
+    let before = farm.registry.requests().len();
+    let b = pack("machine-b", "b");
+    assert_eq!(b["digest"], a["digest"]);
+    let uploads: Vec<Request> = since(farm.registry.requests(), before)
+        .into_iter()
+        .filter(|r| r.is_blob_upload())
+        .collect();
+    assert!(uploads.is_empty(), "machine B uploaded blobs: {uploads:?}");
+}

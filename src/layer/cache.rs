@@ -195,12 +195,7 @@ impl LayerCache {
         tree: &Tree,
         settings: &PackSettings,
     ) -> Result<String, LayerError> {
-        let hashing = super::tar::write_tree(
-            tree,
-            settings.source_date_epoch,
-            HashingWriter::new(io::sink()),
-        )?;
-        Ok(self.tree_key(&hashing.finish().1, settings))
+        Ok(self.tree_key(&diff_id(tree, settings)?, settings))
     }
 
     /// The layer under `key` when this cache has it.
@@ -217,12 +212,7 @@ impl LayerCache {
     ) -> Result<String, LayerError> {
         let mut tree = Tree::new();
         tree.add_folder("", dir)?;
-        let hashing = super::tar::write_tree(
-            &tree,
-            settings.source_date_epoch,
-            HashingWriter::new(io::sink()),
-        )?;
-        Ok(hashing.finish().1)
+        diff_id(&tree, settings)
     }
 
     /// Records `layer`, whose blob is in this cache's blob folder already
@@ -312,13 +302,7 @@ impl LayerCache {
         description: &str,
         progress: &dyn PackProgress,
     ) -> Result<Layer, LayerError> {
-        let hashing = super::tar::write_tree(
-            tree,
-            settings.source_date_epoch,
-            HashingWriter::new(io::sink()),
-        )?;
-        let (_, diff_id, _) = hashing.finish();
-        let key = self.key("tree", &diff_id, settings);
+        let key = self.tree_layer_key(tree, settings)?;
         if let Some(layer) = self.lookup(&key, description)? {
             return Ok(layer);
         }
@@ -452,6 +436,17 @@ impl LayerCache {
         records::keep(&path, held);
         Ok(())
     }
+}
+
+/// The diffID of `tree`'s layer: a tar-only pass, far cheaper than
+/// compressing.
+fn diff_id(tree: &Tree, settings: &PackSettings) -> Result<String, LayerError> {
+    let hashing = super::tar::write_tree(
+        tree,
+        settings.source_date_epoch,
+        HashingWriter::new(io::sink()),
+    )?;
+    Ok(hashing.finish().1)
 }
 
 #[cfg(test)]

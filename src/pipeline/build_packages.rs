@@ -227,16 +227,22 @@ pub fn realize(
     let packages = resolve::realize(wanted, sources, cache_root, &fetch_bar)
         .context("could not fetch the plan's Nix packages")?;
     drop(fetch_bar);
+    let downloaded = format!("{} downloaded", packages.closure.downloaded());
+    report(&packages, &downloaded, progress);
+    Ok(packages)
+}
+
+/// The packages stage line: how many store paths, their size, and `how`
+/// they were had.
+pub fn report(packages: &Packages, how: &str, progress: &Progress) {
     progress.stage(
         "packages",
         format!(
-            "{} store paths, {} ({} downloaded)",
+            "{} store paths, {} ({how})",
             packages.closure.paths.len(),
             human_size(packages.closure.total_nar_size()),
-            packages.closure.downloaded()
         ),
     );
-    Ok(packages)
 }
 
 #[cfg(test)]

@@ -294,14 +294,8 @@ fn build_packages<'a>(
     let planned = resolve::read_closure(&wanted, sources, cache_root)?;
     let key = PackageView::key(&planned);
     if let Some(view) = remote.view(&key) {
-        progress.stage(
-            "packages",
-            format!(
-                "{} store paths, {} (not fetched: the cache repo knows their files)",
-                planned.closure.paths.len(),
-                human_size(planned.closure.total_nar_size()),
-            ),
-        );
+        let how = "not fetched: the cache repo knows their files";
+        build_packages::report(&planned, how, progress);
         let packages = BuildPackages::planned(wanted, planned, view, sources, cache_root, progress);
         return Ok((packages, None));
     }
