@@ -10,7 +10,7 @@ use kiln_providers::{Environment, GeneratePlanOptions, PlanFlags};
 
 use super::UsageError;
 use crate::layer::{Format, PackSettings};
-use crate::pipeline::{Delivery, ImageOptions, Target};
+use crate::pipeline::{CacheRepoOptions, Delivery, ImageOptions, Target};
 use crate::registry::{Credentials, Platform, RegistryConfig};
 use crate::resolve::PackageSources;
 use crate::sandbox::{CaChoice, HostTrust};
@@ -415,6 +415,36 @@ impl OutputArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// A registry build cache shared by machines (`--cache-repo`).
+#[derive(Debug, Args)]
+pub struct CacheRepoArgs {
+    /// Registry repository (`REGISTRY/NAME`) that holds a build cache
+    /// shared by every machine given it: phase results, store path layers
+    /// and what kiln read from the packages, as small artifacts tagged by
+    /// their keys. Looked up when kiln's own cache misses, written after
+    /// the build; reached with the registry flags the push uses. It holds
+    /// build outputs: share it only among builds you trust alike.
+    #[arg(long, env = "KILN_CACHE_REPO", value_name = "REGISTRY/NAME")]
+    pub cache_repo: Option<String>,
+
+    /// Read the cache repo, never write to it.
+    #[arg(long, requires = "cache_repo")]
+    pub cache_repo_read_only: bool,
+}
+
+impl CacheRepoArgs {
+    /// The cache repo asked for, if any.
+    pub fn options(&self) -> Option<CacheRepoOptions> {
+        self.cache_repo.as_ref().map(|repository| CacheRepoOptions {
+            repository: repository
+                .strip_prefix("docker://")
+                .unwrap_or(repository)
+                .to_string(),
+            read_only: self.cache_repo_read_only,
+        })
     }
 }
 

@@ -71,12 +71,14 @@ pub struct Delivered {
     pub pushed: Vec<String>,
 }
 
-/// Writes or pushes `image` to every target of `delivery`.
+/// Writes or pushes `image` to every target of `delivery`; a push mounts
+/// blobs it lacks from the repositories `mount_from` of its registry.
 pub fn deliver(
     image: &Image,
     delivery: &Delivery,
     registry: &RegistryConfig,
     cache: &LayerCache,
+    mount_from: &[String],
     progress: &Progress,
 ) -> anyhow::Result<Delivered> {
     let mut delivered = Delivered::default();
@@ -94,7 +96,7 @@ pub fn deliver(
                 let target = PushTarget {
                     destination: reference,
                     extra_tags: &delivery.tags,
-                    mount_from: &[],
+                    mount_from,
                 };
                 let bar = Arc::new(progress.push_bar());
                 let outcome = push_image(image, &target, registry, cache, bar)?;

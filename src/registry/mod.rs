@@ -7,6 +7,7 @@
 //! [`push_layout_with_progress`] reports to a [`PushProgress`] as it goes. [`unpack_layers`] turns
 //! pulled layers into a root filesystem folder.
 
+mod artifact;
 mod auth;
 mod blob_stream;
 mod connect;
@@ -20,6 +21,7 @@ mod referrers;
 mod retry;
 mod unpack;
 
+pub use artifact::{Artifact, ArtifactBlob, ArtifactRepo};
 pub use auth::{AuthEnv, CredentialSource, Credentials};
 pub use error::RegistryError;
 pub use layout::{layout_referrer, referrer_in};
