@@ -7,30 +7,18 @@
 //! file so the edit has a phase to re-run, as a real app's build would.
 
 use std::path::Path;
-use std::process::Command;
 
-use kiln_harness::apps::FixtureApp;
 use kiln_harness::FixtureNixpkgs;
 
 mod support;
 
-use support::{stages, timed, Build};
+use support::{node_app_copy, node_build, stages, timed, Build};
 
 const ROUNDS: usize = 3;
 
 fn build(fixture: &FixtureNixpkgs, app: &Path, cache: &Path, output: &Path) -> Build {
     timed(
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .arg("--json")
-            .arg("--cache-dir")
-            .arg(cache)
-            .arg("build")
-            .arg(app)
-            .arg("--nixpkgs")
-            .arg(fixture.nixpkgs_dir())
-            .args(["--substituter", &fixture.xz_cache_url()])
-            .args(["--trusted-public-key", fixture.public_key()])
-            .args(["--build-cmd", "cp server.js server.copy.js"])
+        node_build(fixture, app, cache, &fixture.xz_cache_url())
             .arg("--output")
             .arg(format!("oci-archive:{}", output.display())),
     )
@@ -44,11 +32,7 @@ fn main() {
     let mut ratios = Vec::new();
     for round in 1..=ROUNDS {
         let work = tempfile::tempdir().unwrap();
-        let app = work.path().join("node-server");
-        std::fs::create_dir(&app).unwrap();
-        for file in ["package.json", "package-lock.json", "server.js"] {
-            std::fs::copy(FixtureApp::Node.dir().join(file), app.join(file)).unwrap();
-        }
+        let app = node_app_copy(work.path());
         let cache = work.path().join("cache");
         let cold = build(fixture, &app, &cache, &work.path().join("cold.oci.tar"));
         let mut source = std::fs::read_to_string(app.join("server.js")).unwrap();

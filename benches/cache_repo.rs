@@ -11,14 +11,12 @@
 //! under 20% of cold.
 
 use std::path::Path;
-use std::process::Command;
 
-use kiln_harness::apps::FixtureApp;
 use kiln_harness::{require, FixtureNixpkgs, Registry, RegistryKind};
 
 mod support;
 
-use support::{stages, timed, Build};
+use support::{node_app_copy, node_build, stages, timed, Build};
 
 const ROUNDS: usize = 3;
 
@@ -32,22 +30,11 @@ struct Setup<'a> {
 fn build(setup: &Setup<'_>, cache: &Path, cache_repo: &str, tag: &str) -> Build {
     let host = setup.registry.host();
     timed(
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .arg("--json")
-            .arg("--cache-dir")
-            .arg(cache)
-            .arg("build")
-            .arg(setup.app)
-            .arg("--nixpkgs")
-            .arg(setup.fixture.nixpkgs_dir())
-            .args(["--substituter", &setup.substituter])
-            .args(["--trusted-public-key", setup.fixture.public_key()])
+        node_build(setup.fixture, setup.app, cache, &setup.substituter)
             .arg("--ignore-host-store")
-            .args(["--build-cmd", "cp server.js server.copy.js"])
             .args(["--insecure-registry", &host])
             .args(["--push", &format!("{host}/app:{tag}")])
             .args(["--cache-repo", &format!("{host}/{cache_repo}")])
-            .env_remove("RUST_LOG")
             .env_remove("KILN_CACHE_REPO"),
     )
 }
@@ -65,11 +52,7 @@ fn main() {
     let mut ratios = (Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
         let work = tempfile::tempdir().unwrap();
-        let app = work.path().join("node-server");
-        std::fs::create_dir(&app).unwrap();
-        for file in ["package.json", "package-lock.json", "server.js"] {
-            std::fs::copy(FixtureApp::Node.dir().join(file), app.join(file)).unwrap();
-        }
+        let app = node_app_copy(work.path());
         let setup = Setup {
             fixture,
             substituter: http.url(),

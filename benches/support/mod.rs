@@ -1,8 +1,46 @@
-//! What the build benchmarks share: a timed `kiln --json build` and its
+//! What the build benchmarks share: a copy of the Node fixture app, a
+//! `kiln --json build` of it with the fixture's packages, timed, and its
 //! stages on one line.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use kiln_harness::apps::FixtureApp;
+use kiln_harness::FixtureNixpkgs;
+
+/// A copy of the Node fixture app in `work`, for builds that edit it.
+pub fn node_app_copy(work: &Path) -> PathBuf {
+    let app = work.join("node-server");
+    std::fs::create_dir(&app).unwrap();
+    for file in ["package.json", "package-lock.json", "server.js"] {
+        std::fs::copy(FixtureApp::Node.dir().join(file), app.join(file)).unwrap();
+    }
+    app
+}
+
+/// `kiln --json build app` with the fixture's nixpkgs, packages from
+/// `substituter` and a build phase of its own, for the caller to add to.
+pub fn node_build(
+    fixture: &FixtureNixpkgs,
+    app: &Path,
+    cache: &Path,
+    substituter: &str,
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command
+        .arg("--json")
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("build")
+        .arg(app)
+        .arg("--nixpkgs")
+        .arg(fixture.nixpkgs_dir())
+        .args(["--substituter", substituter])
+        .args(["--trusted-public-key", fixture.public_key()])
+        .args(["--build-cmd", "cp server.js server.copy.js"]);
+    command
+}
 
 /// Wall time of one build and its `--json` summary.
 pub struct Build {
