@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use kiln_harness::apps::FixtureApp;
 use kiln_harness::nixpkgs::HttpCache;
+use kiln_harness::summary::phases_cached;
 use kiln_harness::{require, FixtureNixpkgs, Registry, RegistryKind, Request};
 use serde_json::Value;
 
@@ -111,16 +112,6 @@ fn summary(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("kiln printed JSON")
 }
 
-/// Whether each phase of `summary` came from a cache, by name.
-fn phases(summary: &Value) -> Vec<(String, bool)> {
-    summary["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p["name"].as_str().unwrap().to_string(), p["cached"] == true))
-        .collect()
-}
-
 fn packed(summary: &Value) -> Vec<String> {
     let mut packed: Vec<String> = summary["packed"]
         .as_array()
@@ -145,7 +136,7 @@ fn a_fresh_machine_builds_from_the_cache_repo_alone() {
     let a = farm.build("machine-a", &app, "a");
     assert!(farm.nar_requests() > 0, "machine A fetched its packages");
     assert_eq!(
-        phases(&a),
+        phases_cached(&a),
         [("install".into(), false), ("build".into(), false)]
     );
 
@@ -156,7 +147,7 @@ fn a_fresh_machine_builds_from_the_cache_repo_alone() {
     let registry = since(farm.registry.requests(), registry_before);
     assert_eq!(nars, 0, "machine B downloaded NARs:\n{}", farm.http.log());
     assert_eq!(
-        phases(&b),
+        phases_cached(&b),
         [("install".into(), true), ("build".into(), true)]
     );
     assert_eq!(b["digest"], a["digest"], "the same image on both machines");
@@ -179,7 +170,7 @@ fn a_fresh_machine_builds_from_the_cache_repo_alone() {
     let edited = farm.app("edited", "// edited\n");
     let c = farm.build("machine-b", &edited, "c");
     assert_eq!(
-        phases(&c),
+        phases_cached(&c),
         [("install".into(), true), ("build".into(), false)]
     );
     assert_eq!(packed(&c), ["app files", "phase build"]);
@@ -221,7 +212,7 @@ fn two_builds_at_once_share_a_cache_repo() {
     assert_eq!(first["digest"], second["digest"]);
     let third = farm.build("three", &app, "three");
     assert_eq!(third["digest"], first["digest"]);
-    assert!(phases(&third).iter().all(|(_, cached)| *cached));
+    assert!(phases_cached(&third).iter().all(|(_, cached)| *cached));
 }
 
 /// The tags of the cache repo starting with `prefix`.
@@ -293,7 +284,7 @@ fn a_tampered_record_or_a_lost_blob_runs_the_phase() {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let b = summary(&output);
     assert_eq!(
-        phases(&b),
+        phases_cached(&b),
         [("install".into(), false), ("build".into(), false)]
     );
     assert!(
@@ -320,7 +311,7 @@ fn a_tampered_record_or_a_lost_blob_runs_the_phase() {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let c = summary(&output);
     assert!(
-        phases(&c).iter().any(|(_, cached)| !cached),
+        phases_cached(&c).iter().any(|(_, cached)| !cached),
         "a phase ran: {c}"
     );
     assert!(stderr.contains("running the phase"), "{stderr}");
