@@ -7,64 +7,21 @@
 //! file so the edit has a phase to re-run, as a real app's build would.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use kiln_harness::apps::FixtureApp;
 use kiln_harness::FixtureNixpkgs;
+
+mod support;
+
+use support::{node_app_copy, node_build, stages, timed, Build};
 
 const ROUNDS: usize = 3;
 
-/// Wall time of one build and its `--json` summary.
-struct Build {
-    wall: Duration,
-    summary: serde_json::Value,
-}
-
 fn build(fixture: &FixtureNixpkgs, app: &Path, cache: &Path, output: &Path) -> Build {
-    let started = Instant::now();
-    let result = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .arg("--json")
-        .arg("--cache-dir")
-        .arg(cache)
-        .arg("build")
-        .arg(app)
-        .arg("--nixpkgs")
-        .arg(fixture.nixpkgs_dir())
-        .args(["--substituter", &fixture.xz_cache_url()])
-        .args(["--trusted-public-key", fixture.public_key()])
-        .args(["--build-cmd", "cp server.js server.copy.js"])
-        .arg("--output")
-        .arg(format!("oci-archive:{}", output.display()))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run kiln build");
-    let wall = started.elapsed();
-    assert!(
-        result.status.success(),
-        "kiln build failed:\n{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    Build {
-        wall,
-        summary: serde_json::from_slice(&result.stdout).expect("--json summary"),
-    }
-}
-
-fn stages(summary: &serde_json::Value) -> String {
-    summary["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            format!(
-                "{} {:.2}s",
-                s["name"].as_str().unwrap(),
-                s["seconds"].as_f64().unwrap()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    timed(
+        node_build(fixture, app, cache, &fixture.xz_cache_url())
+            .arg("--output")
+            .arg(format!("oci-archive:{}", output.display())),
+    )
 }
 
 fn main() {
@@ -75,11 +32,7 @@ fn main() {
     let mut ratios = Vec::new();
     for round in 1..=ROUNDS {
         let work = tempfile::tempdir().unwrap();
-        let app = work.path().join("node-server");
-        std::fs::create_dir(&app).unwrap();
-        for file in ["package.json", "package-lock.json", "server.js"] {
-            std::fs::copy(FixtureApp::Node.dir().join(file), app.join(file)).unwrap();
-        }
+        let app = node_app_copy(work.path());
         let cache = work.path().join("cache");
         let cold = build(fixture, &app, &cache, &work.path().join("cold.oci.tar"));
         let mut source = std::fs::read_to_string(app.join("server.js")).unwrap();

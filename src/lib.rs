@@ -9,8 +9,9 @@
 //! - [`pipeline`]: wires the stages of a build (and of `kiln pack`).
 //! - the stages: [`resolve`] (package names to store paths, realized by
 //!   `kiln-store`), [`sandbox`] (phases in namespaces), [`layer`] and
-//!   [`image`] (packing), [`registry`] (pushes and pulls), and [`cache`]
-//!   (the cache folder's layout).
+//!   [`image`] (packing), [`sbom`] (what an image holds, for supply
+//!   chain tools), [`registry`] (pushes and pulls), and [`cache`] (the
+//!   cache folder's layout).
 //!
 //! Plans come from `kiln-providers`, Nix store work from `kiln-store`.
 //! Stages never reach up into `pipeline` or `commands`.
@@ -24,3 +25,5 @@ pub mod registry;
 pub mod report;
 pub mod resolve;
 pub mod sandbox;
+pub mod sbom;
+pub mod sign;

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 
 use kiln_harness::apps::FixtureApp;
 use kiln_harness::process::free_port;
+use kiln_harness::summary::phases_cached;
 use kiln_harness::validators::Bundle;
 use kiln_harness::{require, AsUser, FixtureNixpkgs, Registry, RegistryKind};
 
@@ -1022,16 +1023,6 @@ fn on_a_terminal_bars_are_drawn_and_the_plain_lines_remain() {
     for stage in SHELL_APP_STAGES {
         assert!(has_stage_line(&shown, stage), "no {stage} line: {shown}");
     }
-}
-
-/// The phases of a `--json` summary with whether each came from the cache.
-fn phases_cached(summary: &serde_json::Value) -> Vec<(String, bool)> {
-    summary["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p["name"].as_str().unwrap().to_string(), p["cached"] == true))
-        .collect()
 }
 
 #[test]

@@ -21,6 +21,8 @@ fn top_level_help_lists_every_subcommand_and_global_option() {
         "realize",
         "lock",
         "cache",
+        "sbom",
+        "keygen",
         "--verbose",
         "--quiet",
         "--json",
@@ -75,12 +77,44 @@ fn build_help_documents_output_store_layer_and_sandbox_flags() {
         "--insecure-registry",
         "--pkgs",
         "--start-cmd",
+        "--no-sbom",
+        "--sign-key",
     ] {
         assert!(
             help.contains(flag),
             "kiln build --help lacks {flag}:\n{help}"
         );
     }
+}
+
+#[test]
+fn sbom_help_names_every_kind_of_image_it_reads() {
+    let help = stdout(&kiln(&["sbom", "--help"]));
+    for word in [
+        "oci:DIR",
+        "oci-archive:FILE",
+        "docker://",
+        "--insecure-registry",
+        "referrers",
+    ] {
+        assert!(
+            help.contains(word),
+            "kiln sbom --help lacks {word}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn sbom_of_something_that_is_not_a_layout_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = format!("oci:{}:latest", dir.path().display());
+    let output = kiln(&["sbom", &layout]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("index.json") && err.contains(&dir.path().display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,11 +1,11 @@
 # Sourced by tests/run and tests/demo: installs the Debian packages kiln's
 # tests and demo use and creates the unprivileged test user, each only when
-# missing. Defines install_packages and create_test_user.
+# missing. Defines install_packages, create_test_user and install_validators.
 
 packages=(
   nix-bin docker-registry skopeo umoci oci-image-tool runc busybox-static
   patchelf nginx bubblewrap pigz debootstrap openssl apache2-utils curl
-  uidmap zstd xz-utils time golang-1.19-go caddy
+  uidmap zstd xz-utils time python3-venv golang-1.19-go caddy
 )
 test_user=kiln-test
 
@@ -55,3 +55,18 @@ create_test_user() {
   done
 }
 
+
+# The SBOM validators, from the Python package index through pip into a
+# venv under the target folder (tests find it there): spdx-tools'
+# `pyspdxtools` validates SPDX 2.3 JSON. Pinned, so a release of theirs
+# cannot change what the tests accept.
+validator_packages=(spdx-tools==0.8.5)
+install_validators() {
+  local venv="${CARGO_TARGET_DIR:-target}/kiln-validators"
+  if [ -x "$venv/bin/pyspdxtools" ]; then
+    echo "SBOM validators present in $venv"
+    return
+  fi
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet "${validator_packages[@]}"
+}

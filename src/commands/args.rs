@@ -2,6 +2,7 @@
 //! options a stage takes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -9,10 +10,11 @@ use kiln_providers::{Environment, GeneratePlanOptions, PlanFlags};
 
 use super::UsageError;
 use crate::layer::{Format, PackSettings};
-use crate::pipeline::{Delivery, ImageOptions, Target};
+use crate::pipeline::{CacheRepoOptions, Delivery, ImageOptions, Target};
 use crate::registry::{Credentials, Platform, RegistryConfig};
 use crate::resolve::PackageSources;
 use crate::sandbox::{CaChoice, HostTrust};
+use crate::sign::Key;
 
 /// Plan options shared by every subcommand that plans an app.
 #[derive(Debug, Args)]
@@ -325,6 +327,24 @@ pub struct OutputArgs {
     #[arg(long, value_name = "REFERENCE")]
     pub push: Option<String>,
 
+    /// Attach no SBOM. By default the image gets an SPDX 2.3 SBOM of its
+    /// Nix closure (every store path with its NAR hash and references) and
+    /// of the app's `package-lock.json`, as an OCI 1.1 artifact whose
+    /// subject is the image: listed in `oci:` and `oci-archive:` indexes,
+    /// pushed under the image's referrers tag (`sha256-<hex>`). `kiln
+    /// sbom` prints it.
+    #[arg(long)]
+    pub no_sbom: bool,
+
+    /// Sign the pushed image, and its SBOM, with this private key (ECDSA
+    /// P-256, PKCS#8 PEM, as `kiln keygen` writes), in cosign's format:
+    /// a simple-signing payload under the tag `sha256-<hex>.sig`, which
+    /// `cosign verify --key` and `sigstoreSigned` policies (skopeo, podman,
+    /// CRI-O with `use-sigstore-attachments`) check. Keyless signing is not
+    /// supported.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+
     /// Registry host allowed over plain HTTP or unverified TLS. Repeat for more.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
@@ -356,9 +376,26 @@ impl OutputArgs {
             let file = format!("oci-archive:{}.oci.tar", name.replace('/', "_"));
             targets.push(file.parse::<Target>()?);
         }
+        let sign_key = match &self.sign_key {
+            None => None,
+            Some(path) => {
+                if !targets.iter().any(|t| matches!(t, Target::Push(_))) {
+                    return Err(UsageError(
+                        "--sign-key signs what is pushed; add --push or --output docker://..."
+                            .into(),
+                    )
+                    .into());
+                }
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("could not read the signing key {}", path.display())
+                })?;
+                Some(Arc::new(Key::parse(&text, &path.display().to_string())?))
+            }
+        };
         Ok(Delivery {
             targets,
             tags: self.tag.clone(),
+            sign_key,
         })
     }
 
@@ -378,6 +415,36 @@ impl OutputArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// A registry build cache shared by machines (`--cache-repo`).
+#[derive(Debug, Args)]
+pub struct CacheRepoArgs {
+    /// Registry repository (`REGISTRY/NAME`) that holds a build cache
+    /// shared by every machine given it: phase results, store path layers
+    /// and what kiln read from the packages, as small artifacts tagged by
+    /// their keys. Looked up when kiln's own cache misses, written after
+    /// the build; reached with the registry flags the push uses. It holds
+    /// build outputs: share it only among builds you trust alike.
+    #[arg(long, env = "KILN_CACHE_REPO", value_name = "REGISTRY/NAME")]
+    pub cache_repo: Option<String>,
+
+    /// Read the cache repo, never write to it.
+    #[arg(long, requires = "cache_repo")]
+    pub cache_repo_read_only: bool,
+}
+
+impl CacheRepoArgs {
+    /// The cache repo asked for, if any.
+    pub fn options(&self) -> Option<CacheRepoOptions> {
+        self.cache_repo.as_ref().map(|repository| CacheRepoOptions {
+            repository: repository
+                .strip_prefix("docker://")
+                .unwrap_or(repository)
+                .to_string(),
+            read_only: self.cache_repo_read_only,
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use super::args::{LayerArgs, Network, OutputArgs, PlanArgs, StoreArgs, TrustArgs};
+use super::args::{CacheRepoArgs, LayerArgs, Network, OutputArgs, PlanArgs, StoreArgs, TrustArgs};
 use super::cache::{pruned_json, pruned_line};
 use super::GlobalArgs;
 use crate::cache::{self, Limits, Pruned};
@@ -30,6 +30,9 @@ pub struct BuildCommand {
 
     #[command(flatten)]
     pub trust: TrustArgs,
+
+    #[command(flatten)]
+    pub cache_repo: CacheRepoArgs,
 
     /// Image to build on instead of kiln's minimal base, pulled from its
     /// registry; its layers stay the image's first. Needed for `aptPkgs`
@@ -85,6 +88,8 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         },
         registry: command.output.registry_config(),
         cache_root: global.cache_root()?,
+        sbom: !command.output.no_sbom,
+        cache_repo: command.cache_repo.options(),
     };
     let built = pipeline::build(&generated, &options, &progress)?;
     let pruned = command

@@ -9,10 +9,12 @@ pub mod args;
 pub mod build;
 pub mod cache;
 pub mod detect;
+pub mod keygen;
 pub mod lock;
 pub mod pack;
 pub mod plan;
 pub mod realize;
+pub mod sbom;
 pub mod shell;
 
 use std::path::PathBuf;
@@ -126,6 +128,22 @@ pub enum Command {
 
     /// Inspect or prune kiln's cache.
     Cache(cache::CacheCommand),
+
+    /// Print the SBOM kiln attached to an image it built.
+    ///
+    /// Reads the SPDX document from the image's OCI 1.1 referrers: in an
+    /// `oci:` layout or `oci-archive:` file, the artifact listed in
+    /// `index.json` whose subject is the image; in a registry, the one
+    /// listed under the image's referrers tag (`sha256-<hex>`). Digests are
+    /// checked on the way.
+    Sbom(sbom::SbomCommand),
+
+    /// Write an ECDSA P-256 key pair for `--sign-key`.
+    ///
+    /// Images pushed with `--sign-key PREFIX.key` are signed in cosign's
+    /// format; `cosign verify --key PREFIX.pub` and `sigstoreSigned`
+    /// policies with `keyPath: PREFIX.pub` check them.
+    Keygen(keygen::KeygenCommand),
 }
 
 /// A command line kiln cannot act on; ends kiln with exit code 2.
@@ -154,6 +172,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Realize(command) => realize::run(global, command),
         Command::Lock(command) => lock::run(global, command),
         Command::Cache(command) => cache::run(global, command),
+        Command::Sbom(command) => sbom::run(command),
+        Command::Keygen(command) => keygen::run(command),
     }
 }
 

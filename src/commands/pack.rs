@@ -8,9 +8,10 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use super::args::{key_values, LayerArgs, OutputArgs, StoreArgs};
+use super::args::{key_values, CacheRepoArgs, LayerArgs, OutputArgs, StoreArgs};
 use super::GlobalArgs;
 use crate::layer::LayerCache;
+use crate::pipeline::cache_repo::{Published, RemoteCache};
 use crate::pipeline::{self, PackOptions};
 use crate::report::{outln, Progress};
 use crate::resolve;
@@ -51,6 +52,9 @@ pub struct PackCommand {
 
     #[command(flatten)]
     pub layers: LayerArgs,
+
+    #[command(flatten)]
+    pub cache_repo: CacheRepoArgs,
 }
 
 /// Resolves and fetches the packages, packs them and delivers the image.
@@ -73,9 +77,36 @@ pub fn run(global: &GlobalArgs, command: &PackCommand) -> anyhow::Result<()> {
     drop(fetch_bar);
     let cache = LayerCache::open(&cache_root)
         .with_context(|| format!("could not open the layer cache in {}", cache_root.display()))?;
-    let image = pipeline::pack(&packages, &run, &image_options, &cache, &progress)?;
     let registry = command.output.registry_config();
-    let delivered = pipeline::deliver(&image, &delivery, &registry, &cache, &progress)?;
+    let remote = match command.cache_repo.options() {
+        Some(repo) => RemoteCache::open(&repo, &registry, &delivery, image_options.settings)?,
+        None => None,
+    };
+    let (mut image, new_layers) = pipeline::pack(
+        &packages,
+        &run,
+        &image_options,
+        &cache,
+        remote.as_ref(),
+        &progress,
+    )?;
+    if !command.output.no_sbom {
+        pipeline::attach_sbom(&mut image, name, &packages.closure.paths, None, &progress)?;
+    }
+    let mount_from = remote
+        .as_ref()
+        .map(RemoteCache::mount_sources)
+        .unwrap_or_default();
+    let delivered =
+        pipeline::deliver(&image, &delivery, &registry, &cache, &mount_from, &progress)?;
+    if let Some(remote) = &remote {
+        let published = Published {
+            view: None,
+            phases: &[],
+            store_layers: &new_layers,
+        };
+        remote.publish(&published, &image, &cache);
+    }
 
     if global.json {
         let layers: Vec<_> = image

@@ -62,6 +62,7 @@ fn origin_word(origin: &Origin) -> &'static str {
         Origin::Downloaded { .. } => "downloaded",
         Origin::AlreadyInStore => "cached",
         Origin::HostStore => "host",
+        Origin::NotRealized => "not realized",
     }
 }
 

@@ -93,8 +93,13 @@ pub fn run(global: &GlobalArgs, args: &ShellCommand) -> anyhow::Result<()> {
     let bash = packages
         .bash()
         .context("no package of the plan has bin/bash, which runs the shell")?;
-    let mut env =
-        pipeline::phase_environment(&generated.plan, &phases, &packages, &args.plan.env.pairs()?);
+    let mut env = pipeline::phase_environment(
+        &generated.plan,
+        &phases,
+        &packages.bin_dirs(),
+        &packages.library_dirs,
+        &args.plan.env.pairs()?,
+    );
     pipeline::global_prefix::apply(&mut env, pipeline::image_paths(&phases).len());
     prepend_bins(&mut env, &extra);
     let command = if args.command.is_empty() {

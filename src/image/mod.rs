@@ -14,6 +14,7 @@ mod destination;
 pub mod docker_archive;
 pub mod oci_archive;
 pub mod oci_layout;
+pub mod referrer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ use crate::layer::digest::sha256_digest;
 use crate::layer::{Layer, LayerError};
 
 pub use destination::{Destination, DestinationError};
+pub use referrer::Attachment;
 
 /// Folder the start command runs in, as in Nixpacks images.
 pub const WORKING_DIR: &str = "/app";
@@ -53,6 +55,8 @@ pub struct Image {
     pub layers: Vec<Layer>,
     /// `SOURCE_DATE_EPOCH` the image was made with, for archive mtimes.
     pub source_date_epoch: u64,
+    /// Artifacts about the image (its SBOM), written and pushed beside it.
+    pub attachments: Vec<Attachment>,
 }
 
 impl Image {
@@ -64,6 +68,25 @@ impl Image {
     /// Sum of the layers' tar sizes.
     pub fn uncompressed_size(&self) -> u64 {
         self.layers.iter().map(|l| l.uncompressed_size).sum()
+    }
+
+    /// Every blob held in memory, as `(digest, bytes)`: the config and
+    /// manifest, then each attachment's manifest and blobs.
+    pub fn small_blobs(&self) -> Vec<(&str, &[u8])> {
+        let mut blobs: Vec<(&str, &[u8])> = vec![
+            (&self.config_digest, &self.config),
+            (&self.manifest_digest, &self.manifest),
+        ];
+        for attachment in &self.attachments {
+            blobs.push((&attachment.manifest_digest, &attachment.manifest));
+            blobs.extend(
+                attachment
+                    .blobs
+                    .iter()
+                    .map(|b| (b.digest.as_str(), b.bytes.as_slice())),
+            );
+        }
+        blobs
     }
 }
 
@@ -225,6 +248,7 @@ impl ImageBuilder {
             manifest_digest,
             layers: self.layers,
             source_date_epoch: self.source_date_epoch,
+            attachments: Vec::new(),
         })
     }
 
@@ -383,7 +407,9 @@ fn parse_digest(digest: &str) -> oci_spec::image::Digest {
         .expect("kiln makes well-formed sha256 digests")
 }
 
-fn rfc3339(epoch: u64) -> Result<String, ImageError> {
+/// `epoch` as an RFC 3339 date (`1970-01-01T00:00:01Z`), as image configs
+/// and SBOMs write their creation time.
+pub fn rfc3339(epoch: u64) -> Result<String, ImageError> {
     let seconds = i64::try_from(epoch).map_err(|_| ImageError::BadEpoch(epoch))?;
     time::OffsetDateTime::from_unix_timestamp(seconds)
         .ok()

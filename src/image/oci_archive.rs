@@ -21,8 +21,9 @@ pub fn write(image: &Image, file: &Path, tags: &[String]) -> Result<(), ImageErr
     for layer in &image.layers {
         blobs.insert(layer.digest.clone(), Blob::File(&layer.blob, layer.size));
     }
-    blobs.insert(image.config_digest.clone(), Blob::Bytes(&image.config));
-    blobs.insert(image.manifest_digest.clone(), Blob::Bytes(&image.manifest));
+    for (digest, bytes) in image.small_blobs() {
+        blobs.insert(digest.to_string(), Blob::Bytes(bytes));
+    }
     let index = index(image, tags);
 
     write_archive_atomically(file, image.source_date_epoch, |archive| {

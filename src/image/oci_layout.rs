@@ -1,7 +1,8 @@
 //! `oci:DIR[:TAG]`: an OCI image layout folder (`oci-layout`, `index.json`
 //! with one `org.opencontainers.image.ref.name` entry per tag,
 //! `blobs/sha256/`). Writing into an existing layout keeps its other images
-//! and moves the given tags to this one.
+//! and moves the given tags to this one. The image's attachments (its SBOM)
+//! are listed untagged, with their `artifactType`, as OCI 1.1 referrers.
 
 use std::fs::{self, File};
 use std::io;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use kiln_io::{write_atomically, AtomicFile};
 use serde_json::{json, Value};
 
+use super::referrer::MANIFEST_MEDIA_TYPE;
 use super::{canonical_json, Image, ImageError};
 use crate::layer::digest::sha256_hex;
 
@@ -19,7 +21,6 @@ pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// The annotation naming a tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Writes `image` into the layout at `dir` under every tag in `tags`.
@@ -33,10 +34,7 @@ pub fn write(image: &Image, dir: &Path, tags: &[String]) -> Result<(), ImageErro
     for layer in &image.layers {
         copy_blob(&layer.blob, &blobs.join(hex(&layer.digest)), layer.size)?;
     }
-    for (digest, bytes) in [
-        (&image.config_digest, &image.config),
-        (&image.manifest_digest, &image.manifest),
-    ] {
+    for (digest, bytes) in image.small_blobs() {
         let path = blobs.join(hex(digest));
         if !same_size(&path, bytes.len() as u64) {
             write_atomically(&path, bytes).map_err(|e| ImageError::io(&path, e))?;
@@ -62,6 +60,10 @@ fn index_with(existing: Option<Value>, image: &Image, tags: &[String]) -> Vec<u8
         m["annotations"][REF_NAME]
             .as_str()
             .is_none_or(|name| !tags.iter().any(|t| t == name))
+            && !image
+                .attachments
+                .iter()
+                .any(|a| m["digest"].as_str() == Some(&a.manifest_digest))
     });
     for tag in tags {
         manifests.push(json!({
@@ -71,6 +73,8 @@ fn index_with(existing: Option<Value>, image: &Image, tags: &[String]) -> Vec<u8
             "annotations": { REF_NAME: tag },
         }));
     }
+    // Untagged, with their artifactType: referrers, found by their subject.
+    manifests.extend(image.attachments.iter().map(|a| a.descriptor()));
     canonical_json(&json!({
         "schemaVersion": 2,
         "mediaType": INDEX_MEDIA_TYPE,

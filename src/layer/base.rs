@@ -30,10 +30,24 @@ pub struct BaseFiles {
     pub cert_file: Option<&'static str>,
 }
 
-/// The base files for an image whose packages are `packages` (searched
-/// first, in order) and whose whole closure is `closure` (searched next, in
+/// What the base files link to: each program or bundle the closure has,
+/// as a path inside the image. Found on disk by [`find_base`], or read
+/// back from a record of an earlier build.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BaseFinds {
+    /// `<store path>/bin/bash`.
+    pub bash: Option<String>,
+    /// `<store path>/bin/sh`, else bash.
+    pub sh: Option<String>,
+    /// `<store path>/bin/env`.
+    pub env: Option<String>,
+    /// `<store path>/etc/ssl/certs/ca-bundle.crt`.
+    pub ca_bundle: Option<String>,
+}
+
+/// Searches `packages` (first, in order) and then the whole `closure` (in
 /// name order) for `bin/sh`, `bin/bash`, `bin/env` and the CA bundle.
-pub fn base_files(packages: &[StorePathSource], closure: &[StorePathSource]) -> BaseFiles {
+pub fn find_base(packages: &[StorePathSource], closure: &[StorePathSource]) -> BaseFinds {
     let mut sorted: Vec<&StorePathSource> = closure.iter().collect();
     sorted.sort_by(|a, b| a.store_path.cmp(&b.store_path));
     let search: Vec<&StorePathSource> = packages.iter().chain(sorted).collect();
@@ -43,36 +57,51 @@ pub fn base_files(packages: &[StorePathSource], closure: &[StorePathSource]) -> 
             .find(|p| exists(&p.local.join(relative)))
             .map(|p| format!("{}/{relative}", p.store_path))
     };
-
-    let mut tree = Tree::new();
-    tree.add_file("etc/passwd", 0o644, PASSWD.as_bytes().to_vec());
-    tree.add_file("etc/group", 0o644, GROUP.as_bytes().to_vec());
-    tree.add_file("etc/nsswitch.conf", 0o644, NSSWITCH.as_bytes().to_vec());
-    tree.add_dir("tmp", 0o1777);
-    tree.add_dir("root", 0o700);
-    tree.add_dir("app", 0o755);
-
     let bash = find("bin/bash");
-    let sh = find("bin/sh").or_else(|| bash.clone());
-    if let Some(bash) = &bash {
-        tree.add_symlink("bin/bash", bash);
+    BaseFinds {
+        sh: find("bin/sh").or_else(|| bash.clone()),
+        bash,
+        env: find("bin/env"),
+        ca_bundle: find("etc/ssl/certs/ca-bundle.crt"),
     }
-    if let Some(sh) = &sh {
-        tree.add_symlink("bin/sh", sh);
-    }
-    if let Some(env) = find("bin/env") {
-        tree.add_symlink("usr/bin/env", env);
-    }
-    let cert_file = find("etc/ssl/certs/ca-bundle.crt").map(|bundle| {
-        tree.add_symlink(&CERT_FILE[1..], &bundle);
-        tree.add_symlink("etc/ssl/certs/ca-bundle.crt", &bundle);
-        CERT_FILE
-    });
-    BaseFiles {
-        tree,
-        has_bash: bash.is_some(),
-        has_sh: sh.is_some(),
-        cert_file,
+}
+
+/// The base files for an image whose packages are `packages` and whose
+/// whole closure is `closure` (see [`find_base`]).
+pub fn base_files(packages: &[StorePathSource], closure: &[StorePathSource]) -> BaseFiles {
+    find_base(packages, closure).files()
+}
+
+impl BaseFinds {
+    /// The base files linking to what was found.
+    pub fn files(&self) -> BaseFiles {
+        let mut tree = Tree::new();
+        tree.add_file("etc/passwd", 0o644, PASSWD.as_bytes().to_vec());
+        tree.add_file("etc/group", 0o644, GROUP.as_bytes().to_vec());
+        tree.add_file("etc/nsswitch.conf", 0o644, NSSWITCH.as_bytes().to_vec());
+        tree.add_dir("tmp", 0o1777);
+        tree.add_dir("root", 0o700);
+        tree.add_dir("app", 0o755);
+        if let Some(bash) = &self.bash {
+            tree.add_symlink("bin/bash", bash);
+        }
+        if let Some(sh) = &self.sh {
+            tree.add_symlink("bin/sh", sh);
+        }
+        if let Some(env) = &self.env {
+            tree.add_symlink("usr/bin/env", env);
+        }
+        let cert_file = self.ca_bundle.as_ref().map(|bundle| {
+            tree.add_symlink(&CERT_FILE[1..], bundle);
+            tree.add_symlink("etc/ssl/certs/ca-bundle.crt", bundle);
+            CERT_FILE
+        });
+        BaseFiles {
+            tree,
+            has_bash: self.bash.is_some(),
+            has_sh: self.sh.is_some(),
+            cert_file,
+        }
     }
 }
 

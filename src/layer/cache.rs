@@ -49,6 +49,9 @@ pub enum LayerJob {
     StorePaths(Vec<StorePathSource>),
     /// Generated files (base files, the profile), with what they are.
     Tree(Tree, String),
+    /// A layer already at hand (found in a registry's build cache), used
+    /// as it is.
+    Ready(Layer),
     /// A folder placed at a prefix (`""` for the image root), with what it is.
     Folder {
         /// Where the folder's contents go in the image.
@@ -82,6 +85,7 @@ pub fn pack_all_with_progress(
         .map(|job| {
             let layer = match job {
                 LayerJob::StorePaths(paths) => cache.store_paths_layer(paths, settings, progress),
+                LayerJob::Ready(layer) => Ok(layer.clone()),
                 LayerJob::Tree(tree, description) => {
                     cache.tree_layer(tree, settings, description, progress)
                 }
@@ -164,15 +168,79 @@ impl LayerCache {
         self.store_paths_layer(paths, settings, &NoProgress)
     }
 
+    /// The key of the layer of `paths`: their names (store paths never
+    /// change) and the settings. A registry's build cache records store
+    /// path layers under it too.
+    pub fn store_paths_key(&self, paths: &[StorePathSource], settings: &PackSettings) -> String {
+        let names: Vec<&str> = paths.iter().map(|p| p.store_path.as_str()).collect();
+        self.key("store-paths", &names.join("\n"), settings)
+    }
+
+    /// What the layer of `paths` is described as in the image history.
+    pub fn store_paths_description(paths: &[StorePathSource]) -> String {
+        let names: Vec<&str> = paths.iter().map(|p| p.store_path.as_str()).collect();
+        format!("store paths: {}", names.join(" "))
+    }
+
+    /// The key of a generated tree's or folder's layer whose tar has
+    /// `diff_id`.
+    pub fn tree_key(&self, diff_id: &str, settings: &PackSettings) -> String {
+        self.key("tree", diff_id, settings)
+    }
+
+    /// The key of the layer of the generated `tree`: a tar-only pass
+    /// finds its diffID, nothing is compressed or written.
+    pub fn tree_layer_key(
+        &self,
+        tree: &Tree,
+        settings: &PackSettings,
+    ) -> Result<String, LayerError> {
+        Ok(self.tree_key(&diff_id(tree, settings)?, settings))
+    }
+
+    /// The layer under `key` when this cache has it.
+    pub fn cached(&self, key: &str, description: &str) -> Result<Option<Layer>, LayerError> {
+        self.lookup(key, description)
+    }
+
+    /// The diffID the layer of the folder `dir` would have: a tar-only
+    /// pass, nothing compressed or written.
+    pub fn folder_diff_id(
+        &self,
+        dir: &Path,
+        settings: &PackSettings,
+    ) -> Result<String, LayerError> {
+        let mut tree = Tree::new();
+        tree.add_folder("", dir)?;
+        diff_id(&tree, settings)
+    }
+
+    /// Records `layer`, whose blob is in this cache's blob folder already
+    /// (downloaded and verified), under `key`, so the next lookup finds it.
+    pub fn adopt(&self, key: &str, layer: &Layer) -> Result<(), LayerError> {
+        if !records::use_entry(&layer.blob) {
+            return Err(LayerError::io(
+                &layer.blob,
+                io::Error::from(io::ErrorKind::NotFound),
+            ));
+        }
+        self.record(key, layer)
+    }
+
+    /// The path a blob of `digest` has in this cache (whether or not it is
+    /// there); `None` for a digest that is not `sha256:<hex>`.
+    pub fn blob_path(&self, digest: &str) -> Option<PathBuf> {
+        sha256_hex(digest).map(|hex| self.blobs.join(hex))
+    }
+
     fn store_paths_layer(
         &self,
         paths: &[StorePathSource],
         settings: &PackSettings,
         progress: &dyn PackProgress,
     ) -> Result<Layer, LayerError> {
-        let names: Vec<&str> = paths.iter().map(|p| p.store_path.as_str()).collect();
-        let description = format!("store paths: {}", names.join(" "));
-        let key = self.key("store-paths", &names.join("\n"), settings);
+        let description = Self::store_paths_description(paths);
+        let key = self.store_paths_key(paths, settings);
         if let Some(layer) = self.lookup(&key, &description)? {
             return Ok(layer);
         }
@@ -234,13 +302,7 @@ impl LayerCache {
         description: &str,
         progress: &dyn PackProgress,
     ) -> Result<Layer, LayerError> {
-        let hashing = super::tar::write_tree(
-            tree,
-            settings.source_date_epoch,
-            HashingWriter::new(io::sink()),
-        )?;
-        let (_, diff_id, _) = hashing.finish();
-        let key = self.key("tree", &diff_id, settings);
+        let key = self.tree_layer_key(tree, settings)?;
         if let Some(layer) = self.lookup(&key, description)? {
             return Ok(layer);
         }
@@ -374,6 +436,17 @@ impl LayerCache {
         records::keep(&path, held);
         Ok(())
     }
+}
+
+/// The diffID of `tree`'s layer: a tar-only pass, far cheaper than
+/// compressing.
+fn diff_id(tree: &Tree, settings: &PackSettings) -> Result<String, LayerError> {
+    let hashing = super::tar::write_tree(
+        tree,
+        settings.source_date_epoch,
+        HashingWriter::new(io::sink()),
+    )?;
+    Ok(hashing.finish().1)
 }
 
 #[cfg(test)]

@@ -99,6 +99,7 @@ mod tests {
             path,
             references: refs.iter().map(|r| full(r)).collect(),
             nar_size: size,
+            nar_hash: format!("sha256:{:0>64}", size),
             file_size: None,
             origin: kiln_store::Origin::HostStore,
         }

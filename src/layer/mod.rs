@@ -22,14 +22,14 @@ mod profile;
 mod progress;
 mod tar;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod tree;
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-pub use base::{base_files, BaseFiles};
+pub use base::{base_files, find_base, BaseFiles, BaseFinds};
 pub use cache::{pack_all, pack_all_with_progress, LayerCache, LayerJob};
 pub use compress::{Compression, Format};
 pub use grouping::group_by_popularity;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// A fake store path `name` under `root` holding `files`, each containing the
 /// package name.
-pub(super) fn package(root: &Path, name: &str, files: &[&str]) -> StorePathSource {
+pub(crate) fn package(root: &Path, name: &str, files: &[&str]) -> StorePathSource {
     let store_path = format!("/nix/store/{:0<32}-{name}", name.len());
     let local = root.join(&store_path[11..]);
     for file in files {

@@ -26,16 +26,34 @@ pub fn stage(app_dir: &Path, root: &Path, assets: Option<&StaticAssets>) -> anyh
         let folder = root.join("assets");
         create_folders(&folder)?;
         for (name, text) in assets {
-            if name.is_empty() || name.contains('/') || name.starts_with('.') {
-                anyhow::bail!("static asset name {name:?} must be a plain file name");
+            if !is_asset_name(name) {
+                anyhow::bail!(
+                    "static asset name {name:?} must be a relative path of plain names, without `.` or `..`"
+                );
             }
             let file = folder.join(name);
+            if let Some(parent) = file.parent().filter(|p| *p != folder) {
+                create_folders(parent)?;
+            }
             fs::write(&file, text)
                 .with_context(|| format!("could not write the static asset {name}"))?;
             set_mode(&file, FILE_MODE)?;
         }
     }
     Ok(copied)
+}
+
+/// Whether a static asset name stays inside the assets folder: plain
+/// names, possibly in subfolders (`scripts/prestart.mjs`), dot files
+/// included (the staticfile provider writes `.htpasswd`).
+fn is_asset_name(name: &str) -> bool {
+    let path = Path::new(name);
+    !name.is_empty()
+        && !name.contains('\0')
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        && !name.split('/').any(|part| part.is_empty() || part == ".")
 }
 
 /// Copies only `files` (paths relative to the staged app `app`, files or
@@ -492,5 +510,33 @@ mod tests {
         let mut assets = StaticAssets::new();
         assets.insert("../etc/passwd".into(), "x".into());
         assert!(stage(app.path(), root.path(), Some(&assets)).is_err());
+        for bad in [
+            "",
+            ".",
+            "/etc/passwd",
+            "a/../../b",
+            "a//b",
+            "./a",
+            "a/",
+            "a\0b",
+        ] {
+            assert!(!is_asset_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dot_files_and_subfolders_are_asset_names() {
+        let app = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let mut assets = StaticAssets::new();
+        assets.insert(".htpasswd".into(), "user:hash\n".into());
+        assets.insert("scripts/prestart.mjs".into(), "// x\n".into());
+        stage(app.path(), root.path(), Some(&assets)).unwrap();
+        let folder = root.path().join("assets");
+        assert_eq!(
+            fs::read_to_string(folder.join(".htpasswd")).unwrap(),
+            "user:hash\n"
+        );
+        assert!(folder.join("scripts/prestart.mjs").is_file());
     }
 }

@@ -8,15 +8,18 @@ use anyhow::{bail, Context};
 use kiln_providers::BuildPlan;
 
 use super::base_image::BaseImage;
+use super::build_packages::BuildPackages;
+use super::cache_repo::RemoteCache;
 use super::global_prefix;
 use super::phases::{image_paths, RanPhase};
 use super::root_folder::Base;
+use super::store_layers;
 use crate::image::{Image, ImageBuilder};
 use kiln_store::ClosurePath;
 
 use crate::layer::{
-    group_by_popularity, pack_all_with_progress, profile, BaseFiles, LayerCache, LayerJob,
-    PackSettings, StorePathSource, PROFILE_DIR,
+    group_by_popularity, pack_all_with_progress, BaseFiles, Layer, LayerCache, LayerJob,
+    PackSettings, Tree, PROFILE_DIR,
 };
 use crate::report::Progress;
 use crate::resolve::ImagePackages;
@@ -40,19 +43,17 @@ pub fn image_path() -> String {
     format!("{PROFILE_DIR}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 }
 
-/// The layers of an image of `packages` (closure `closure`): the base
-/// files, the closure's store paths grouped so that with the profile and
-/// `other_layers` more the image has at most `max_layers`, and the profile.
-/// Also returns the profile paths more than one package has (the package
-/// named first wins them).
+/// The layers of an image whose profile is `profile_tree` and whose
+/// closure is `closure`: the base files, the closure's store paths grouped
+/// so that with the profile and `other_layers` more the image has at most
+/// `max_layers`, and the profile.
 pub fn package_layer_jobs(
     base: &BaseFiles,
-    packages: &[StorePathSource],
+    profile_tree: Tree,
     closure: &[ClosurePath],
     max_layers: usize,
     other_layers: usize,
-) -> anyhow::Result<(Vec<LayerJob>, Vec<String>)> {
-    let (profile_tree, collisions) = profile(packages)?;
+) -> Vec<LayerJob> {
     let groups = group_by_popularity(
         closure,
         max_layers.saturating_sub(OTHER_LAYERS + other_layers),
@@ -63,7 +64,7 @@ pub fn package_layer_jobs(
         profile_tree,
         format!("profile {PROFILE_DIR}"),
     ));
-    Ok((jobs, collisions))
+    jobs
 }
 
 /// `PATH` (`first_paths`, then the profile and the usual folders), the CA
@@ -105,6 +106,13 @@ pub struct ImageInputs<'a> {
     pub app_root: &'a Path,
     /// The phases' diffs, in order.
     pub phases: &'a [RanPhase],
+    /// The profile of the image's packages.
+    pub profile: &'a Tree,
+    /// The build's packages, realized here when a store path layer has to
+    /// be packed; `None` when `packages` are realized already.
+    pub files: Option<&'a BuildPackages<'a>>,
+    /// The registry build cache, consulted for store path layers.
+    pub remote: Option<&'a RemoteCache>,
     /// Where layers are packed.
     pub cache: &'a LayerCache,
     /// Compression, mtime, layer count, labels.
@@ -113,20 +121,25 @@ pub struct ImageInputs<'a> {
     pub progress: &'a Progress,
 }
 
-/// Packs every layer (in parallel) and builds the image config.
-pub fn image(inputs: &ImageInputs<'_>) -> anyhow::Result<Image> {
-    let (mut jobs, collisions) = package_layer_jobs(
+/// Packs every layer (in parallel) and builds the image config. Also
+/// returns the store path layers the registry build cache did not give,
+/// with their keys, for it to record.
+pub fn image(inputs: &ImageInputs<'_>) -> anyhow::Result<(Image, Vec<(String, Layer)>)> {
+    let mut jobs = package_layer_jobs(
         &inputs.base.files,
-        &inputs.base.packages,
+        inputs.profile.clone(),
         &inputs.packages.paths,
         inputs.options.max_layers,
         1 + inputs.phases.len() + inputs.base_image.map_or(0, |image| image.layers.len()),
+    );
+    let settings = &inputs.options.settings;
+    let settled = store_layers::settle(
+        &mut jobs,
+        inputs.cache,
+        settings,
+        inputs.remote,
+        inputs.files,
     )?;
-    // kiln's base packages (coreutils, bash) often share names with the
-    // plan's; the plan's packages come first and win, as intended.
-    for collision in collisions {
-        tracing::debug!("{collision}: more than one package has it; the plan's wins");
-    }
     jobs.push(LayerJob::Folder {
         prefix: String::new(),
         dir: inputs.app_root.to_path_buf(),
@@ -138,10 +151,13 @@ pub fn image(inputs: &ImageInputs<'_>) -> anyhow::Result<Image> {
         description: format!("phase {}", phase.name),
     }));
     let bar = inputs.progress.pack_bar(jobs.len());
-    let settings = &inputs.options.settings;
     let layers = pack_all_with_progress(inputs.cache, &jobs, settings, &bar)
         .context("could not pack the image's layers")?;
     drop(bar);
+    let new_store_layers = settled
+        .into_iter()
+        .map(|(index, key)| (key, layers[index].clone()))
+        .collect();
 
     let phases: Vec<&kiln_providers::Phase> = inputs.plan.phases_in_order()?;
     let mut builder = ImageBuilder::new(settings.source_date_epoch);
@@ -177,5 +193,5 @@ pub fn image(inputs: &ImageInputs<'_>) -> anyhow::Result<Image> {
     if let Some(user) = start.and_then(|s| s.user.as_deref()) {
         builder = builder.user(user);
     }
-    Ok(builder.build()?)
+    Ok((builder.build()?, new_store_layers))
 }

@@ -10,11 +10,14 @@ use anyhow::Context;
 use oci_spec::image::MediaType;
 
 use crate::image::{self, Destination, DestinationError, Image};
+use crate::layer::digest::sha256_digest;
 use crate::layer::LayerCache;
 use crate::registry::{
-    self, LayoutBlob, LayoutImage, PushOutcome, PushProgress, PushTarget, RegistryConfig,
+    self, LayoutBlob, LayoutImage, NoPushProgress, PushOutcome, PushProgress, PushTarget,
+    RegistryConfig,
 };
 use crate::report::Progress;
+use crate::sign::{Key, PAYLOAD_MEDIA_TYPE};
 
 /// One place an image goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +58,8 @@ pub struct Delivery {
     pub targets: Vec<Target>,
     /// More tags (`--tag`).
     pub tags: Vec<String>,
+    /// Key to sign pushed images and their attachments with (`--sign-key`).
+    pub sign_key: Option<Arc<Key>>,
 }
 
 /// Where an image went.
@@ -66,12 +71,14 @@ pub struct Delivered {
     pub pushed: Vec<String>,
 }
 
-/// Writes or pushes `image` to every target of `delivery`.
+/// Writes or pushes `image` to every target of `delivery`; a push mounts
+/// blobs it lacks from the repositories `mount_from` of its registry.
 pub fn deliver(
     image: &Image,
     delivery: &Delivery,
     registry: &RegistryConfig,
     cache: &LayerCache,
+    mount_from: &[String],
     progress: &Progress,
 ) -> anyhow::Result<Delivered> {
     let mut delivered = Delivered::default();
@@ -89,10 +96,15 @@ pub fn deliver(
                 let target = PushTarget {
                     destination: reference,
                     extra_tags: &delivery.tags,
-                    mount_from: &[],
+                    mount_from,
                 };
                 let bar = Arc::new(progress.push_bar());
-                let pushed = push_image(image, &target, registry, cache, bar)?.to_string();
+                let outcome = push_image(image, &target, registry, cache, bar)?;
+                if let Some(key) = &delivery.sign_key {
+                    push_signatures(image, &outcome.name, key, registry, cache)?;
+                    progress.stage("sign", format!("signed {outcome}"));
+                }
+                let pushed = outcome.to_string();
                 progress.stage("push", format!("pushed {pushed}"));
                 delivered.pushed.push(pushed);
             }
@@ -103,7 +115,8 @@ pub fn deliver(
 
 /// Pushes `image` straight from kiln's blob cache: the layers are there
 /// already and the config is put beside them, so nothing is written out
-/// or hashed again.
+/// or hashed again. Its attachments follow, by digest, listed under the
+/// image's referrers tag.
 pub fn push_image(
     image: &Image,
     target: &PushTarget<'_>,
@@ -111,22 +124,134 @@ pub fn push_image(
     cache: &LayerCache,
     progress: Arc<dyn PushProgress>,
 ) -> anyhow::Result<PushOutcome> {
-    let config_blob = cache
-        .put_blob(&image.config)
-        .context("could not store the image config for pushing")?;
+    let config = cached_blob(
+        cache,
+        &image.config_digest,
+        MediaType::ImageConfig.as_ref(),
+        &image.config,
+    )?;
     let pushed = LayoutImage::from_blobs(
         image.manifest.clone(),
         image.manifest_digest.clone(),
-        LayoutBlob {
-            digest: image.config_digest.clone(),
-            size: image.config.len() as u64,
-            media_type: MediaType::ImageConfig.to_string(),
-            path: config_blob,
-        },
+        config,
         image.layers.iter().map(LayoutBlob::from).collect(),
     );
-    registry::push_image_with_progress(registry, &pushed, target, progress)
-        .with_context(|| format!("could not push the image to {}", target.destination))
+    let outcome = registry::push_image_with_progress(registry, &pushed, target, progress)
+        .with_context(|| format!("could not push the image to {}", target.destination))?;
+    push_attachments(image, &outcome.name, registry, cache)?;
+    Ok(outcome)
+}
+
+/// Pushes each attachment of `image` to `repository` by its digest, then
+/// lists them all in the image's referrers tag.
+fn push_attachments(
+    image: &Image,
+    repository: &str,
+    registry: &RegistryConfig,
+    cache: &LayerCache,
+) -> anyhow::Result<()> {
+    if image.attachments.is_empty() {
+        return Ok(());
+    }
+    for attachment in &image.attachments {
+        let mut blobs = attachment
+            .blobs
+            .iter()
+            .map(|b| cached_blob(cache, &b.digest, &b.media_type, &b.bytes));
+        let config = blobs.next().expect("an attachment has a config")?;
+        let artifact = LayoutImage::from_blobs(
+            attachment.manifest.clone(),
+            attachment.manifest_digest.clone(),
+            config,
+            blobs.collect::<anyhow::Result<_>>()?,
+        );
+        let destination = format!("{repository}@{}", attachment.manifest_digest);
+        push_small(registry, &artifact, &destination, &attachment.artifact_type)?;
+    }
+    let descriptors: Vec<_> = image.attachments.iter().map(|a| a.descriptor()).collect();
+    registry::add_referrers(registry, repository, &image.manifest_digest, &descriptors)
+        .with_context(|| {
+            format!(
+                "the image and its attachments are pushed to {repository}, but listing them under its referrers tag failed"
+            )
+        })?;
+    Ok(())
+}
+
+/// Signs the manifest of `image` and of each attachment pushed to
+/// `repository`, and pushes each signature under its `sha256-<hex>.sig`
+/// tag, replacing what was there.
+fn push_signatures(
+    image: &Image,
+    repository: &str,
+    key: &Key,
+    registry: &RegistryConfig,
+    cache: &LayerCache,
+) -> anyhow::Result<()> {
+    let digests = std::iter::once(&image.manifest_digest)
+        .chain(image.attachments.iter().map(|a| &a.manifest_digest));
+    for digest in digests {
+        let signature = key.sign(repository, digest);
+        let config = cached_blob(
+            cache,
+            &sha256_digest(&signature.config),
+            MediaType::ImageConfig.as_ref(),
+            &signature.config,
+        )?;
+        let payload = cached_blob(
+            cache,
+            &sha256_digest(&signature.payload),
+            PAYLOAD_MEDIA_TYPE,
+            &signature.payload,
+        )?;
+        let pushed = LayoutImage::from_blobs(
+            signature.manifest.clone(),
+            sha256_digest(&signature.manifest),
+            config,
+            vec![payload],
+        );
+        let destination = format!("{repository}:{}", signature.tag);
+        push_small(registry, &pushed, &destination, "signature")?;
+    }
+    Ok(())
+}
+
+/// Pushes `manifest` (an attachment or signature of an image pushed
+/// already, `what`) to `destination`, with no progress bar: it is small.
+fn push_small(
+    registry: &RegistryConfig,
+    manifest: &LayoutImage,
+    destination: &str,
+    what: &str,
+) -> anyhow::Result<()> {
+    let target = PushTarget {
+        destination,
+        extra_tags: &[],
+        mount_from: &[],
+    };
+    registry::push_image_with_progress(registry, manifest, &target, Arc::new(NoPushProgress))
+        .with_context(|| {
+            format!("the image is pushed, but its {what} could not be: {destination}")
+        })?;
+    Ok(())
+}
+
+/// `bytes` in kiln's blob cache, described for a push.
+fn cached_blob(
+    cache: &LayerCache,
+    digest: &str,
+    media_type: &str,
+    bytes: &[u8],
+) -> anyhow::Result<LayoutBlob> {
+    let path = cache
+        .put_blob(bytes)
+        .with_context(|| format!("could not store blob {digest} for pushing"))?;
+    Ok(LayoutBlob {
+        digest: digest.to_string(),
+        size: bytes.len() as u64,
+        media_type: media_type.to_string(),
+        path,
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ mod app_files;
 mod app_view;
 mod assemble;
 mod base_image;
+mod build_packages;
+pub mod cache_repo;
 mod deliver;
 pub mod global_prefix;
 mod pack;
@@ -18,6 +20,8 @@ mod phase_cache;
 mod phases;
 mod root_folder;
 mod run_image;
+mod sbom;
+mod store_layers;
 
 use std::path::{Path, PathBuf};
 
@@ -26,16 +30,20 @@ use kiln_providers::{GeneratedPlan, Phase};
 
 use crate::cache::records::WorkDir;
 use crate::image::Image;
-use crate::layer::LayerCache;
+use crate::layer::{Layer, LayerCache};
 use crate::registry::RegistryConfig;
 use crate::report::{human_size, Progress};
 use crate::resolve::{self, PackageSources, Packages};
 use crate::sandbox::{HostTrust, Network};
+use build_packages::{BuildPackages, PackageView};
+use cache_repo::{Published, RemoteCache};
 
 pub use assemble::{image_path, ImageOptions};
+pub use cache_repo::CacheRepoOptions;
 pub use deliver::{deliver, push_image, Delivered, Delivery, Target};
 pub use pack::{pack, PackOptions};
 pub use phases::{apt_packages, image_paths, phase_environment, RanPhase};
+pub use sbom::attach_sbom;
 
 /// What a build needs besides the plan.
 pub struct BuildOptions {
@@ -56,6 +64,10 @@ pub struct BuildOptions {
     pub delivery: Delivery,
     /// kiln's cache folder.
     pub cache_root: PathBuf,
+    /// Attach an SBOM to the image (`--no-sbom` turns it off).
+    pub sbom: bool,
+    /// The registry build cache (`--cache-repo`), if any.
+    pub cache_repo: Option<CacheRepoOptions>,
 }
 
 /// How a build's phases run.
@@ -107,16 +119,26 @@ pub fn build(
     );
 
     let cache_root = &options.cache_root;
+    let remote = match &options.cache_repo {
+        Some(repo) if !options.phases.no_cache => RemoteCache::open(
+            repo,
+            &options.registry,
+            &options.delivery,
+            options.image.settings,
+        )?,
+        _ => None,
+    };
     let base_image = base_reference
         .map(|reference| pull_base(&reference, "base image", options, progress))
         .transpose()?;
     refuse_apt_without_apt(&ordered, base_image.as_ref())?;
-    let packages = realize_packages(&ordered, app_dir, options, progress)?;
+    let (packages, view_key) =
+        build_packages(&ordered, app_dir, options, remote.as_ref(), progress)?;
 
     let scratch = work_folder(cache_root)?;
     let first_paths = phases::image_paths(&ordered);
-    let base = root_folder::base(
-        &packages.everything(),
+    let base = root_folder::base_with(
+        packages.view.base_files(),
         &scratch.path().join("base"),
         base_image.as_ref().map(|image| root_folder::OnImage {
             root: &image.root,
@@ -127,10 +149,14 @@ pub fn build(
     let copied = app_files::stage(app_dir, &app_root, plan.static_assets.as_ref())?;
     progress.stage("app", format!("{copied} files copied to /app"));
 
+    let cache = LayerCache::open(cache_root)
+        .with_context(|| format!("could not open the layer cache in {}", cache_root.display()))?;
     let phase_inputs = phases::PhaseInputs {
         plan,
         phases: &ordered,
         packages: &packages,
+        remote: remote.as_ref(),
+        layers: &cache,
         base_image: base_image.as_ref(),
         base: &base.dir,
         app_dir,
@@ -147,16 +173,49 @@ pub fn build(
         format!("{} ran, {cached} from the phase cache", ran.len() - cached),
     );
 
-    let cache = LayerCache::open(cache_root)
-        .with_context(|| format!("could not open the layer cache in {}", cache_root.display()))?;
-    let image = pack_image(&phase_inputs, &ran, &base, &first_paths, &cache, options)?;
+    let (mut image, store_layers) =
+        pack_image(&phase_inputs, &ran, &base, &first_paths, &cache, options)?;
+    if options.sbom {
+        let store_paths = match base_image::run_base(plan) {
+            None => packages.planned_packages().everything().paths,
+            Some(_) => packages.planned_packages().runtime().paths,
+        };
+        attach_sbom(
+            &mut image,
+            &options.name,
+            &store_paths,
+            Some(app_dir),
+            progress,
+        )?;
+    }
+    let mount_from = remote
+        .as_ref()
+        .map(RemoteCache::mount_sources)
+        .unwrap_or_default();
     let delivered = deliver(
         &image,
         &options.delivery,
         &options.registry,
         &cache,
+        &mount_from,
         progress,
     )?;
+    if let Some(remote) = &remote {
+        let new_phases: Vec<(String, String)> = ran
+            .iter()
+            .filter(|p| !p.from_repo)
+            .map(|p| (p.name.clone(), p.key.clone()))
+            .collect();
+        remote.publish(
+            &Published {
+                view: view_key.as_deref().map(|key| (key, &packages.view)),
+                phases: &new_phases,
+                store_layers: &store_layers,
+            },
+            &image,
+            &cache,
+        );
+    }
     Ok(Built {
         image,
         phases: ran,
@@ -166,7 +225,8 @@ pub fn build(
 }
 
 /// The pack stage of a build: the image the app was built in, or a run
-/// image of its own when the plan asks for one (`start.runImage`).
+/// image of its own when the plan asks for one (`start.runImage`). Also
+/// the store path layers the registry build cache lacks, with their keys.
 fn pack_image(
     inputs: &phases::PhaseInputs<'_>,
     ran: &[RanPhase],
@@ -174,34 +234,42 @@ fn pack_image(
     first_paths: &[String],
     cache: &LayerCache,
     options: &BuildOptions,
-) -> anyhow::Result<Image> {
-    let image = match base_image::run_base(inputs.plan) {
-        None => assemble::image(&assemble::ImageInputs {
-            plan: inputs.plan,
-            packages: &inputs.packages.everything(),
-            library_dirs: &inputs.packages.library_dirs,
-            base_image: inputs.base_image,
-            base,
-            app_root: inputs.app_root,
-            phases: ran,
-            cache,
-            options: &options.image,
-            progress: inputs.progress,
-        })?,
+) -> anyhow::Result<(Image, Vec<(String, Layer)>)> {
+    let packed = match base_image::run_base(inputs.plan) {
+        None => {
+            let planned = inputs.packages.planned_packages();
+            assemble::image(&assemble::ImageInputs {
+                plan: inputs.plan,
+                packages: &planned.everything(),
+                library_dirs: &planned.library_dirs,
+                base_image: inputs.base_image,
+                base,
+                app_root: inputs.app_root,
+                phases: ran,
+                profile: &inputs.packages.view.profile,
+                files: Some(inputs.packages),
+                remote: inputs.remote,
+                cache,
+                options: &options.image,
+                progress: inputs.progress,
+            })?
+        }
         Some(run_reference) => {
             let run_image = run_reference
                 .map(|reference| pull_base(&reference, "run image", options, inputs.progress))
                 .transpose()?;
-            run_image::image(
+            let image = run_image::image(
                 inputs,
                 ran,
                 run_image.as_ref(),
                 first_paths,
                 cache,
                 &options.image,
-            )?
+            )?;
+            (image, Vec::new())
         }
     };
+    let image = &packed.0;
     inputs.progress.stage(
         "pack",
         format!(
@@ -211,7 +279,7 @@ fn pack_image(
             human_size(image.compressed_size())
         ),
     );
-    Ok(image)
+    Ok(packed)
 }
 
 /// kiln's base files for `packages`, written into the new folder `dir`:
@@ -220,31 +288,37 @@ pub fn base_folder(packages: &Packages, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(root_folder::base(&packages.everything(), dir, None)?.dir)
 }
 
-/// Resolves and realizes the packages of `phases` and kiln's base packages,
-/// with the packages bar.
-fn realize_packages(
+/// Resolves the packages of `phases` and kiln's base packages, and
+/// realizes them unless the registry build cache holds their view (then
+/// only their narinfo is read, and they are realized when needed). Also
+/// returns the view's key when the cache should record it.
+fn build_packages<'a>(
     phases: &[&Phase],
     app_dir: &Path,
-    options: &BuildOptions,
-    progress: &Progress,
-) -> anyhow::Result<Packages> {
+    options: &'a BuildOptions,
+    remote: Option<&RemoteCache>,
+    progress: &'a Progress,
+) -> anyhow::Result<(BuildPackages<'a>, Option<String>)> {
+    let (sources, cache_root) = (&options.sources, options.cache_root.as_path());
     let spinner = progress.spinner("packages: evaluating package names");
-    let wanted = resolve::resolve_plan(phases, &options.sources, app_dir, &options.cache_root)?;
+    let wanted = resolve::resolve_plan(phases, sources, app_dir, cache_root)?;
     drop(spinner);
-    let fetch_bar = progress.fetch_bar();
-    let packages = resolve::realize(&wanted, &options.sources, &options.cache_root, &fetch_bar)
-        .context("could not fetch the plan's Nix packages")?;
-    drop(fetch_bar);
-    progress.stage(
-        "packages",
-        format!(
-            "{} store paths, {} ({} downloaded)",
-            packages.closure.paths.len(),
-            human_size(packages.closure.total_nar_size()),
-            packages.closure.downloaded()
-        ),
-    );
-    Ok(packages)
+    let Some(remote) = remote else {
+        let packages = build_packages::realize(&wanted, sources, cache_root, progress)?;
+        let packages = BuildPackages::realized(wanted, packages, sources, cache_root, progress)?;
+        return Ok((packages, None));
+    };
+    let planned = resolve::read_closure(&wanted, sources, cache_root)?;
+    let key = PackageView::key(&planned);
+    if let Some(view) = remote.view(&key) {
+        let how = "not fetched: the cache repo knows their files";
+        build_packages::report(&planned, how, progress);
+        let packages = BuildPackages::planned(wanted, planned, view, sources, cache_root, progress);
+        return Ok((packages, None));
+    }
+    let packages = build_packages::realize(&wanted, sources, cache_root, progress)?;
+    let packages = BuildPackages::realized(wanted, packages, sources, cache_root, progress)?;
+    Ok((packages, Some(key)))
 }
 
 /// A fresh folder under the cache for this build's staged files and

@@ -10,10 +10,12 @@ use anyhow::{bail, Context};
 use kiln_providers::{BuildPlan, Phase};
 
 use super::base_image::BaseImage;
+use super::build_packages::BuildPackages;
+use super::cache_repo::RemoteCache;
 use super::phase_cache::{self, PhaseCache, PhaseKey};
 use super::{app_files, app_view, global_prefix, PhaseOptions};
+use crate::layer::LayerCache;
 use crate::report::Progress;
-use crate::resolve::Packages;
 use crate::sandbox::{self, PhaseEnvironment, Sandbox};
 
 /// What the phases need.
@@ -22,8 +24,13 @@ pub struct PhaseInputs<'a> {
     pub plan: &'a BuildPlan,
     /// Its phases in order.
     pub phases: &'a [&'a Phase],
-    /// The realized packages.
-    pub packages: &'a Packages,
+    /// The packages: their view, realized when a phase runs.
+    pub packages: &'a BuildPackages<'a>,
+    /// The registry build cache, asked for a phase the local one lacks.
+    pub remote: Option<&'a RemoteCache>,
+    /// The layer cache, where a phase diff from the registry leaves its
+    /// layer.
+    pub layers: &'a LayerCache,
     /// The pulled base image beneath everything, if any.
     pub base_image: Option<&'a BaseImage>,
     /// The base files folder, the lowest layer after the base image.
@@ -51,8 +58,12 @@ pub struct RanPhase {
     pub upper: PathBuf,
     /// How long it took (looking it up, when cached).
     pub seconds: f64,
-    /// Whether its diff came from the phase cache.
+    /// Whether its diff came from the phase cache (local or registry).
     pub cached: bool,
+    /// Whether its diff came from the registry build cache.
+    pub from_repo: bool,
+    /// Its phase cache key (empty with `--no-cache`).
+    pub key: String,
 }
 
 /// Name of the step that installs the plan's `aptPkgs`.
@@ -144,7 +155,6 @@ struct Done {
 struct Runner<'a> {
     inputs: &'a PhaseInputs<'a>,
     bash: PathBuf,
-    store_paths: Vec<sandbox::StoreBind>,
     /// Names of every visible store path, sorted: part of each key.
     closure_paths: Vec<String>,
     cache_key: String,
@@ -159,10 +169,13 @@ impl<'a> Runner<'a> {
     fn new(inputs: &'a PhaseInputs<'a>) -> anyhow::Result<Runner<'a>> {
         let bash = inputs
             .packages
-            .bash()
+            .view
+            .bash
+            .clone()
+            .map(PathBuf::from)
             .context("no package of the build has bin/bash, which runs the phases' commands")?;
-        let store_paths = inputs.packages.store_binds();
-        let mut closure_paths: Vec<String> = store_paths.iter().map(|s| s.name.clone()).collect();
+        let planned = inputs.packages.planned_packages().store_binds();
+        let mut closure_paths: Vec<String> = planned.iter().map(|s| s.name.clone()).collect();
         closure_paths.sort();
         // Without an explicit key each app has caches of its own, so a
         // hostile app cannot poison the npm cache of the next one.
@@ -191,7 +204,6 @@ impl<'a> Runner<'a> {
         Ok(Runner {
             inputs,
             bash,
-            store_paths,
             closure_paths,
             cache_key,
             cancel,
@@ -216,7 +228,8 @@ impl<'a> Runner<'a> {
             Some((index, _)) => phase_environment(
                 inputs.plan,
                 &inputs.phases[..=index],
-                inputs.packages,
+                &inputs.packages.view.bin_dirs,
+                &inputs.packages.planned_packages().library_dirs,
                 &inputs.options.env,
             ),
             // The base image's own programs, unmixed with Nix's: its
@@ -241,17 +254,32 @@ impl<'a> Runner<'a> {
             .digest(),
             None => String::new(),
         };
-        if let Some(upper) = self.phase_cache.as_ref().and_then(|c| c.lookup(&key)) {
-            inputs
-                .progress
-                .note(format!("phase {name}: cached (phase cache {})", &key[..12]));
-            let ran = RanPhase {
-                name: name.to_string(),
-                upper,
-                seconds: started.elapsed().as_secs_f64(),
-                cached: true,
-            };
-            return Ok((ran, key));
+        if let Some(cache) = &self.phase_cache {
+            let local = cache.lookup(&key);
+            let from_repo = local.is_none();
+            let found = local.or_else(|| {
+                inputs
+                    .remote
+                    .and_then(|remote| remote.phase(&key, name, cache, inputs.layers, inputs.work))
+            });
+            if let Some(upper) = found {
+                let place = match from_repo {
+                    true => "the cache repo",
+                    false => "phase cache",
+                };
+                inputs
+                    .progress
+                    .note(format!("phase {name}: cached ({place} {})", &key[..12]));
+                let ran = RanPhase {
+                    name: name.to_string(),
+                    upper,
+                    seconds: started.elapsed().as_secs_f64(),
+                    cached: true,
+                    from_repo,
+                    key: key.clone(),
+                };
+                return Ok((ran, key));
+            }
         }
 
         let upper = self.execute(number, step, &view, env, &directories, done)?;
@@ -268,6 +296,8 @@ impl<'a> Runner<'a> {
             upper,
             seconds,
             cached: false,
+            from_repo: false,
+            key: key.clone(),
         };
         Ok((ran, key))
     }
@@ -290,7 +320,7 @@ impl<'a> Runner<'a> {
             .with_context(|| format!("could not create {}", upper.display()))?;
         let mut sandbox = Sandbox::new(name, self.bash.clone(), upper, step.commands);
         sandbox.lowers = lowers(inputs, view, &done.uppers);
-        sandbox.store_paths = self.store_paths.clone();
+        sandbox.store_paths = inputs.packages.files()?.store_binds();
         sandbox.env = env;
         // The apt step runs the base image's own programs, which install
         // into the image's folders as they always do.
@@ -367,11 +397,12 @@ impl<'a> Runner<'a> {
 
 /// The environment commands run with after `phases` (the last one's):
 /// the plan's `variables`, `overrides` (`--env`) over them, the phases'
-/// `paths` and the packages' `bin` folders on `PATH`, their libraries.
+/// `paths` and the packages' `bin_dirs` on `PATH`, their `library_dirs`.
 pub fn phase_environment(
     plan: &BuildPlan,
     phases: &[&Phase],
-    packages: &Packages,
+    bin_dirs: &[String],
+    library_dirs: &[String],
     overrides: &[(String, String)],
 ) -> Vec<(String, String)> {
     let variables: Vec<(String, String)> = plan
@@ -384,8 +415,8 @@ pub fn phase_environment(
         variables: &variables,
         overrides,
         paths: &image_paths(phases),
-        profile: &packages.bin_dirs(),
-        libraries: &packages.library_dirs,
+        profile: bin_dirs,
+        libraries: library_dirs,
         metadata: None,
     })
 }

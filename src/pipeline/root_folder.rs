@@ -19,8 +19,6 @@ pub struct Base {
     pub dir: PathBuf,
     /// The base files and what they found in the closure.
     pub files: BaseFiles,
-    /// The packages, named first in the profile.
-    pub packages: Vec<StorePathSource>,
 }
 
 /// A pulled image the base files go on.
@@ -42,9 +40,18 @@ pub fn base(
     dir: &Path,
     on_image: Option<OnImage<'_>>,
 ) -> anyhow::Result<Base> {
-    let roots = packages.roots.clone();
     let closure: Vec<StorePathSource> = packages.paths.iter().map(StorePathSource::from).collect();
-    let mut files = base_files(&roots, &closure);
+    let files = base_files(&packages.roots, &closure);
+    base_with(files, dir, on_image)
+}
+
+/// [`base`] with the base files given: what a build read from its
+/// packages' files, or from a record of them.
+pub fn base_with(
+    mut files: BaseFiles,
+    dir: &Path,
+    on_image: Option<OnImage<'_>>,
+) -> anyhow::Result<Base> {
     add_upstream_layout(&mut files.tree);
     if let Some(image) = on_image {
         files
@@ -63,7 +70,6 @@ pub fn base(
     Ok(Base {
         dir: dir.to_path_buf(),
         files,
-        packages: roots,
     })
 }
 

@@ -14,7 +14,7 @@ use super::base_image::BaseImage;
 use super::phases::{self, PhaseInputs, RanPhase};
 use super::root_folder;
 use crate::image::Image;
-use crate::layer::LayerCache;
+use crate::layer::{profile, LayerCache};
 use crate::sandbox::{self, shell_quote, Network, PhaseEnvironment, Sandbox};
 
 /// Folder of the export run's diff that holds what the run image keeps.
@@ -38,7 +38,9 @@ pub fn image(
         .and_then(|start| start.only_include_files.as_deref())
         .filter(|files| !files.is_empty());
     let kept = export_files(inputs, ran, files)?;
-    let runtime = inputs.packages.runtime();
+    let packages = inputs.packages.files()?;
+    let runtime = packages.runtime();
+    let (profile_tree, _) = profile(&runtime.roots)?;
     let run_base = root_folder::base(
         &runtime,
         &inputs.work.join("run-base"),
@@ -55,18 +57,22 @@ pub fn image(
             files.map_or("all".to_string(), |f| f.join(", "))
         ),
     );
-    assemble::image(&assemble::ImageInputs {
+    let (image, _) = assemble::image(&assemble::ImageInputs {
         plan: inputs.plan,
         packages: &runtime,
-        library_dirs: &inputs.packages.library_dirs,
+        library_dirs: &packages.library_dirs,
         base_image: run_image,
         base: &run_base,
         app_root: &kept,
         phases: &[],
+        profile: &profile_tree,
+        files: None,
+        remote: None,
         cache,
         options,
         progress: inputs.progress,
-    })
+    })?;
+    Ok(image)
 }
 
 /// Copies `files` (relative to `/app`; `None` for all of it) out of the
@@ -76,7 +82,7 @@ fn export_files(
     ran: &[RanPhase],
     files: Option<&[String]>,
 ) -> anyhow::Result<PathBuf> {
-    let packages = inputs.packages;
+    let packages = inputs.packages.files()?;
     let bash = packages
         .bash()
         .context("no package of the build has bin/bash, which copies the run image's files")?;

@@ -6,12 +6,16 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
 use super::error::RegistryError;
+use super::referrers;
 
 /// The annotation that tags a manifest in `index.json`.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// Manifests are small; anything bigger is not one.
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// Biggest artifact document (an SBOM) read from a layout.
+const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
 
 /// One blob of a layout image: where it is and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +76,7 @@ impl LayoutImage {
             .map_err(|e| bad(format!("index.json is not an OCI image index: {e}")))?;
         let descriptor = pick_manifest(index.manifests(), tag).map_err(bad)?;
         let manifest_path = blob_path(dir, descriptor).map_err(bad)?;
-        let manifest_bytes = read_small(&manifest_path, descriptor.size())
+        let manifest_bytes = read_small(&manifest_path, descriptor.size(), MAX_MANIFEST_BYTES)
             .map_err(|e| bad(format!("manifest {}: {e}", descriptor.digest())))?;
         let actual = crate::layer::digest::sha256_digest(&manifest_bytes);
         if actual != descriptor.digest().to_string() {
@@ -148,6 +152,68 @@ impl LayoutImage {
     }
 }
 
+/// The document of type `artifact_type` attached to the image tagged
+/// `tag` (or the only image) in the layout at `dir`, checked against the
+/// digests that name it.
+pub fn layout_referrer(
+    dir: &Path,
+    tag: Option<&str>,
+    artifact_type: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let read = |name: &str, limit: u64| -> Result<Vec<u8>, String> {
+        let path = dir.join(name);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| format!("cannot read {name} ({e})"))?
+            .len();
+        read_small(&path, size, limit).map_err(|e| format!("{name}: {e}"))
+    };
+    referrer_in(&read, tag, artifact_type).map_err(|reason| RegistryError::Layout {
+        path: dir.to_path_buf(),
+        reason,
+    })
+}
+
+/// Reads a layout's file by its relative path, at most the limit given.
+pub type ReadFile<'a> = &'a dyn Fn(&str, u64) -> Result<Vec<u8>, String>;
+
+/// [`layout_referrer`] for a layout whose files `read` gives by their
+/// relative path (`index.json`, `blobs/sha256/<hex>`), at most the limit
+/// it is given: a folder, or a tar of one.
+pub fn referrer_in(
+    read: ReadFile<'_>,
+    tag: Option<&str>,
+    artifact_type: &str,
+) -> Result<Vec<u8>, String> {
+    let index_bytes = read("index.json", MAX_MANIFEST_BYTES)
+        .map_err(|e| format!("{e}; is this an OCI image layout?"))?;
+    let index: ImageIndex = serde_json::from_slice(&index_bytes)
+        .map_err(|e| format!("index.json is not an OCI image index: {e}"))?;
+    let image = pick_manifest(index.manifests(), tag)?;
+    let subject = image.digest().to_string();
+    let entry = referrers::pick(&index_bytes, artifact_type, &subject)
+        .map_err(|reason| format!("index.json {reason}"))?;
+    let manifest = read_blob(read, &entry, MAX_MANIFEST_BYTES)?;
+    let content =
+        referrers::artifact_content(&manifest, entry.digest().as_ref(), &subject, artifact_type)?;
+    read_blob(read, &content, MAX_DOCUMENT_BYTES)
+}
+
+/// The blob `d` names, at most `limit` bytes, checked against its size
+/// and digest.
+fn read_blob(read: ReadFile<'_>, d: &Descriptor, limit: u64) -> Result<Vec<u8>, String> {
+    let name = blob_path(Path::new(""), d)?;
+    let bytes = read(&name.to_string_lossy(), limit.min(d.size()))?;
+    let actual = crate::layer::digest::sha256_digest(&bytes);
+    if bytes.len() as u64 != d.size() || actual != d.digest().to_string() {
+        return Err(format!(
+            "blob {} has digest {actual} and {} bytes; the layout is corrupt",
+            d.digest(),
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
+}
+
 fn pick_manifest<'a>(
     manifests: &'a [Descriptor],
     tag: Option<&str>,
@@ -169,12 +235,17 @@ fn pick_manifest<'a>(
                     tags.join(", ")
                 )
             }),
-        None => match manifests {
+        // Artifacts (an SBOM) are about an image, not images themselves.
+        None => match manifests
+            .iter()
+            .filter(|d| d.artifact_type().is_none())
+            .collect::<Vec<_>>()[..]
+        {
             [only] => Ok(only),
             [] => Err("index.json lists no manifest".to_string()),
-            _ => Err(format!(
+            ref images => Err(format!(
                 "index.json lists {} manifests; name the tag to push",
-                manifests.len()
+                images.len()
             )),
         },
     }
@@ -196,10 +267,11 @@ fn blob_path(dir: &Path, d: &Descriptor) -> Result<PathBuf, String> {
     Ok(dir.join("blobs/sha256").join(hex))
 }
 
-fn read_small(path: &Path, declared: u64) -> std::io::Result<Vec<u8>> {
-    if declared > MAX_MANIFEST_BYTES {
+/// The file at `path`, which must have `declared` bytes, at most `limit`.
+fn read_small(path: &Path, declared: u64, limit: u64) -> std::io::Result<Vec<u8>> {
+    if declared > limit {
         return Err(std::io::Error::other(format!(
-            "declared size {declared} is too big for a manifest"
+            "declared size {declared} is more than the {limit} bytes kiln reads"
         )));
     }
     let bytes = std::fs::read(path)?;

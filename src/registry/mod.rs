@@ -7,6 +7,7 @@
 //! [`push_layout_with_progress`] reports to a [`PushProgress`] as it goes. [`unpack_layers`] turns
 //! pulled layers into a root filesystem folder.
 
+mod artifact;
 mod auth;
 mod blob_stream;
 mod connect;
@@ -16,11 +17,14 @@ mod manifest;
 mod progress;
 mod pull;
 mod push;
+mod referrers;
 mod retry;
 mod unpack;
 
+pub use artifact::{Artifact, ArtifactBlob, ArtifactRepo};
 pub use auth::{AuthEnv, CredentialSource, Credentials};
 pub use error::RegistryError;
+pub use layout::{layout_referrer, referrer_in};
 pub use layout::{LayoutBlob, LayoutImage};
 pub use manifest::{check_manifest, parse_image_config, Platform};
 pub use progress::{BlobFate, NoPushProgress, PushProgress};
@@ -29,6 +33,7 @@ pub use push::{
     push_image_with_progress, push_layout, push_layout_with_progress, PushOutcome, PushRequest,
     PushTarget,
 };
+pub use referrers::{add_referrers, fetch_referrer, referrers_tag};
 pub use unpack::{
     max_unpacked_bytes, unpack_layers, unpack_layers_within, UnpackError,
     DEFAULT_MAX_UNPACKED_BYTES,

@@ -149,7 +149,12 @@ async fn pull(
 }
 
 /// Refuses a manifest, index or config of `size` bytes above the limit.
-fn too_big(session: &Session, what: &str, digest: &str, size: u64) -> Result<(), RegistryError> {
+pub(crate) fn too_big(
+    session: &Session,
+    what: &str,
+    digest: &str,
+    size: u64,
+) -> Result<(), RegistryError> {
     if size <= MAX_DOCUMENT_BYTES {
         return Ok(());
     }
@@ -161,7 +166,7 @@ fn too_big(session: &Session, what: &str, digest: &str, size: u64) -> Result<(),
     ))
 }
 
-fn bad(session: &Session, reason: String) -> RegistryError {
+pub(crate) fn bad(session: &Session, reason: String) -> RegistryError {
     RegistryError::BadManifest {
         registry: session.site.registry.clone(),
         repository: session.site.repository.clone(),
@@ -210,7 +215,7 @@ async fn resolve_manifest(
 }
 
 /// Makes the blob of `descriptor` present and verified at `dir/<hex>`.
-async fn fetch_blob(
+pub(crate) async fn fetch_blob(
     session: &Session,
     descriptor: &Descriptor,
     dir: &Path,

@@ -27,8 +27,8 @@ pub use eval_cache::{EvalCache, EvalInputs};
 pub use evaluator::{Evaluator, StoreEvaluator};
 pub use lock::{Lock, LockEntry, LockError, LockedPackage, LOCK_FILE};
 pub use packages::{
-    build_groups, lock_plan, realize, resolve_names, resolve_plan, ImagePackages, PackageSources,
-    Packages, Wanted, BASE_PACKAGES,
+    build_groups, lock_plan, read_closure, realize, resolve_names, resolve_plan, ImagePackages,
+    PackageSources, Packages, Wanted, BASE_PACKAGES,
 };
 
 /// Upstream Nixpacks' default nixpkgs archive (a nixpkgs commit), used for

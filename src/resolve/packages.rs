@@ -321,6 +321,34 @@ pub fn realize(
     cache_root: &Path,
     progress: &dyn RealizeProgress,
 ) -> anyhow::Result<Packages> {
+    let (roots, derivations) = parse_wanted(wanted)?;
+    let substituters = sources.substituters()?;
+    let closure = sources
+        .store(cache_root)?
+        .realize_with_progress(&substituters, &roots, &derivations, progress)
+        .context("could not fetch the Nix packages")?;
+    Ok(packages_of(wanted, closure))
+}
+
+/// The closure of `wanted` read from narinfo alone, nothing downloaded:
+/// packages whose files are not here (see [`kiln_store::Store::read_closure`]).
+pub fn read_closure(
+    wanted: &Wanted,
+    sources: &PackageSources,
+    cache_root: &Path,
+) -> anyhow::Result<Packages> {
+    let (roots, derivations) = parse_wanted(wanted)?;
+    let substituters = sources.substituters()?;
+    let paths = sources
+        .store(cache_root)?
+        .read_closure(&substituters, &roots, &derivations)
+        .context("could not read the Nix packages' narinfo")?;
+    Ok(packages_of(wanted, Closure::unrealized(paths)))
+}
+
+type Roots = (Vec<StorePath>, BTreeMap<StorePath, StorePath>);
+
+fn parse_wanted(wanted: &Wanted) -> anyhow::Result<Roots> {
     let roots: Vec<StorePath> = wanted
         .roots
         .iter()
@@ -330,11 +358,10 @@ pub fn realize(
     for (out, drv) in &wanted.derivations {
         derivations.insert(parse_store_path(out)?, parse_store_path(drv)?);
     }
-    let substituters = sources.substituters()?;
-    let closure = sources
-        .store(cache_root)?
-        .realize_with_progress(&substituters, &roots, &derivations, progress)
-        .context("could not fetch the Nix packages")?;
+    Ok((roots, derivations))
+}
+
+fn packages_of(wanted: &Wanted, closure: Closure) -> Packages {
     let roots = wanted
         .profile
         .iter()
@@ -346,12 +373,12 @@ pub fn realize(
                 .map(StorePathSource::from)
         })
         .collect();
-    Ok(Packages {
+    Packages {
         roots,
         library_dirs: wanted.library_dirs.clone(),
         runtime_roots: wanted.runtime_roots.clone(),
         closure,
-    })
+    }
 }
 
 /// Resolves the packages a build of the app in `app_dir` needs, always by

@@ -31,6 +31,9 @@ pub enum Origin {
     AlreadyInStore,
     /// Valid in the host's Nix store, used in place.
     HostStore,
+    /// Not realized: only its narinfo was read ([`Store::read_closure`]);
+    /// its location is where a realization would put it.
+    NotRealized,
 }
 
 /// One path of a realized closure.
@@ -42,6 +45,9 @@ pub struct ClosurePath {
     pub references: Vec<StorePath>,
     /// Size of its NAR: about the size of its files.
     pub nar_size: u64,
+    /// Hash of its NAR as its narinfo states it (checked against the
+    /// download), in Nix's base-16 form: `sha256:<hex>`. SBOMs list it.
+    pub nar_hash: String,
     /// Size of the compressed download, when the narinfo says.
     pub file_size: Option<u64>,
     /// The folder (or file) holding its contents, to bind-mount at
@@ -64,6 +70,15 @@ impl Closure {
     /// Sum of the paths' NAR sizes.
     pub fn total_nar_size(&self) -> u64 {
         self.paths.iter().map(|p| p.nar_size).sum()
+    }
+
+    /// A closure read from narinfo alone ([`Store::read_closure`]): its
+    /// paths hold no files yet, so nothing is held against `prune`.
+    pub fn unrealized(paths: Vec<ClosurePath>) -> Closure {
+        Closure {
+            paths,
+            _holds: Vec::new(),
+        }
     }
 
     /// How many paths were downloaded by this realization.
@@ -154,6 +169,7 @@ impl Store {
                     .cloned()
                     .collect(),
                 nar_size: info.nar_size(),
+                nar_hash: info.nar_hash().to_nix_base16_string(),
                 file_size: info.file_size(),
                 location,
                 origin,
@@ -163,6 +179,40 @@ impl Store {
             paths,
             _holds: holds,
         })
+    }
+
+    /// The closure of `roots` from narinfo alone, in the order
+    /// [`Store::realize`] gives, downloading no NAR: a build that finds
+    /// every layer and phase elsewhere needs no more. Each path is
+    /// [`Origin::NotRealized`], located where kiln's store would put it.
+    pub fn read_closure(
+        &self,
+        substituters: &Substituters,
+        roots: &[StorePath],
+        derivations: &BTreeMap<StorePath, StorePath>,
+    ) -> Result<Vec<ClosurePath>, StoreError> {
+        let jobs = substituters.options().jobs.max(1);
+        let known = self.closure_narinfo(substituters, roots, derivations, jobs)?;
+        Ok(topological_order(&known)
+            .into_iter()
+            .map(|path| {
+                let info = &known[&path].info;
+                ClosurePath {
+                    references: info
+                        .references()
+                        .iter()
+                        .filter(|r| **r != path)
+                        .cloned()
+                        .collect(),
+                    nar_size: info.nar_size(),
+                    nar_hash: info.nar_hash().to_nix_base16_string(),
+                    file_size: info.file_size(),
+                    location: self.location(&path),
+                    origin: Origin::NotRealized,
+                    path,
+                }
+            })
+            .collect())
     }
 
     /// Narinfo of every path in the closure, level by level.

@@ -26,6 +26,7 @@ pub mod nixpkgs;
 pub mod process;
 pub mod registry;
 pub mod require;
+pub mod summary;
 pub mod validators;
 
 pub use archive_server::ArchiveServer;

@@ -19,6 +19,7 @@ use tempfile::TempDir;
 use crate::archive_server::ArchiveServer;
 use crate::hash::hex;
 use crate::process::{free_port, run, ChildGuard};
+use crate::registry::Request;
 use crate::require::{require, require_root};
 
 /// Bumped when the way the fixture is built changes, so old builds are not
@@ -242,6 +243,12 @@ impl FixtureNixpkgs {
     pub fn serve_http(&self) -> HttpCache {
         HttpCache::serve(&self.xz_cache())
     }
+
+    /// [`Self::serve_http`] with nginx's access log on, so a test can count
+    /// what kiln fetched ([`HttpCache::requests`]).
+    pub fn serve_http_logged(&self) -> HttpCache {
+        HttpCache::serve_with(&self.xz_cache(), true)
+    }
 }
 
 /// A Nix command with the single-user, offline settings of TESTING.md.
@@ -394,6 +401,12 @@ pub struct HttpCache {
 impl HttpCache {
     /// Serves `folder` (read-only) and returns once it answers.
     pub fn serve(folder: &Path) -> HttpCache {
+        HttpCache::serve_with(folder, false)
+    }
+
+    /// [`HttpCache::serve`], with the access log in nginx's log when
+    /// `access_log` is set.
+    fn serve_with(folder: &Path, access_log: bool) -> HttpCache {
         let dir = tempfile::Builder::new()
             .prefix("kiln-http-cache-")
             .tempdir()
@@ -403,13 +416,14 @@ impl HttpCache {
         let config = format!(
             "daemon off;\nmaster_process off;\npid {temp}/nginx.pid;\nerror_log stderr warn;\n\
              events {{}}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {temp}/body;\n  \
+             http {{\n  access_log {access};\n  client_body_temp_path {temp}/body;\n  \
              proxy_temp_path {temp}/proxy;\n  fastcgi_temp_path {temp}/fastcgi;\n  \
              uwsgi_temp_path {temp}/uwsgi;\n  scgi_temp_path {temp}/scgi;\n  \
              default_type application/octet-stream;\n  \
              types {{ text/x-nix-narinfo narinfo; text/plain nix-cache-info; }}\n  \
              server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n",
-            root = folder.display()
+            root = folder.display(),
+            access = if access_log { "/dev/stderr" } else { "off" },
         );
         let config_path = dir.path().join("nginx.conf");
         fs::write(&config_path, config).expect("write nginx config");
@@ -446,6 +460,12 @@ impl HttpCache {
     /// nginx's log so far.
     pub fn log(&self) -> String {
         self.process.log()
+    }
+
+    /// Requests served so far, oldest first (needs
+    /// [`FixtureNixpkgs::serve_http_logged`]).
+    pub fn requests(&self) -> Vec<Request> {
+        self.log().lines().filter_map(Request::parse).collect()
     }
 }
 

@@ -242,7 +242,7 @@ pub struct Request {
 
 impl Request {
     /// Parses a combined-log-format line (`... "PUT /v2/x HTTP/1.1" 201 ...`).
-    fn parse(line: &str) -> Option<Request> {
+    pub(crate) fn parse(line: &str) -> Option<Request> {
         let (_, rest) = line.split_once('"')?;
         let (request, rest) = rest.split_once('"')?;
         let mut words = request.split(' ');

@@ -216,3 +216,39 @@ impl Drop for Container {
         runc(&["delete", "--force", &self.id]);
     }
 }
+
+/// `pyspdxtools` of spdx-tools, from the venv tests/setup.sh's
+/// `install_validators` makes under the target folder; `None` (after
+/// skip_or_fail) when it is missing.
+pub fn spdx_validator() -> Option<PathBuf> {
+    let program = crate::nixpkgs::target_dir().join("kiln-validators/bin/pyspdxtools");
+    if program.is_file() {
+        return Some(program);
+    }
+    crate::require::skip_or_fail(&format!(
+        "{} missing (tests/run installs it: install_validators in tests/setup.sh)",
+        program.display()
+    ));
+    None
+}
+
+/// Validates the SPDX JSON document `file` with `validator` (spdx-tools'
+/// `pyspdxtools -i FILE`); panics with its findings when it is invalid.
+pub fn spdx_validate(validator: &Path, file: &Path) -> String {
+    let output = Command::new(validator)
+        .arg("--infile")
+        .arg(file)
+        .output()
+        .expect("run pyspdxtools");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && !said.contains("validation error"),
+        "pyspdxtools refused {}: {said}",
+        file.display()
+    );
+    said
+}

@@ -1,0 +1,217 @@
+//! Signed pushes: the cosign signature kiln pushes is fetched with skopeo
+//! and checked with openssl against the public key `kiln keygen` wrote
+//! (and refused with another key). Debian's skopeo 1.9.3 has sigstore
+//! verification patched out ("Debian-local change: sigstore disabled"),
+//! so a `sigstoreSigned` policy cannot be run on this machine.
+
+use std::path::Path;
+use std::process::Command;
+
+use kiln_harness::process::run;
+use kiln_harness::{FixtureNixpkgs, Registry, RegistryKind};
+
+/// The built `kiln` with `args` in `dir`.
+fn kiln(dir: &Path, args: &[String]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command.args(args).current_dir(dir).env_remove("RUST_LOG");
+    command
+}
+
+/// `kiln keygen --output-key-prefix NAME` in `dir`.
+fn keygen(dir: &Path, name: &str) {
+    run(&mut kiln(
+        dir,
+        &["keygen".into(), "--output-key-prefix".into(), name.into()],
+    ));
+}
+
+/// `kiln pack bash --push DESTINATION`, signed with `key` when given.
+fn push(fixture: &FixtureNixpkgs, dir: &Path, host: &str, destination: &str, key: Option<&str>) {
+    let mut args = vec![
+        "--cache-dir".to_string(),
+        dir.join("cache").display().to_string(),
+        "pack".into(),
+        "bash".into(),
+    ];
+    args.extend(fixture.kiln_source_args());
+    args.extend([
+        "--push".into(),
+        destination.into(),
+        "--insecure-registry".into(),
+        host.into(),
+    ]);
+    if let Some(key) = key {
+        args.extend(["--sign-key".into(), key.into()]);
+    }
+    run(&mut kiln(dir, &args));
+}
+
+/// The signature kiln pushed for `digest` in `repository`, fetched with
+/// skopeo (which checks every digest on the way): its payload and its
+/// DER signature, or `None` when the registry has no signature tag.
+fn fetch_signature(dir: &Path, repository: &str, digest: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let tag = format!("{}.sig", digest.replacen(':', "-", 1));
+    let copy = dir.join(format!("sig-{}", &digest[7..19]));
+    let copied = Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{repository}:{tag}"))
+        .arg(format!("oci:{}:s", copy.display()))
+        .output()
+        .expect("run skopeo");
+    if !copied.status.success() {
+        return None;
+    }
+    let manifest = kiln_harness::images::layout_manifest(&copy, "s");
+    let layer = &manifest["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    let payload = std::fs::read(
+        copy.join("blobs/sha256")
+            .join(&layer["digest"].as_str().unwrap()[7..]),
+    )
+    .unwrap();
+    let encoded = layer["annotations"]["dev.cosignproject.cosign/signature"]
+        .as_str()
+        .unwrap();
+    let file = dir.join("signature.b64");
+    std::fs::write(&file, encoded).unwrap();
+    let der = Command::new("base64")
+        .arg("-d")
+        .arg(&file)
+        .output()
+        .unwrap()
+        .stdout;
+    Some((payload, der))
+}
+
+/// Whether `openssl dgst -sha256 -verify PUBLIC` accepts `signature` of
+/// `payload`: ECDSA P-256 over SHA-256, as cosign checks it.
+fn openssl_verifies(dir: &Path, public_key: &Path, payload: &[u8], signature: &[u8]) -> bool {
+    std::fs::write(dir.join("payload"), payload).unwrap();
+    std::fs::write(dir.join("signature"), signature).unwrap();
+    Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(public_key)
+        .arg("-signature")
+        .arg(dir.join("signature"))
+        .arg(dir.join("payload"))
+        .output()
+        .expect("run openssl")
+        .status
+        .success()
+}
+
+/// The digest skopeo reads for `reference`.
+fn digest_of(reference: &str) -> String {
+    let inspected = kiln_harness::validators::skopeo_inspect(
+        &format!("docker://{reference}"),
+        &["--tls-verify=false"],
+    );
+    inspected["Digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_signature_names_the_image_and_verifies_with_its_key_only() {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&["skopeo", "docker-registry", "openssl"])
+    else {
+        return;
+    };
+    let registry = Registry::start(RegistryKind::Plain);
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    keygen(dir, "mine");
+    keygen(dir, "other");
+
+    let repository = format!("{host}/signed/bash");
+    push(
+        fixture,
+        dir,
+        &host,
+        &format!("{repository}:1"),
+        Some("mine.key"),
+    );
+    let digest = digest_of(&format!("{repository}:1"));
+    let (payload, signature) = fetch_signature(dir, &repository, &digest).expect("a signature");
+    let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        claims["critical"]["image"]["docker-manifest-digest"],
+        digest.as_str()
+    );
+    assert_eq!(
+        claims["critical"]["identity"]["docker-reference"],
+        repository.as_str()
+    );
+    assert_eq!(
+        claims["critical"]["type"],
+        "cosign container image signature"
+    );
+    assert!(openssl_verifies(
+        dir,
+        &dir.join("mine.pub"),
+        &payload,
+        &signature
+    ));
+    assert!(!openssl_verifies(
+        dir,
+        &dir.join("other.pub"),
+        &payload,
+        &signature
+    ));
+    // The SBOM is signed too.
+    let index = kiln_harness::validators::skopeo_inspect(
+        &format!("docker://{repository}:{}", digest.replacen(':', "-", 1)),
+        &["--tls-verify=false", "--raw"],
+    );
+    let sbom = index["manifests"][0]["digest"].as_str().unwrap();
+    let (payload, signature) = fetch_signature(dir, &repository, sbom).expect("an SBOM signature");
+    assert!(openssl_verifies(
+        dir,
+        &dir.join("mine.pub"),
+        &payload,
+        &signature
+    ));
+
+    // Unsigned: no signature tag at all.
+    let unsigned = format!("{host}/unsigned/bash");
+    push(fixture, dir, &host, &format!("{unsigned}:1"), None);
+    let digest = digest_of(&format!("{unsigned}:1"));
+    assert!(fetch_signature(dir, &unsigned, &digest).is_none());
+}
+
+#[test]
+fn a_key_file_that_is_no_key_is_refused_before_anything_is_pushed() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    std::fs::write(dir.join("bad.key"), "not a key").unwrap();
+    keygen(dir, "k");
+    let again = kiln(
+        dir,
+        &["keygen".into(), "--output-key-prefix".into(), "k".into()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
+    let output = kiln(
+        dir,
+        &[
+            "pack".into(),
+            "bash".into(),
+            "--push".into(),
+            "127.0.0.1:1/x:1".into(),
+            "--sign-key".into(),
+            "bad.key".into(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.key") && stderr.contains("kiln keygen"),
+        "{stderr}"
+    );
+}
