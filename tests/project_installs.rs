@@ -52,9 +52,14 @@ fn a_flit_project_installed_with_pip_install_dot_builds_and_answers() {
 
 /// `kiln build app` into `oci:<layout>:latest` with a cache in `work`.
 fn build(fixture: &FixtureNixpkgs, app: FixtureApp, work: &Path, layout: &Path) -> Output {
-    app.build_command(env!("CARGO_BIN_EXE_kiln"), fixture, &work.join("cache"), layout)
-        .output()
-        .unwrap()
+    app.build_command(
+        env!("CARGO_BIN_EXE_kiln"),
+        fixture,
+        &work.join("cache"),
+        layout,
+    )
+    .output()
+    .unwrap()
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! answers. Go: the provider's plan (`go mod download`, `go build`) runs
 //! unchanged, and the binary runs in the slim run image without Go. Caddy:
 //! a Vite single-page app is built by npm and served by Caddy, as the Node
-//! provider plans it.
+//! provider plans it. PHP: Composer installs the app's autoloader, and
+//! nginx serves it through php-fpm, from the plan's package expression.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -83,6 +84,37 @@ fn a_vite_single_page_app_is_built_by_npm_and_served_by_caddy() {
     assert!(bundle.rootfs().join("app/dist/index.html").is_file());
 }
 
+#[test]
+fn a_php_app_is_installed_by_composer_and_served_by_nginx_and_php_fpm() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&["umoci", "runc", "curl"]) {
+        return;
+    }
+    let app = FixtureApp::PhpApp;
+    let plan = plan(app);
+    let setup = &plan["phases"]["setup"]["nixPkgs"];
+    assert_eq!(
+        setup[0], "(php.withExtensions (pe: pe.enabled ++ []))",
+        "{plan}"
+    );
+    assert_eq!(setup[3], "phpPackages.composer", "{plan}");
+    assert_eq!(
+        plan["phases"]["install"]["cmds"][1],
+        "composer install --ignore-platform-reqs"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let output = build(fixture, app, work.path(), &layout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    app.answers_from(&layout, "latest");
+    let bundle = Bundle::unpack(&layout, "latest");
+    assert!(bundle.rootfs().join("app/vendor/autoload.php").is_file());
+}
+
 /// What `kiln plan` prints for `app`.
 fn plan(app: FixtureApp) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -96,7 +128,12 @@ fn plan(app: FixtureApp) -> serde_json::Value {
 
 /// `kiln build app` into `oci:<layout>:latest` with a cache in `work`.
 fn build(fixture: &FixtureNixpkgs, app: FixtureApp, work: &Path, layout: &Path) -> Output {
-    app.build_command(env!("CARGO_BIN_EXE_kiln"), fixture, &work.join("cache"), layout)
-        .output()
-        .unwrap()
+    app.build_command(
+        env!("CARGO_BIN_EXE_kiln"),
+        fixture,
+        &work.join("cache"),
+        layout,
+    )
+    .output()
+    .unwrap()
 }

@@ -54,6 +54,10 @@ pub enum FixtureApp {
     /// A Vite single-page app, built by `npm run build` and served by Caddy
     /// (network needed for `npm ci`; not in [`FixtureApp::ALL`]).
     NodeViteSpa,
+    /// A PHP app autoloaded by Composer (no dependencies), served by nginx
+    /// and php-fpm as the PHP provider plans it (not in
+    /// [`FixtureApp::ALL`]: it needs the fixture's PHP).
+    PhpApp,
 }
 
 impl FixtureApp {
@@ -84,6 +88,7 @@ impl FixtureApp {
             FixtureApp::NodePnpmCorepack => "node-pnpm-corepack",
             FixtureApp::GoServer => "go-server",
             FixtureApp::NodeViteSpa => "node-vite-spa",
+            FixtureApp::PhpApp => "php-app",
         }
     }
 
@@ -131,6 +136,8 @@ impl FixtureApp {
             let env = config["process"]["env"]
                 .as_array_mut()
                 .expect("config has process.env");
+            // The plan's own PORT (PHP's is 80) gives way to the test's.
+            env.retain(|entry| !entry.as_str().is_some_and(|e| e.starts_with("PORT=")));
             env.push(format!("PORT={port}").into());
         });
         let mut container = bundle.start(&format!("kiln-build-{}-{port}", self.name()));
