@@ -6,6 +6,7 @@ packages=(
   nix-bin docker-registry skopeo umoci oci-image-tool runc busybox-static
   patchelf nginx bubblewrap pigz debootstrap openssl apache2-utils curl
   uidmap zstd xz-utils time python3-venv golang-1.19-go caddy
+  php8.2-cli php8.2-fpm php8.2-mbstring composer tzdata
 )
 test_user=kiln-test
 
