@@ -277,6 +277,7 @@ fn a_tampered_record_or_a_lost_blob_runs_the_phase() {
             &named,
             vec![layer],
             &[],
+            std::time::SystemTime::now(),
         )
         .unwrap();
     }
@@ -349,4 +350,47 @@ fn kiln_pack_takes_its_layers_from_the_cache_repo() {
         .filter(|r| r.is_blob_upload())
         .collect();
     assert!(uploads.is_empty(), "machine B uploaded blobs: {uploads:?}");
+}
+
+#[test]
+fn a_warm_build_writes_nothing_the_cache_repo_holds() {
+    let Some(farm) = Farm::start() else {
+        return;
+    };
+    let app = farm.app("app", "");
+    let a = farm.build("machine-a", &app, "a");
+    let records = tags(&farm, "").len();
+    assert!(records > 2, "machine A wrote its records");
+
+    let before = farm.registry.requests().len();
+    let warm = farm.build("machine-a", &app, "warm");
+    let registry = since(farm.registry.requests(), before);
+    assert_eq!(warm["digest"], a["digest"]);
+    assert!(phases_cached(&warm).iter().all(|(_, cached)| *cached));
+    let writes: Vec<&Request> = registry
+        .iter()
+        .filter(|r| {
+            r.path.starts_with("/v2/kiln-cache/") && r.method != "GET" && r.method != "HEAD"
+        })
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "the warm build wrote records: {writes:?}"
+    );
+    let uploads: Vec<&Request> = registry.iter().filter(|r| r.is_blob_upload()).collect();
+    assert!(
+        uploads.is_empty(),
+        "the warm build uploaded blobs: {uploads:?}"
+    );
+    let checks = registry
+        .iter()
+        .filter(|r| r.method == "HEAD" && r.path.starts_with("/v2/kiln-cache/manifests/"))
+        .count();
+    // At most one HEAD for each record the build had locally (the package
+    // view of a warm build is not written at all).
+    assert!(
+        checks > 0 && checks <= records,
+        "{checks} record checks for {records} records:\n{registry:#?}"
+    );
+    assert_eq!(tags(&farm, "").len(), records);
 }
