@@ -33,8 +33,8 @@ const MAX_ARTIFACT_BYTES: u64 = 1 << 20;
 /// One repository that artifacts are read from and written to, over one
 /// authenticated session.
 pub struct ArtifactRepo {
-    runtime: tokio::runtime::Runtime,
-    session: Session,
+    pub(super) runtime: tokio::runtime::Runtime,
+    pub(super) session: Session,
     config: RegistryConfig,
 }
 
@@ -97,7 +97,7 @@ impl ArtifactRepo {
         self.session.reference.repository()
     }
 
-    fn tagged(&self, tag: &str) -> Reference {
+    pub(super) fn tagged(&self, tag: &str) -> Reference {
         let reference = &self.session.reference;
         Reference::with_tag(
             reference.registry().to_string(),
@@ -273,7 +273,7 @@ impl ArtifactRepo {
 }
 
 /// Whether `err` says the manifest or repository does not exist.
-fn is_not_found(err: &OciDistributionError) -> bool {
+pub(super) fn is_not_found(err: &OciDistributionError) -> bool {
     match err {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::ServerError { code: 404, .. } => true,

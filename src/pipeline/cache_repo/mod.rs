@@ -10,6 +10,7 @@
 //! Only a cache repository the user must fix (a bad reference, refused
 //! credentials, an untrusted certificate) stops the build.
 
+pub mod prune;
 pub mod records;
 
 use std::collections::HashSet;
