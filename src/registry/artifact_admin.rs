@@ -62,14 +62,8 @@ impl ArtifactRepo {
             let Some(answer) = answer else {
                 return Ok(tags);
             };
-            let page: TagPage = serde_json::from_slice(&answer.body)
-                .map_err(|e| bad(format!("unreadable tag list from {url} ({e})")))?;
-            tags.extend(page.tags.unwrap_or_default());
-            if tags.len() > max {
-                return Err(bad(format!(
-                    "the repository has more than {max} tags; kiln will not go through that many"
-                )));
-            }
+            add_page(&mut tags, &answer.body, max)
+                .map_err(|why| bad(format!("tag list from {url}: {why}")))?;
             match next_link(&answer.headers, &session.base_url).map_err(bad)? {
                 Some(next) => url = next,
                 None => return Ok(tags),
@@ -156,10 +150,45 @@ struct TagPage {
     tags: Option<Vec<String>>,
 }
 
+/// Adds the tags of the page `body` to `tags`, refusing an unreadable page
+/// and more than `max` tags in all.
+fn add_page(tags: &mut Vec<String>, body: &[u8], max: usize) -> Result<(), String> {
+    let page: TagPage = serde_json::from_slice(body).map_err(|e| format!("unreadable ({e})"))?;
+    tags.extend(page.tags.unwrap_or_default());
+    match tags.len() > max {
+        true => Err(format!(
+            "the repository has more than {max} tags; kiln will not go through that many"
+        )),
+        false => Ok(()),
+    }
+}
+
 fn server_error(status: StatusCode, url: &str, body: &[u8]) -> OciDistributionError {
     OciDistributionError::ServerError {
         code: status.as_u16(),
         url: url.to_string(),
         message: String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_pages_are_read_or_refused() {
+        let mut tags = Vec::new();
+        add_page(&mut tags, br#"{"name":"c","tags":["a","b"]}"#, 10).unwrap();
+        add_page(&mut tags, br#"{"name":"c","tags":null}"#, 10).unwrap();
+        assert_eq!(tags, ["a", "b"]);
+        for garbage in [&b"{"[..], b"[]", br#"{"tags":[1]}"#, b"\xff"] {
+            assert!(add_page(&mut tags, garbage, 10).is_err());
+        }
+        let huge = serde_json::to_vec(&serde_json::json!({
+            "tags": (0..11).map(|i| i.to_string()).collect::<Vec<_>>()
+        }))
+        .unwrap();
+        let err = add_page(&mut Vec::new(), &huge, 10).unwrap_err();
+        assert!(err.contains("more than 10 tags"), "{err}");
     }
 }
