@@ -186,3 +186,37 @@ pub fn pruned_line(pruned: &Pruned) -> String {
         pruned.held.len()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::Cli;
+
+    #[test]
+    fn cache_repo_prune_flags_go_together() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["kiln", "cache", "prune"].iter().chain(args)).map(drop)
+        };
+        parse(&[
+            "--cache-repo",
+            "r.example/c",
+            "--older-than",
+            "7",
+            "--dry-run",
+        ])
+        .unwrap();
+        parse(&[
+            "--cache-repo",
+            "r.example/c",
+            "--insecure-registry",
+            "r.example",
+        ])
+        .unwrap();
+        // Listing and registry flags mean nothing to the local cache, and
+        // a size bound means nothing to a registry.
+        parse(&["--dry-run"]).unwrap_err();
+        parse(&["--insecure-registry", "r.example"]).unwrap_err();
+        parse(&["--cache-repo", "r.example/c", "--max-size", "1G"]).unwrap_err();
+    }
+}

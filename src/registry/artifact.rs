@@ -288,7 +288,7 @@ pub(super) fn is_not_found(err: &OciDistributionError) -> bool {
 }
 
 /// `time` as RFC 3339 in UTC, whole seconds.
-pub fn rfc3339(time: SystemTime) -> String {
+fn rfc3339(time: SystemTime) -> String {
     let seconds = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

@@ -23,7 +23,7 @@ mod referrers;
 mod retry;
 mod unpack;
 
-pub use artifact::{rfc3339, Artifact, ArtifactBlob, ArtifactRepo, CREATED_ANNOTATION};
+pub use artifact::{Artifact, ArtifactBlob, ArtifactRepo, CREATED_ANNOTATION};
 pub use artifact_admin::RawManifest;
 pub use auth::{AuthEnv, CredentialSource, Credentials};
 pub use error::RegistryError;
