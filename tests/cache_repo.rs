@@ -107,7 +107,8 @@ impl Farm {
 fn summary(output: &Output) -> Value {
     assert!(
         output.status.success(),
-        "kiln failed:\n{}",
+        "kiln failed ({}):\n{}",
+        output.status,
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("kiln printed JSON")
