@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::{Reference, RegistryOperation};
@@ -22,6 +23,9 @@ use super::push::{push_image_with_progress, PushTarget};
 use super::retry::with_retry;
 use super::{pull, runtime, RegistryConfig};
 
+/// The manifest annotation that says when an artifact was put.
+pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
+
 /// An artifact's manifest and config are a few kilobytes; more is refused
 /// unread.
 const MAX_ARTIFACT_BYTES: u64 = 1 << 20;
@@ -29,8 +33,8 @@ const MAX_ARTIFACT_BYTES: u64 = 1 << 20;
 /// One repository that artifacts are read from and written to, over one
 /// authenticated session.
 pub struct ArtifactRepo {
-    runtime: tokio::runtime::Runtime,
-    session: Session,
+    pub(super) runtime: tokio::runtime::Runtime,
+    pub(super) session: Session,
     config: RegistryConfig,
 }
 
@@ -93,7 +97,7 @@ impl ArtifactRepo {
         self.session.reference.repository()
     }
 
-    fn tagged(&self, tag: &str) -> Reference {
+    pub(super) fn tagged(&self, tag: &str) -> Reference {
         let reference = &self.session.reference;
         Reference::with_tag(
             reference.registry().to_string(),
@@ -188,6 +192,29 @@ impl ArtifactRepo {
         }))
     }
 
+    /// Whether the repository has a manifest tagged `tag`: one `HEAD`
+    /// (a `GET` too when the registry sends no digest header).
+    pub fn has(&self, tag: &str) -> Result<bool, RegistryError> {
+        let session = &self.session;
+        let reference = self.tagged(tag);
+        self.runtime.block_on(with_retry(
+            session.backoff,
+            &session.site,
+            &format!("checking cache record {tag}"),
+            || async {
+                match session
+                    .client
+                    .fetch_manifest_digest(&reference, &session.auth)
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(err) if is_not_found(&err) => Ok(false),
+                    Err(err) => Err(err),
+                }
+            },
+        ))
+    }
+
     /// Downloads `blob` into `dir/<hex>` (unless there already), verified
     /// against its digest and size; returns the file.
     pub fn fetch_blob(&self, blob: &ArtifactBlob, dir: &Path) -> Result<PathBuf, RegistryError> {
@@ -211,8 +238,10 @@ impl ArtifactRepo {
     /// Puts an artifact under `tag`: its `layers` (files already, mounted
     /// from `mount_from`, repositories of the same registry, when they
     /// hold them), the config `config` of media type `config_type`, then
-    /// the manifest. The config file must be named by its digest, as in
-    /// kiln's blob cache.
+    /// the manifest, annotated with its creation time `created` (the
+    /// only thing that differs between two puts of the same artifact).
+    /// The config file must be named by its digest, as in kiln's blob
+    /// cache.
     pub fn put(
         &self,
         tag: &str,
@@ -220,6 +249,7 @@ impl ArtifactRepo {
         config: &Path,
         layers: Vec<LayoutBlob>,
         mount_from: &[String],
+        created: SystemTime,
     ) -> Result<(), RegistryError> {
         let bytes =
             std::fs::read(config).map_err(|e| RegistryError::io("could not read", config, e))?;
@@ -229,7 +259,7 @@ impl ArtifactRepo {
             media_type: config_type.to_string(),
             path: config.to_path_buf(),
         };
-        let manifest = artifact_manifest(&config, &layers);
+        let manifest = artifact_manifest(&config, &layers, created);
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&manifest)));
         let image = LayoutImage::from_blobs(manifest, digest, config, layers);
         let destination = format!("{}:{tag}", self.name());
@@ -243,7 +273,7 @@ impl ArtifactRepo {
 }
 
 /// Whether `err` says the manifest or repository does not exist.
-fn is_not_found(err: &OciDistributionError) -> bool {
+pub(super) fn is_not_found(err: &OciDistributionError) -> bool {
     match err {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::ServerError { code: 404, .. } => true,
@@ -255,6 +285,20 @@ fn is_not_found(err: &OciDistributionError) -> bool {
         }),
         _ => false,
     }
+}
+
+/// `time` as RFC 3339 in UTC, whole seconds.
+fn rfc3339(time: SystemTime) -> String {
+    let seconds = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
 fn descriptor(blob: &ArtifactBlob) -> Result<Descriptor, RegistryError> {
@@ -275,9 +319,10 @@ fn descriptor(blob: &ArtifactBlob) -> Result<Descriptor, RegistryError> {
         .map_err(|e| bad(format!("blob {}: {e}", blob.digest)))
 }
 
-/// The OCI manifest of an artifact with `config` and `layers`; the config's
-/// media type names what it is, as OCI 1.0 registries expect.
-fn artifact_manifest(config: &LayoutBlob, layers: &[LayoutBlob]) -> Vec<u8> {
+/// The OCI manifest of an artifact with `config` and `layers`, made at
+/// `created`; the config's media type names what it is, as OCI 1.0
+/// registries expect.
+fn artifact_manifest(config: &LayoutBlob, layers: &[LayoutBlob], created: SystemTime) -> Vec<u8> {
     let describe = |blob: &LayoutBlob| {
         serde_json::json!({
             "mediaType": blob.media_type,
@@ -290,6 +335,7 @@ fn artifact_manifest(config: &LayoutBlob, layers: &[LayoutBlob]) -> Vec<u8> {
         "mediaType": MediaType::ImageManifest.to_string(),
         "config": describe(config),
         "layers": layers.iter().map(describe).collect::<Vec<_>>(),
+        "annotations": { CREATED_ANNOTATION: rfc3339(created) },
     }))
     .expect("a manifest serializes")
 }
@@ -332,6 +378,7 @@ mod tests {
         let bytes = artifact_manifest(
             &blob(&config, "application/vnd.kiln.x+json"),
             &[blob(&layer, "application/vnd.oci.image.layer.v1.tar+gzip")],
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400),
         );
         let manifest: ImageManifest = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(manifest.layers().len(), 1);
@@ -339,5 +386,7 @@ mod tests {
             manifest.config().media_type().to_string(),
             "application/vnd.kiln.x+json"
         );
+        let created = &manifest.annotations().as_ref().unwrap()[CREATED_ANNOTATION];
+        assert_eq!(created, "1970-01-02T00:00:00Z");
     }
 }

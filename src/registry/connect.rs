@@ -33,6 +33,11 @@ pub(crate) struct Session {
     pub backoff: RetryPolicy,
     /// The credentials in use (redacted in `Debug`).
     pub auth: RegistryAuth,
+    /// `http://` or `https://` and the registry host: the base of the
+    /// requests oci-client has no call for (see [`super::raw`]).
+    pub base_url: String,
+    /// A plain HTTP client with the same trust settings, for those.
+    pub raw: reqwest::Client,
 }
 
 /// Parses an image reference (`host[:port]/name[:tag][@digest]`).
@@ -68,10 +73,10 @@ pub(crate) async fn connect(
         credential_source: source.to_string(),
     };
     let insecure = is_insecure(&config.insecure_hosts, &registry);
-    let protocol = if insecure && !speaks_https(&registry).await {
-        ClientProtocol::Http
-    } else {
-        ClientProtocol::Https
+    let plain_http = insecure && !speaks_https(&registry).await;
+    let protocol = match plain_http {
+        true => ClientProtocol::Http,
+        false => ClientProtocol::Https,
     };
     let mut certificates = Vec::new();
     for path in &config.ca_files {
@@ -103,9 +108,25 @@ pub(crate) async fn connect(
         })
         .map_err(|e| site.classify("setting up the connection", e).1)
     };
+    let mut raw = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(insecure)
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(300))
+        .redirect(reqwest::redirect::Policy::none());
+    for certificate in &certificates {
+        if let Ok(certificate) = reqwest::Certificate::from_pem(&certificate.data) {
+            raw = raw.add_root_certificate(certificate);
+        }
+    }
+    let raw = raw
+        .build()
+        .map_err(|e| site.classify("setting up the connection", e.into()).1)?;
+    let scheme = if plain_http { "http" } else { "https" };
     let session = Session {
         client: build(true)?,
         chunked: build(false)?,
+        base_url: format!("{scheme}://{registry}"),
+        raw,
         reference,
         site,
         backoff: RetryPolicy::default(),

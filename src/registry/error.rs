@@ -46,6 +46,14 @@ pub enum RegistryError {
         answer: String,
     },
 
+    /// The registry does not allow deleting manifests.
+    #[error("registry {registry} refuses to delete manifests of repository {repository} ({answer}); allow deletes on the registry (docker-registry/distribution: `storage: delete: enabled: true` in its config, or REGISTRY_STORAGE_DELETE_ENABLED=true) or delete the whole repository with the registry's own tools")]
+    DeletesDisabled {
+        registry: String,
+        repository: String,
+        answer: String,
+    },
+
     /// A manifest or index from the registry is not one kiln can use.
     #[error("registry {registry}, repository {repository}: {reason}")]
     BadManifest {

@@ -8,6 +8,7 @@
 //! pulled layers into a root filesystem folder.
 
 mod artifact;
+mod artifact_admin;
 mod auth;
 mod blob_stream;
 mod connect;
@@ -17,11 +18,13 @@ mod manifest;
 mod progress;
 mod pull;
 mod push;
+mod raw;
 mod referrers;
 mod retry;
 mod unpack;
 
-pub use artifact::{Artifact, ArtifactBlob, ArtifactRepo};
+pub use artifact::{Artifact, ArtifactBlob, ArtifactRepo, CREATED_ANNOTATION};
+pub use artifact_admin::RawManifest;
 pub use auth::{AuthEnv, CredentialSource, Credentials};
 pub use error::RegistryError;
 pub use layout::{layout_referrer, referrer_in};

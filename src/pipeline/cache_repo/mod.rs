@@ -10,9 +10,13 @@
 //! Only a cache repository the user must fix (a bad reference, refused
 //! credentials, an untrusted certificate) stops the build.
 
+pub mod prune;
 pub mod records;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use crate::image::Image;
 use crate::layer::{Layer, LayerCache, PackSettings};
@@ -44,6 +48,12 @@ pub struct RemoteCache {
     /// layer they all hold (or can mount from the cache repository) need
     /// not be on this machine at all.
     destinations: Option<Vec<ArtifactRepo>>,
+    /// Tags of the records this build asked the repository for. A build
+    /// publishes only what the repository did not give it, so such a
+    /// record was absent or unusable and is written without asking again;
+    /// any other (a local cache hit) is first checked with one `HEAD`, so
+    /// a warm build writes nothing the repository holds.
+    looked_up: Mutex<HashSet<String>>,
 }
 
 impl RemoteCache {
@@ -85,6 +95,7 @@ impl RemoteCache {
             writable: !options.read_only,
             settings,
             destinations,
+            looked_up: Mutex::default(),
         }))
     }
 
@@ -98,6 +109,10 @@ impl RemoteCache {
     /// `None` when there is none, or it is unusable (with a warning).
     fn record(&self, kind: &str, key: &str) -> Option<(Record, Vec<ArtifactBlob>)> {
         let tag = Record::tag(kind, key);
+        self.looked_up
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(tag.clone());
         let artifact = match self.repo.get(&tag) {
             Ok(found) => found?,
             Err(err) => {
@@ -273,8 +288,10 @@ impl RemoteCache {
 
     /// Records what this build made that the cache repository did not
     /// give it: the package view, each phase's diff, each store path and
-    /// generated layer (see [`Published`]). Failures are warnings: the
-    /// image is built.
+    /// generated layer (see [`Published`]), but none the repository holds
+    /// already. Each record's manifest says when it was written, for
+    /// `kiln cache prune --cache-repo`. Failures are warnings: the image
+    /// is built.
     pub fn publish(&self, work: &Published<'_>, image: &Image, layers: &LayerCache) {
         if !self.writable {
             return;
@@ -286,15 +303,31 @@ impl RemoteCache {
             .filter(|d| d.registry() == self.repo.registry())
             .map(|d| d.repository().to_string())
             .collect();
+        let looked_up = self
+            .looked_up
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let put = |record: Record, blob: Option<&Layer>| {
             let tag = Record::tag(record.kind(), record.key());
+            if !looked_up.contains(&tag) && self.repo.has(&tag).unwrap_or(false) {
+                tracing::debug!(%tag, "the cache repo holds this record already");
+                return;
+            }
             let result = layers
                 .put_blob(&record.to_bytes())
                 .map_err(anyhow::Error::new)
                 .and_then(|config| {
                     let blobs = blob.map(LayoutBlob::from).into_iter().collect();
                     self.repo
-                        .put(&tag, RECORD_MEDIA_TYPE, &config, blobs, &mount_from)
+                        .put(
+                            &tag,
+                            RECORD_MEDIA_TYPE,
+                            &config,
+                            blobs,
+                            &mount_from,
+                            SystemTime::now(),
+                        )
                         .map_err(anyhow::Error::new)
                 });
             if let Err(err) = result {

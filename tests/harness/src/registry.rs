@@ -38,16 +38,22 @@ impl Registry {
 
     /// Starts a registry and returns once `GET /v2/` answers 200.
     pub fn start(kind: RegistryKind) -> Registry {
-        Self::start_with(kind, false)
+        Self::start_with(kind, false, true)
     }
 
     /// Like [`Registry::start`], with the registry's access log on, so
     /// [`Registry::requests`] can count what clients asked for.
     pub fn start_logged(kind: RegistryKind) -> Registry {
-        Self::start_with(kind, true)
+        Self::start_with(kind, true, true)
     }
 
-    fn start_with(kind: RegistryKind, access_log: bool) -> Registry {
+    /// A logged plain registry that refuses to delete manifests, as
+    /// distribution does unless its config enables deletes.
+    pub fn start_refusing_deletes() -> Registry {
+        Self::start_with(RegistryKind::Plain, true, false)
+    }
+
+    fn start_with(kind: RegistryKind, access_log: bool, deletes: bool) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("kiln-registry-")
             .tempdir()
@@ -56,7 +62,7 @@ impl Registry {
         let mut config = format!(
             "version: 0.1\n\
              log:\n  level: warn\n  accesslog:\n    disabled: {no_access_log}\n\
-             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: {deletes}\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: kiln-test-secret\n",
             root = dir.path().join("data").display(),
             no_access_log = !access_log,
