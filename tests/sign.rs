@@ -1,8 +1,10 @@
 //! Signed pushes: the cosign signature kiln pushes is fetched with skopeo
 //! and checked with openssl against the public key `kiln keygen` wrote
-//! (and refused with another key). Debian's skopeo 1.9.3 has sigstore
-//! verification patched out ("Debian-local change: sigstore disabled"),
-//! so a `sigstoreSigned` policy cannot be run on this machine.
+//! (and refused with another key), and a `sigstoreSigned` policy run by
+//! Debian 13's skopeo (Debian 12's has sigstore verification patched out;
+//! tests/setup.sh installs the newer one under the target folder) accepts
+//! a signed image and refuses an unsigned one and one signed with another
+//! key.
 
 use std::path::Path;
 use std::process::Command;
@@ -214,4 +216,90 @@ fn a_key_file_that_is_no_key_is_refused_before_anything_is_pushed() {
         stderr.contains("bad.key") && stderr.contains("kiln keygen"),
         "{stderr}"
     );
+}
+
+/// Whether `skopeo copy` of `reference` passes a policy that demands a
+/// sigstore signature by `public_key` (cosign's key-pair mode, as an
+/// admission policy would), with sigstore attachments read from the
+/// registry; skopeo's own words when it refuses.
+fn policy_accepts(
+    skopeo: &Path,
+    dir: &Path,
+    public_key: &Path,
+    reference: &str,
+) -> Result<(), String> {
+    let policy = serde_json::json!({
+        "default": [{"type": "reject"}],
+        "transports": {"docker": {"": [{
+            "type": "sigstoreSigned",
+            "keyPath": public_key,
+            "signedIdentity": {"type": "matchRepository"},
+        }]}},
+    });
+    std::fs::write(dir.join("policy.json"), policy.to_string()).unwrap();
+    let registries = dir.join("registries.d");
+    std::fs::create_dir_all(&registries).unwrap();
+    std::fs::write(
+        registries.join("default.yaml"),
+        "default-docker:\n  use-sigstore-attachments: true\n",
+    )
+    .unwrap();
+    let copy = dir.join("policy-copy");
+    let _ = std::fs::remove_dir_all(&copy);
+    let output = Command::new(skopeo)
+        // The policy is checked on reading the source; the oci: copy
+        // cannot hold sigstore attachments, so they are not copied.
+        .args([
+            "copy",
+            "--quiet",
+            "--remove-signatures",
+            "--src-tls-verify=false",
+        ])
+        .arg("--policy")
+        .arg(dir.join("policy.json"))
+        .arg("--registries.d")
+        .arg(&registries)
+        .arg(format!("docker://{reference}"))
+        .arg(format!("oci:{}:p", copy.display()))
+        .output()
+        .expect("run skopeo");
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[test]
+fn a_sigstore_signed_policy_accepts_the_signed_image_only() {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&["docker-registry"]) else {
+        return;
+    };
+    let Some(skopeo) = kiln_harness::validators::sigstore_skopeo() else {
+        return;
+    };
+    let registry = Registry::start(RegistryKind::Plain);
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    keygen(dir, "mine");
+    keygen(dir, "other");
+    let signed = format!("{host}/signed/bash:1");
+    push(fixture, dir, &host, &signed, Some("mine.key"));
+    let unsigned = format!("{host}/unsigned/bash:1");
+    push(fixture, dir, &host, &unsigned, None);
+    let other = format!("{host}/other/bash:1");
+    push(fixture, dir, &host, &other, Some("other.key"));
+
+    let mine = dir.join("mine.pub");
+    policy_accepts(&skopeo, dir, &mine, &signed).expect("the signed image passes");
+    let refused = policy_accepts(&skopeo, dir, &mine, &unsigned).expect_err("unsigned passed");
+    assert!(refused.contains("no signature exists"), "{refused}");
+    let refused = policy_accepts(&skopeo, dir, &mine, &other).expect_err("other key passed");
+    assert!(
+        refused.contains("signature verification failed"),
+        "{refused}"
+    );
+    // The policy is what refuses: the same key accepts the other image.
+    policy_accepts(&skopeo, dir, &dir.join("other.pub"), &other).expect("other key's image");
 }
