@@ -1,5 +1,6 @@
 //! SBOMs end to end: a fixture Node app built with the fixture nixpkgs,
-//! its SPDX document read back with `kiln sbom`, validated by spdx-tools,
+//! its SPDX document read back with `kiln sbom`, validated by spdx-tools
+//! (and its CycloneDX document by cyclonedx-python-lib),
 //! its store paths checked against what the image holds and against the
 //! fixture cache's narinfo files (NAR hashes converted by Nix's own
 //! `nix-hash`), its npm packages against `node_modules`; the same build
@@ -16,7 +17,8 @@ use kiln_harness::images::busybox_image;
 use kiln_harness::nixpkgs::nix_command;
 use kiln_harness::process::run;
 use kiln_harness::validators::{
-    skopeo_copy, skopeo_inspect, spdx_validate, spdx_validator, Bundle,
+    cyclonedx_validate, skopeo_copy, skopeo_inspect, spdx_validate, spdx_validator,
+    validators_python, Bundle,
 };
 use kiln_harness::{require, FixtureNixpkgs, Registry, RegistryKind};
 use serde_json::Value;
@@ -241,6 +243,112 @@ fn node_sbom_is_valid_spdx_of_the_closure_and_npm_packages_and_the_same_twice() 
     let out = fail(&["sbom".into(), format!("oci:{}:latest", bare.display())]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-sbom"));
+}
+
+/// The store paths (by `packageFileName`) and npm package purls of an SPDX
+/// document, with their hashes.
+fn spdx_contents(document: &Value) -> BTreeSet<(String, String)> {
+    document["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["SPDXID"] != "SPDXRef-image")
+        .map(|p| {
+            let name = p["packageFileName"]
+                .as_str()
+                .or(p["externalRefs"][0]["referenceLocator"].as_str())
+                .unwrap();
+            let hash = p["checksums"][0]["checksumValue"].as_str().unwrap_or("");
+            (name.to_string(), hash.to_string())
+        })
+        .collect()
+}
+
+/// The same for a CycloneDX document: store paths by their bom-ref,
+/// app packages by purl.
+fn cyclonedx_contents(document: &Value) -> BTreeSet<(String, String)> {
+    document["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let name = c["bom-ref"].as_str().unwrap();
+            let hash = c["hashes"][0]["content"].as_str().unwrap_or("");
+            (name.to_string(), hash.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn node_sbom_as_cyclonedx_is_valid_and_lists_what_the_spdx_one_does() {
+    let Some((fixture, _)) = setup() else {
+        return;
+    };
+    let Some(python) = validators_python() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let app = FixtureApp::NodeRegistryDeps;
+    let cache = work.path().join("cache");
+    let cyclonedx = ["--sbom-format".to_string(), "cyclonedx".into()];
+    let layout = work.path().join("cdx");
+    let mut extra = output(format!("oci:{}:latest", layout.display()));
+    extra.extend(cyclonedx.iter().cloned());
+    let digest = build(fixture, app, &cache, &extra);
+    let image = format!("oci:{}:latest", layout.display());
+    let bytes = sbom(&image, &[]);
+    assert_eq!(sbom(&image, &["--format", "cyclonedx"]), bytes);
+    let file = work.path().join("sbom.cdx.json");
+    std::fs::write(&file, &bytes).unwrap();
+    cyclonedx_validate(&python, &file);
+    let document: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(document["bomFormat"], "CycloneDX");
+    assert_eq!(
+        document["metadata"]["component"]["version"],
+        digest.as_str()
+    );
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let types: Vec<&Value> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.get("artifactType"))
+        .collect();
+    assert_eq!(types, ["application/vnd.cyclonedx+json"]);
+    // Asking for the format the image lacks names the way out.
+    let out = fail(&[
+        "sbom".into(),
+        image.clone(),
+        "--format".into(),
+        "spdx".into(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("application/spdx+json"));
+
+    // Built again, into an archive: the same image and the same bytes.
+    let archive = work.path().join("again.oci.tar");
+    let mut extra = output(format!("oci-archive:{}", archive.display()));
+    extra.extend(cyclonedx.iter().cloned());
+    assert_eq!(build(fixture, app, &cache, &extra), digest);
+    assert_eq!(
+        sbom(&format!("oci-archive:{}", archive.display()), &[]),
+        bytes
+    );
+
+    // The SPDX SBOM of the same image lists the same store paths and npm
+    // packages with the same hashes.
+    let spdx_layout = work.path().join("spdx");
+    let extra = output(format!("oci:{}:latest", spdx_layout.display()));
+    assert_eq!(build(fixture, app, &cache, &extra), digest);
+    let spdx: Value =
+        serde_json::from_slice(&sbom(&format!("oci:{}:latest", spdx_layout.display()), &[]))
+            .unwrap();
+    let listed = cyclonedx_contents(&document);
+    assert!(listed
+        .iter()
+        .any(|(name, _)| name.starts_with("pkg:npm/is-number@")));
+    assert_eq!(listed, spdx_contents(&spdx));
 }
 
 /// `kiln pack bash` arguments to push to `destination` with `extra` flags.

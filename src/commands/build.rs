@@ -88,7 +88,7 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         },
         registry: command.output.registry_config(),
         cache_root: global.cache_root()?,
-        sbom: !command.output.no_sbom,
+        sbom: command.output.sbom(),
         cache_repo: command.cache_repo.options(),
     };
     let built = pipeline::build(&generated, &options, &progress)?;
