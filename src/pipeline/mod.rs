@@ -18,6 +18,7 @@ pub mod global_prefix;
 mod pack;
 mod phase_cache;
 mod phases;
+mod provenance;
 mod root_folder;
 mod run_image;
 mod sbom;
@@ -67,6 +68,9 @@ pub struct BuildOptions {
     /// The SBOM to attach to the image, in this format (`None` with
     /// `--no-sbom`).
     pub sbom: Option<crate::sbom::SbomFormat>,
+    /// Attach build provenance to the image (`--no-provenance` turns it
+    /// off).
+    pub provenance: bool,
     /// The registry build cache (`--cache-repo`), if any.
     pub cache_repo: Option<CacheRepoOptions>,
 }
@@ -187,6 +191,16 @@ pub fn build(
             &options.name,
             &store_paths,
             Some(app_dir),
+            progress,
+        )?;
+    }
+    if options.provenance {
+        provenance::attach_provenance(
+            &mut image,
+            generated,
+            &ordered,
+            base_image.as_ref(),
+            options,
             progress,
         )?;
     }
