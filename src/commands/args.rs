@@ -405,7 +405,11 @@ impl OutputArgs {
                 let text = std::fs::read_to_string(path).with_context(|| {
                     format!("could not read the signing key {}", path.display())
                 })?;
-                Some(Arc::new(Key::parse(&text, &path.display().to_string())?))
+                Some(Arc::new(Key::parse(
+                    &text,
+                    &path.display().to_string(),
+                    &crate::sign::password(),
+                )?))
             }
         };
         Ok(Delivery {
