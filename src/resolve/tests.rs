@@ -242,11 +242,11 @@ fn parenthesised_package_expressions_evaluate_and_stay_in_their_own_file() {
     );
 
     // Nix's own error line is kept, not only the lines after it.
-    let unknown = "(php81.withExtensions (pe: pe.enabled))";
+    let unknown = "(php74.withExtensions (pe: pe.enabled))";
     let err = resolve(&[group(&[unknown])], &options)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("error: undefined variable 'php81'"), "{err}");
+    assert!(err.contains("error: undefined variable 'php74'"), "{err}");
 
     // The sandbox and restrict-eval bound an expression as an overlay.
     let reader = r#"(builtins.readFile "/etc/passwd")"#;
