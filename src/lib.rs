@@ -9,8 +9,8 @@
 //! - [`pipeline`]: wires the stages of a build (and of `kiln pack`).
 //! - the stages: [`resolve`] (package names to store paths, realized by
 //!   `kiln-store`), [`sandbox`] (phases in namespaces), [`layer`] and
-//!   [`image`] (packing), [`sbom`] (what an image holds, for supply
-//!   chain tools), [`registry`] (pushes and pulls), and [`cache`] (the
+//!   [`image`] (packing), [`sbom`] (what an image holds) and
+//!   [`provenance`] (how it was built), for supply chain tools, [`registry`] (pushes and pulls), and [`cache`] (the
 //!   cache folder's layout).
 //!
 //! Plans come from `kiln-providers`, Nix store work from `kiln-store`.
@@ -21,6 +21,7 @@ pub mod commands;
 pub mod image;
 pub mod layer;
 pub mod pipeline;
+pub mod provenance;
 pub mod registry;
 pub mod report;
 pub mod resolve;

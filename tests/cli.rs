@@ -78,6 +78,8 @@ fn build_help_documents_output_store_layer_and_sandbox_flags() {
         "--pkgs",
         "--start-cmd",
         "--no-sbom",
+        "--sbom-format",
+        "--no-provenance",
         "--sign-key",
     ] {
         assert!(

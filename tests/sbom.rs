@@ -1,5 +1,6 @@
 //! SBOMs end to end: a fixture Node app built with the fixture nixpkgs,
-//! its SPDX document read back with `kiln sbom`, validated by spdx-tools,
+//! its SPDX document read back with `kiln sbom`, validated by spdx-tools
+//! (and its CycloneDX document by cyclonedx-python-lib),
 //! its store paths checked against what the image holds and against the
 //! fixture cache's narinfo files (NAR hashes converted by Nix's own
 //! `nix-hash`), its npm packages against `node_modules`; the same build
@@ -16,7 +17,8 @@ use kiln_harness::images::busybox_image;
 use kiln_harness::nixpkgs::nix_command;
 use kiln_harness::process::run;
 use kiln_harness::validators::{
-    skopeo_copy, skopeo_inspect, spdx_validate, spdx_validator, Bundle,
+    cyclonedx_validate, skopeo_copy, skopeo_inspect, spdx_validate, spdx_validator,
+    validators_python, Bundle,
 };
 use kiln_harness::{require, FixtureNixpkgs, Registry, RegistryKind};
 use serde_json::Value;
@@ -48,6 +50,38 @@ fn fail(args: &[String]) -> Output {
 fn setup() -> Option<(&'static FixtureNixpkgs, PathBuf)> {
     let fixture = FixtureNixpkgs::with_tools(&TOOLS)?;
     Some((fixture, spdx_validator()?))
+}
+
+/// The artifact types the index of `layout` lists, sorted.
+fn artifact_types(layout: &Path) -> Vec<String> {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mut types: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["artifactType"].as_str().map(str::to_string))
+        .collect();
+    types.sort();
+    types
+}
+
+/// The document of the artifact of type `artifact_type` in `layout`,
+/// which must refer to the image `digest`.
+fn layout_artifact(layout: &Path, artifact_type: &str, digest: &str) -> Vec<u8> {
+    let blob =
+        |digest: &str| std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["artifactType"] == artifact_type)
+        .unwrap_or_else(|| panic!("no {artifact_type} in {index}"));
+    let manifest: Value = serde_json::from_slice(&blob(entry["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(manifest["subject"]["digest"], digest);
+    blob(manifest["layers"][0]["digest"].as_str().unwrap())
 }
 
 /// Builds `app` with a cache in `cache` and `extra` flags; returns the
@@ -230,17 +264,173 @@ fn node_sbom_is_valid_spdx_of_the_closure_and_npm_packages_and_the_same_twice() 
     let inspected = skopeo_inspect(&format!("oci-archive:{}:latest", archive.display()), &[]);
     assert_eq!(inspected["Digest"], digest.as_str());
 
-    // Without the SBOM: the same digest, and a layout of one manifest.
+    // Without the SBOM: the same digest, and only the provenance beside
+    // the image; without both, a layout of one manifest.
     let bare = work.path().join("bare");
     let mut extra = output(format!("oci:{}:latest", bare.display()));
     extra.push("--no-sbom".into());
     assert_eq!(build(fixture, app, &cache, &extra), digest);
+    assert_eq!(artifact_types(&bare), ["application/vnd.in-toto+json"]);
+    let none = work.path().join("none");
+    let mut extra = output(format!("oci:{}:latest", none.display()));
+    extra.extend(["--no-sbom".into(), "--no-provenance".into()]);
+    assert_eq!(build(fixture, app, &cache, &extra), digest);
     let index: Value =
-        serde_json::from_slice(&std::fs::read(bare.join("index.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(none.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
     let out = fail(&["sbom".into(), format!("oci:{}:latest", bare.display())]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-sbom"));
+}
+
+/// The store paths (by `packageFileName`) and npm package purls of an SPDX
+/// document, with their hashes.
+fn spdx_contents(document: &Value) -> BTreeSet<(String, String)> {
+    document["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["SPDXID"] != "SPDXRef-image")
+        .map(|p| {
+            let name = p["packageFileName"]
+                .as_str()
+                .or(p["externalRefs"][0]["referenceLocator"].as_str())
+                .unwrap();
+            let hash = p["checksums"][0]["checksumValue"].as_str().unwrap_or("");
+            (name.to_string(), hash.to_string())
+        })
+        .collect()
+}
+
+/// The same for a CycloneDX document: store paths by their bom-ref,
+/// app packages by purl.
+fn cyclonedx_contents(document: &Value) -> BTreeSet<(String, String)> {
+    document["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let name = c["bom-ref"].as_str().unwrap();
+            let hash = c["hashes"][0]["content"].as_str().unwrap_or("");
+            (name.to_string(), hash.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn node_sbom_as_cyclonedx_is_valid_and_lists_what_the_spdx_one_does() {
+    let Some((fixture, _)) = setup() else {
+        return;
+    };
+    let Some(python) = validators_python() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let app = FixtureApp::NodeRegistryDeps;
+    let cache = work.path().join("cache");
+    let cyclonedx = ["--sbom-format".to_string(), "cyclonedx".into()];
+    let layout = work.path().join("cdx");
+    let mut extra = output(format!("oci:{}:latest", layout.display()));
+    extra.extend(cyclonedx.iter().cloned());
+    let digest = build(fixture, app, &cache, &extra);
+    let image = format!("oci:{}:latest", layout.display());
+    let bytes = sbom(&image, &[]);
+    assert_eq!(sbom(&image, &["--format", "cyclonedx"]), bytes);
+    let file = work.path().join("sbom.cdx.json");
+    std::fs::write(&file, &bytes).unwrap();
+    cyclonedx_validate(&python, &file);
+    let document: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(document["bomFormat"], "CycloneDX");
+    assert_eq!(
+        document["metadata"]["component"]["version"],
+        digest.as_str()
+    );
+    assert_eq!(
+        artifact_types(&layout),
+        [
+            "application/vnd.cyclonedx+json",
+            "application/vnd.in-toto+json"
+        ]
+    );
+    // Asking for the format the image lacks names the way out.
+    let out = fail(&[
+        "sbom".into(),
+        image.clone(),
+        "--format".into(),
+        "spdx".into(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("application/spdx+json"));
+
+    // Built again, into an archive: the same image and the same bytes.
+    let archive = work.path().join("again.oci.tar");
+    let mut extra = output(format!("oci-archive:{}", archive.display()));
+    extra.extend(cyclonedx.iter().cloned());
+    assert_eq!(build(fixture, app, &cache, &extra), digest);
+    assert_eq!(
+        sbom(&format!("oci-archive:{}", archive.display()), &[]),
+        bytes
+    );
+
+    // The SPDX SBOM of the same image lists the same store paths and npm
+    // packages with the same hashes.
+    let spdx_layout = work.path().join("spdx");
+    let extra = output(format!("oci:{}:latest", spdx_layout.display()));
+    assert_eq!(build(fixture, app, &cache, &extra), digest);
+    let spdx: Value =
+        serde_json::from_slice(&sbom(&format!("oci:{}:latest", spdx_layout.display()), &[]))
+            .unwrap();
+    let listed = cyclonedx_contents(&document);
+    assert!(listed
+        .iter()
+        .any(|(name, _)| name.starts_with("pkg:npm/is-number@")));
+    assert_eq!(listed, spdx_contents(&spdx));
+}
+
+/// Whether a folder named `name` is anywhere under `dir` (symlinks not
+/// followed).
+fn has_folder(dir: &Path, name: &str) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            is_dir && (entry.file_name() == name || has_folder(&entry.path(), name))
+        })
+}
+
+#[test]
+fn python_requirement_pins_are_listed_as_pypi_packages() {
+    let Some((fixture, validator)) = setup() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    build(
+        fixture,
+        FixtureApp::PythonIndexDeps,
+        &work.path().join("cache"),
+        &output(format!("oci:{}:latest", layout.display())),
+    );
+    let bytes = sbom(&format!("oci:{}:latest", layout.display()), &[]);
+    let file = work.path().join("python.spdx.json");
+    std::fs::write(&file, &bytes).unwrap();
+    spdx_validate(&validator, &file);
+    let document: Value = serde_json::from_slice(&bytes).unwrap();
+    // requirements.txt pins six==1.16.0, and pip installed that release.
+    let six = document["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "six")
+        .expect("the SBOM lists six");
+    assert_eq!(
+        six["externalRefs"][0]["referenceLocator"],
+        "pkg:pypi/six@1.16.0"
+    );
+    let bundle = Bundle::unpack(&layout, "latest");
+    assert!(has_folder(&bundle.rootfs(), "six-1.16.0.dist-info"));
 }
 
 /// `kiln pack bash` arguments to push to `destination` with `extra` flags.
@@ -260,6 +450,89 @@ fn pack_push(
     args.extend(["--push".into(), destination.to_string()]);
     args.extend(extra.iter().map(|a| a.to_string()));
     args
+}
+
+#[test]
+fn provenance_names_the_image_and_plan_without_credentials_and_is_the_same_twice() {
+    let Some((fixture, _)) = setup() else {
+        return;
+    };
+    let http = fixture.serve_http();
+    let secret = "s3cr3t-kiln-token";
+    let with_credentials = http
+        .url()
+        .replacen("://", &format!("://kiln-user:{secret}@"), 1);
+    let work = tempfile::tempdir().unwrap();
+    let app = FixtureApp::NodeRegistryDeps;
+    let extra_for = |layout: &Path| {
+        let mut extra = output(format!("oci:{}:latest", layout.display()));
+        extra.extend(["--substituter".into(), with_credentials.clone()]);
+        extra
+    };
+    let first = work.path().join("first");
+    let digest = build(fixture, app, &work.path().join("cache"), &extra_for(&first));
+    let bytes = layout_artifact(&first, "application/vnd.in-toto+json", &digest);
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(!text.contains(secret), "{text}");
+    let statement: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], &digest[7..]);
+
+    // The plan digest is that of what `kiln plan` prints.
+    let printed = succeed(&["plan".to_string(), app.dir().display().to_string()]);
+    let plan = printed.strip_suffix('\n').unwrap_or(&printed);
+    let definition = &statement["predicate"]["buildDefinition"];
+    let sha256 = kiln_harness::hash::sha256_digest(plan.as_bytes());
+    assert_eq!(
+        definition["externalParameters"]["planDigest"]["sha256"],
+        sha256.trim_start_matches("sha256:")
+    );
+    // The fixture app sits in kiln's own git checkout.
+    if let Ok(head) = Command::new("git")
+        .arg("-C")
+        .arg(app.dir())
+        .args(["rev-parse", "HEAD"])
+        .output()
+    {
+        let head = String::from_utf8(head.stdout).unwrap();
+        assert_eq!(
+            definition["externalParameters"]["source"]["gitCommit"],
+            head.trim()
+        );
+    }
+    assert_eq!(
+        definition["externalParameters"]["plan"],
+        serde_json::from_str::<Value>(plan).unwrap()
+    );
+    let phases = definition["internalParameters"]["phases"]
+        .as_array()
+        .unwrap();
+    assert!(
+        phases
+            .iter()
+            .any(|p| p["cmds"].to_string().contains("npm ci")),
+        "{phases:?}"
+    );
+    let substituters = definition["internalParameters"]["substituters"].to_string();
+    assert!(substituters.contains("***@127.0.0.1"), "{substituters}");
+    // The SBOM beside it is named as a byproduct.
+    let byproducts = &statement["predicate"]["runDetails"]["byproducts"];
+    assert_eq!(byproducts[0]["mediaType"], "application/spdx+json");
+
+    // A second build, with a cache of its own: the same bytes.
+    let second = work.path().join("second");
+    let again = build(
+        fixture,
+        app,
+        &work.path().join("cache-2"),
+        &extra_for(&second),
+    );
+    assert_eq!(again, digest);
+    assert_eq!(
+        layout_artifact(&second, "application/vnd.in-toto+json", &digest),
+        bytes
+    );
 }
 
 #[test]
@@ -296,6 +569,7 @@ fn pushed_sbom_is_listed_under_the_referrers_tag_and_skopeo_fetches_it() {
     assert_eq!(referrers.len(), 1, "{index}");
     assert_eq!(referrers[0]["artifactType"], "application/spdx+json");
     let artifact_digest = referrers[0]["digest"].as_str().unwrap();
+    // (`kiln pack` has no plan or source, so it attaches no provenance.)
     let artifact = skopeo_inspect(
         &format!("docker://{host}/kiln/bash@{artifact_digest}"),
         &["--tls-verify=false", "--raw"],

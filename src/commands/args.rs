@@ -14,6 +14,7 @@ use crate::pipeline::{CacheRepoOptions, Delivery, ImageOptions, Target};
 use crate::registry::{Credentials, Platform, RegistryConfig};
 use crate::resolve::PackageSources;
 use crate::sandbox::{CaChoice, HostTrust};
+use crate::sbom::SbomFormat;
 use crate::sign::Key;
 
 /// Plan options shared by every subcommand that plans an app.
@@ -327,14 +328,24 @@ pub struct OutputArgs {
     #[arg(long, value_name = "REFERENCE")]
     pub push: Option<String>,
 
-    /// Attach no SBOM. By default the image gets an SPDX 2.3 SBOM of its
-    /// Nix closure (every store path with its NAR hash and references) and
-    /// of the app's `package-lock.json`, as an OCI 1.1 artifact whose
-    /// subject is the image: listed in `oci:` and `oci-archive:` indexes,
-    /// pushed under the image's referrers tag (`sha256-<hex>`). `kiln
-    /// sbom` prints it.
+    /// Attach no SBOM. By default the image gets an SBOM of its Nix
+    /// closure (every store path with its NAR hash and references) and of
+    /// the app's lockfiles, as an OCI 1.1 artifact whose subject is the
+    /// image: listed in `oci:` and `oci-archive:` indexes, pushed under the
+    /// image's referrers tag (`sha256-<hex>`). `kiln sbom` prints it.
     #[arg(long)]
     pub no_sbom: bool,
+
+    /// The SBOM's format: `spdx` (SPDX 2.3 JSON, artifact type
+    /// `application/spdx+json`) or `cyclonedx` (CycloneDX 1.5 JSON,
+    /// `application/vnd.cyclonedx+json`).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "spdx",
+        conflicts_with = "no_sbom"
+    )]
+    pub sbom_format: SbomFormat,
 
     /// Sign the pushed image, and its SBOM, with this private key (ECDSA
     /// P-256, PKCS#8 PEM, as `kiln keygen` writes), in cosign's format:
@@ -358,6 +369,11 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
+    /// The SBOM to attach: its format, or `None` with `--no-sbom`.
+    pub fn sbom(&self) -> Option<SbomFormat> {
+        (!self.no_sbom).then_some(self.sbom_format)
+    }
+
     /// Where the image goes: `--output` and `--push`, else (with neither)
     /// an OCI archive named after the image in the current folder.
     pub fn delivery(&self, name: &str) -> anyhow::Result<Delivery> {
@@ -389,7 +405,11 @@ impl OutputArgs {
                 let text = std::fs::read_to_string(path).with_context(|| {
                     format!("could not read the signing key {}", path.display())
                 })?;
-                Some(Arc::new(Key::parse(&text, &path.display().to_string())?))
+                Some(Arc::new(Key::parse(
+                    &text,
+                    &path.display().to_string(),
+                    &crate::sign::password(),
+                )?))
             }
         };
         Ok(Delivery {

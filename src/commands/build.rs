@@ -65,6 +65,15 @@ pub struct BuildCommand {
     /// unless set.
     #[arg(long, value_name = "SIZE", env = "KILN_CACHE_MAX_SIZE", value_parser = cache::parse_size)]
     pub cache_max_size: Option<u64>,
+
+    /// Attach no provenance. By default the image gets an in-toto statement
+    /// with a SLSA provenance v1 predicate (artifact type
+    /// `application/vnd.in-toto+json`): the source folder and its git
+    /// commit, the plan and its digest, `kiln.lock`, the phase commands,
+    /// base image digests and the substituters (without credentials),
+    /// attached, pushed and signed like the SBOM.
+    #[arg(long)]
+    pub no_provenance: bool,
 }
 
 /// Plans the app, builds it and prints the result.
@@ -88,7 +97,8 @@ pub fn run(global: &GlobalArgs, command: &BuildCommand) -> anyhow::Result<()> {
         },
         registry: command.output.registry_config(),
         cache_root: global.cache_root()?,
-        sbom: !command.output.no_sbom,
+        sbom: command.output.sbom(),
+        provenance: !command.no_provenance,
         cache_repo: command.cache_repo.options(),
     };
     let built = pipeline::build(&generated, &options, &progress)?;

@@ -12,9 +12,10 @@ use crate::report::outln;
 /// `kiln keygen`.
 #[derive(Debug, Args)]
 pub struct KeygenCommand {
-    /// Write the private key to `PREFIX.key` (mode 0600, PKCS#8 PEM) and
-    /// the public key to `PREFIX.pub` (PEM), as cosign names them. Existing
-    /// files are never overwritten.
+    /// Write the private key to `PREFIX.key` (mode 0600, cosign's encrypted
+    /// format: scrypt and NaCl secretbox, password from KILN_SIGN_PASSWORD,
+    /// empty when unset) and the public key to `PREFIX.pub` (PEM), as cosign
+    /// names them. Existing files are never overwritten.
     #[arg(long, default_value = "cosign", value_name = "PREFIX")]
     pub output_key_prefix: PathBuf,
 }
@@ -24,7 +25,7 @@ pub fn run(command: &KeygenCommand) -> anyhow::Result<()> {
     let prefix = command.output_key_prefix.display().to_string();
     let private_path = PathBuf::from(format!("{prefix}.key"));
     let public_path = PathBuf::from(format!("{prefix}.pub"));
-    let (private, public) = crate::sign::generate();
+    let (private, public) = crate::sign::generate(&crate::sign::password());
     write_new(&private_path, &private, 0o600)?;
     write_new(&public_path, &public, 0o644)?;
     outln!(

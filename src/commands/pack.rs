@@ -90,8 +90,15 @@ pub fn run(global: &GlobalArgs, command: &PackCommand) -> anyhow::Result<()> {
         remote.as_ref(),
         &progress,
     )?;
-    if !command.output.no_sbom {
-        pipeline::attach_sbom(&mut image, name, &packages.closure.paths, None, &progress)?;
+    if let Some(format) = command.output.sbom() {
+        pipeline::attach_sbom(
+            &mut image,
+            format,
+            name,
+            &packages.closure.paths,
+            None,
+            &progress,
+        )?;
     }
     let mount_from = remote
         .as_ref()

@@ -1,5 +1,6 @@
-//! `kiln sbom`: prints the SBOM kiln attached to an image, from an OCI
-//! layout, an OCI archive or a registry.
+//! `kiln sbom`: prints the SBOM kiln attached to an image (SPDX or
+//! CycloneDX, whichever it has), from an OCI layout, an OCI archive or a
+//! registry.
 
 use std::fs::File;
 use std::io::Read;
@@ -12,7 +13,7 @@ use super::args::RegistryArgs;
 use crate::image::Destination;
 use crate::registry::{self, RegistryConfig};
 use crate::report::outln;
-use crate::sbom::SPDX_MEDIA_TYPE;
+use crate::sbom::SbomFormat;
 
 /// `kiln sbom`.
 #[derive(Debug, Args)]
@@ -22,6 +23,11 @@ pub struct SbomCommand {
     /// optional).
     #[arg(value_name = "IMAGE")]
     pub image: String,
+
+    /// Print the SBOM in this format only: `spdx` or `cyclonedx`. By
+    /// default the newest SBOM the image has, in whichever format.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<SbomFormat>,
 
     /// Registry host allowed over plain HTTP or unverified TLS. Repeat for more.
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -34,28 +40,30 @@ pub struct SbomCommand {
 /// Finds the image's SBOM and prints it as it is stored.
 pub fn run(command: &SbomCommand) -> anyhow::Result<()> {
     let config = command.registry.config(&command.insecure_registry);
-    let document = sbom_of(&command.image, &config)
+    let types: Vec<&str> = match command.format {
+        Some(format) => vec![format.media_type()],
+        None => SbomFormat::ALL.iter().map(|f| f.media_type()).collect(),
+    };
+    let document = sbom_of(&command.image, &types, &config)
         .with_context(|| format!("could not read the SBOM of {}", command.image))?;
     let text = String::from_utf8(document).context("the SBOM is not UTF-8 text")?;
     outln!("{text}");
     Ok(())
 }
 
-/// The SPDX document attached to `image`.
-fn sbom_of(image: &str, config: &RegistryConfig) -> anyhow::Result<Vec<u8>> {
+/// The newest document of one of `types` attached to `image`.
+fn sbom_of(image: &str, types: &[&str], config: &RegistryConfig) -> anyhow::Result<Vec<u8>> {
     let local = image.starts_with("oci:") || image.starts_with("oci-archive:");
     if !local {
-        return Ok(registry::fetch_referrer(config, image, SPDX_MEDIA_TYPE)?);
+        return Ok(registry::fetch_referrer(config, image, types)?);
     }
     match image.parse::<Destination>()? {
-        Destination::OciLayout { dir, tag } => Ok(registry::layout_referrer(
-            &dir,
-            tag.as_deref(),
-            SPDX_MEDIA_TYPE,
-        )?),
+        Destination::OciLayout { dir, tag } => {
+            Ok(registry::layout_referrer(&dir, tag.as_deref(), types)?)
+        }
         Destination::OciArchive { file, tag } => {
             let read = |name: &str, limit: u64| archive_entry(&file, name, limit);
-            registry::referrer_in(&read, tag.as_deref(), SPDX_MEDIA_TYPE)
+            registry::referrer_in(&read, tag.as_deref(), types)
                 .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))
         }
         Destination::DockerArchive { .. } => unreachable!("only oci: and oci-archive: are local"),

@@ -18,6 +18,7 @@ pub mod global_prefix;
 mod pack;
 mod phase_cache;
 mod phases;
+mod provenance;
 mod root_folder;
 mod run_image;
 mod sbom;
@@ -64,8 +65,12 @@ pub struct BuildOptions {
     pub delivery: Delivery,
     /// kiln's cache folder.
     pub cache_root: PathBuf,
-    /// Attach an SBOM to the image (`--no-sbom` turns it off).
-    pub sbom: bool,
+    /// The SBOM to attach to the image, in this format (`None` with
+    /// `--no-sbom`).
+    pub sbom: Option<crate::sbom::SbomFormat>,
+    /// Attach build provenance to the image (`--no-provenance` turns it
+    /// off).
+    pub provenance: bool,
     /// The registry build cache (`--cache-repo`), if any.
     pub cache_repo: Option<CacheRepoOptions>,
 }
@@ -175,16 +180,27 @@ pub fn build(
 
     let (mut image, store_layers) =
         pack_image(&phase_inputs, &ran, &base, &first_paths, &cache, options)?;
-    if options.sbom {
+    if let Some(format) = options.sbom {
         let store_paths = match base_image::run_base(plan) {
             None => packages.planned_packages().everything().paths,
             Some(_) => packages.planned_packages().runtime().paths,
         };
         attach_sbom(
             &mut image,
+            format,
             &options.name,
             &store_paths,
             Some(app_dir),
+            progress,
+        )?;
+    }
+    if options.provenance {
+        provenance::attach_provenance(
+            &mut image,
+            generated,
+            &ordered,
+            base_image.as_ref(),
+            options,
             progress,
         )?;
     }

@@ -152,13 +152,13 @@ impl LayoutImage {
     }
 }
 
-/// The document of type `artifact_type` attached to the image tagged
-/// `tag` (or the only image) in the layout at `dir`, checked against the
+/// The newest document of one of `artifact_types` attached to the image
+/// tagged `tag` (or the only image) in the layout at `dir`, checked against the
 /// digests that name it.
 pub fn layout_referrer(
     dir: &Path,
     tag: Option<&str>,
-    artifact_type: &str,
+    artifact_types: &[&str],
 ) -> Result<Vec<u8>, RegistryError> {
     let read = |name: &str, limit: u64| -> Result<Vec<u8>, String> {
         let path = dir.join(name);
@@ -167,7 +167,7 @@ pub fn layout_referrer(
             .len();
         read_small(&path, size, limit).map_err(|e| format!("{name}: {e}"))
     };
-    referrer_in(&read, tag, artifact_type).map_err(|reason| RegistryError::Layout {
+    referrer_in(&read, tag, artifact_types).map_err(|reason| RegistryError::Layout {
         path: dir.to_path_buf(),
         reason,
     })
@@ -182,7 +182,7 @@ pub type ReadFile<'a> = &'a dyn Fn(&str, u64) -> Result<Vec<u8>, String>;
 pub fn referrer_in(
     read: ReadFile<'_>,
     tag: Option<&str>,
-    artifact_type: &str,
+    artifact_types: &[&str],
 ) -> Result<Vec<u8>, String> {
     let index_bytes = read("index.json", MAX_MANIFEST_BYTES)
         .map_err(|e| format!("{e}; is this an OCI image layout?"))?;
@@ -190,11 +190,12 @@ pub fn referrer_in(
         .map_err(|e| format!("index.json is not an OCI image index: {e}"))?;
     let image = pick_manifest(index.manifests(), tag)?;
     let subject = image.digest().to_string();
-    let entry = referrers::pick(&index_bytes, artifact_type, &subject)
+    let entry = referrers::pick(&index_bytes, artifact_types, &subject)
         .map_err(|reason| format!("index.json {reason}"))?;
+    let artifact_type = referrers::entry_type(&entry);
     let manifest = read_blob(read, &entry, MAX_MANIFEST_BYTES)?;
     let content =
-        referrers::artifact_content(&manifest, entry.digest().as_ref(), &subject, artifact_type)?;
+        referrers::artifact_content(&manifest, entry.digest().as_ref(), &subject, &artifact_type)?;
     read_blob(read, &content, MAX_DOCUMENT_BYTES)
 }
 

@@ -148,13 +148,13 @@ fn is_not_found(err: &OciDistributionError) -> bool {
     }
 }
 
-/// The document of type `artifact_type` attached to the image `reference`
-/// (`registry/name[:tag|@digest]`), from its referrers tag: its bytes,
-/// checked against the digests that name them.
+/// The newest document of one of `artifact_types` attached to the image
+/// `reference` (`registry/name[:tag|@digest]`), from its referrers tag: its
+/// bytes, checked against the digests that name them.
 pub fn fetch_referrer(
     config: &RegistryConfig,
     reference: &str,
-    artifact_type: &str,
+    artifact_types: &[&str],
 ) -> Result<Vec<u8>, RegistryError> {
     let reference = parse_reference(reference)?;
     runtime()?.block_on(async {
@@ -176,8 +176,9 @@ pub fn fetch_referrer(
         let index = fetch_tag(&index_session, &ANY_MANIFEST)
             .await?
             .unwrap_or_else(|| br#"{"schemaVersion":2,"manifests":[]}"#.to_vec());
-        let entry = pick(&index, artifact_type, &subject)
+        let entry = pick(&index, artifact_types, &subject)
             .map_err(|reason| bad(&index_session, format!("the referrers tag {tag} {reason}")))?;
+        let artifact_type = entry_type(&entry);
         let artifact_ref = index_session
             .reference
             .clone_with_digest(entry.digest().to_string());
@@ -189,7 +190,7 @@ pub fn fetch_referrer(
         let manifest = fetch_tag(&artifact_session, &MANIFEST_TYPES[..1])
             .await?
             .ok_or_else(|| bad(&artifact_session, format!("lists artifact {} but does not have it", entry.digest())))?;
-        let content = artifact_content(&manifest, entry.digest().as_ref(), &subject, artifact_type)
+        let content = artifact_content(&manifest, entry.digest().as_ref(), &subject, &artifact_type)
             .map_err(|reason| bad(&artifact_session, reason))?;
         if content.size() > MAX_DOCUMENT_BYTES {
             return Err(bad(
@@ -203,9 +204,13 @@ pub fn fetch_referrer(
     })
 }
 
-/// The newest entry of `index` of type `artifact_type` (by its creation
+/// The newest entry of `index` of one of `artifact_types` (by its creation
 /// annotation, then digest).
-pub(crate) fn pick(index: &[u8], artifact_type: &str, subject: &str) -> Result<Descriptor, String> {
+pub(crate) fn pick(
+    index: &[u8],
+    artifact_types: &[&str],
+    subject: &str,
+) -> Result<Descriptor, String> {
     let index: ImageIndex =
         serde_json::from_slice(index).map_err(|e| format!("is not an OCI image index ({e})"))?;
     let created = |d: &Descriptor| {
@@ -217,10 +222,19 @@ pub(crate) fn pick(index: &[u8], artifact_type: &str, subject: &str) -> Result<D
     index
         .manifests()
         .iter()
-        .filter(|d| d.artifact_type().as_ref().map(|t| t.to_string()).as_deref() == Some(artifact_type))
+        .filter(|d| artifact_types.contains(&entry_type(d).as_str()))
         .max_by_key(|d| (created(d), d.digest().to_string()))
         .cloned()
-        .ok_or_else(|| format!("lists no {artifact_type} artifact for {subject}; was the image built by kiln without --no-sbom?"))
+        .ok_or_else(|| format!("lists no {} artifact for {subject}; was the image built by kiln without --no-sbom?", artifact_types.join(" or ")))
+}
+
+/// The artifact type an index entry names (empty when it names none).
+pub(crate) fn entry_type(entry: &Descriptor) -> String {
+    entry
+        .artifact_type()
+        .as_ref()
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 /// The one layer of the artifact manifest `bytes` (digest `digest`),
@@ -335,11 +349,39 @@ mod tests {
             assert!(err.contains(reason), "{err}");
         }
         let index = br#"{"schemaVersion":2,"manifests":[]}"#;
-        assert!(pick(index, "application/spdx+json", &subject)
+        assert!(pick(index, &["application/spdx+json"], &subject)
             .unwrap_err()
             .contains("--no-sbom"));
-        assert!(pick(b"{", "application/spdx+json", &subject)
+        assert!(pick(b"{", &["application/spdx+json"], &subject)
             .unwrap_err()
             .contains("not an OCI image index"));
+    }
+
+    #[test]
+    fn picks_the_newest_of_the_types_asked_for() {
+        let subject = format!("sha256:{}", "1".repeat(64));
+        let entry = |digest: char, kind: &str, created: &str| {
+            let mut d = descriptor(digest);
+            d["artifactType"] = json!(kind);
+            d["annotations"] = json!({"org.opencontainers.image.created": created});
+            d
+        };
+        let index = json!({"schemaVersion": 2, "manifests": [
+            entry('a', "application/spdx+json", "2024-01-01T00:00:00Z"),
+            entry('b', "application/vnd.cyclonedx+json", "2025-01-01T00:00:00Z"),
+            entry('c', "application/vnd.in-toto+json", "2026-01-01T00:00:00Z"),
+        ]})
+        .to_string();
+        let picked = |types: &[&str]| {
+            pick(index.as_bytes(), types, &subject)
+                .unwrap()
+                .digest()
+                .to_string()
+        };
+        let sboms = ["application/spdx+json", "application/vnd.cyclonedx+json"];
+        assert_eq!(picked(&sboms), format!("sha256:{}", "b".repeat(64)));
+        assert_eq!(picked(&sboms[..1]), format!("sha256:{}", "a".repeat(64)));
+        let err = pick(index.as_bytes(), &["text/plain"], &subject).unwrap_err();
+        assert!(err.contains("no text/plain artifact"), "{err}");
     }
 }

@@ -1,22 +1,80 @@
-//! SBOMs: what an image holds, as an SPDX 2.3 JSON document, made offline
-//! from what kiln already knows. The Nix closure it packed gives every
-//! store path with its NAR hash and references, exactly, where scanners
-//! guess from files; the app's lockfiles give its own dependencies.
+//! SBOMs: what an image holds, as an SPDX 2.3 or CycloneDX 1.5 JSON
+//! document, made offline from what kiln already knows. The Nix closure it
+//! packed gives every store path with its NAR hash and references, exactly,
+//! where scanners guess from files; the app's lockfiles give its own
+//! dependencies.
 //!
-//! [`spdx_json`] writes the document; [`app_packages`] reads the lockfiles.
-//! The same inputs always give the same bytes.
+//! [`SbomFormat::document`] writes the document; [`app_packages`] reads the
+//! lockfiles. The same inputs always give the same bytes.
 
+mod component;
+mod cyclonedx;
+mod lockfile;
 mod nix_name;
-mod npm;
 mod purl;
 mod spdx;
-
-use std::path::{Path, PathBuf};
+#[cfg(test)]
+mod test_support;
 
 use kiln_store::ClosurePath;
 
+pub use cyclonedx::{cyclonedx_json, CYCLONEDX_MEDIA_TYPE};
+pub use lockfile::{app_packages, AppDependencies, LockfileError};
 pub use nix_name::split_name;
 pub use spdx::{spdx_json, SPDX_MEDIA_TYPE};
+
+/// The SBOM formats kiln writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SbomFormat {
+    /// SPDX 2.3 JSON, the default.
+    Spdx,
+    /// CycloneDX 1.5 JSON.
+    CycloneDx,
+}
+
+impl SbomFormat {
+    /// Every format, in the order help lists them.
+    pub const ALL: [SbomFormat; 2] = [SbomFormat::Spdx, SbomFormat::CycloneDx];
+
+    /// The media type its documents and referrer artifacts carry.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => SPDX_MEDIA_TYPE,
+            SbomFormat::CycloneDx => CYCLONEDX_MEDIA_TYPE,
+        }
+    }
+
+    /// Its name and version, as progress lines say it.
+    pub fn title(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => "SPDX 2.3",
+            SbomFormat::CycloneDx => "CycloneDX 1.5",
+        }
+    }
+
+    /// The document of `inputs` in this format.
+    pub fn document(self, inputs: &SbomInputs<'_>) -> Result<Vec<u8>, crate::image::ImageError> {
+        match self {
+            SbomFormat::Spdx => spdx_json(inputs),
+            SbomFormat::CycloneDx => cyclonedx_json(inputs),
+        }
+    }
+}
+
+impl std::str::FromStr for SbomFormat {
+    type Err = String;
+
+    /// `spdx` or `cyclonedx`, as `--sbom-format` takes them.
+    fn from_str(text: &str) -> Result<SbomFormat, String> {
+        match text {
+            "spdx" => Ok(SbomFormat::Spdx),
+            "cyclonedx" => Ok(SbomFormat::CycloneDx),
+            _ => Err(format!(
+                "unknown SBOM format `{text}`: use spdx or cyclonedx"
+            )),
+        }
+    }
+}
 
 /// What an SBOM describes.
 pub struct SbomInputs<'a> {
@@ -35,7 +93,8 @@ pub struct SbomInputs<'a> {
 /// One dependency of the app, as its lockfile names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppPackage {
-    /// The purl type of its package manager (`npm`).
+    /// The purl type of its package manager (`npm`, `pypi`, `cargo`,
+    /// `golang`, `gem`, `composer`).
     pub ecosystem: &'static str,
     /// Its name (`@types/node`).
     pub name: String,
@@ -54,54 +113,4 @@ pub struct Checksum {
     pub algorithm: String,
     /// The digest, lower-case hexadecimal.
     pub hex: String,
-}
-
-/// A lockfile of the app that cannot be read.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {reason}; fix the lockfile, or build with --no-sbom", path.display())]
-pub struct LockfileError {
-    /// The lockfile.
-    pub path: PathBuf,
-    /// What is wrong.
-    pub reason: String,
-}
-
-/// Biggest lockfile read: real ones are a few megabytes.
-const MAX_LOCKFILE_BYTES: u64 = 64 << 20;
-
-/// The dependencies the lockfiles in `app_dir` name, in a fixed order.
-/// Lockfiles read: `package-lock.json`.
-pub fn app_packages(app_dir: &Path) -> Result<Vec<AppPackage>, LockfileError> {
-    let path = app_dir.join("package-lock.json");
-    let error = |reason: String| LockfileError {
-        path: path.clone(),
-        reason,
-    };
-    let bytes = match std::fs::metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(error(e.to_string())),
-        Ok(meta) if meta.len() > MAX_LOCKFILE_BYTES => {
-            return Err(error(format!(
-                "is {} bytes, more than the {MAX_LOCKFILE_BYTES} kiln reads",
-                meta.len()
-            )))
-        }
-        Ok(_) => std::fs::read(&path).map_err(|e| error(e.to_string()))?,
-    };
-    npm::packages(&bytes).map_err(error)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_broken_lockfile_names_itself_and_the_way_out() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(app_packages(dir.path()).unwrap().is_empty());
-        std::fs::write(dir.path().join("package-lock.json"), "{").unwrap();
-        let err = app_packages(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("package-lock.json"), "{err}");
-        assert!(err.contains("--no-sbom"), "{err}");
-    }
 }

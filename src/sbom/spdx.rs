@@ -4,8 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::nix_name::split_name;
-use super::purl::purl;
+use super::component::{image_purl, nix_component};
 use super::{AppPackage, Checksum, SbomInputs};
 use crate::image::{canonical_json, rfc3339, ImageError};
 use crate::layer::digest::{sha256_digest, sha256_hex};
@@ -27,12 +26,7 @@ pub fn spdx_json(inputs: &SbomInputs<'_>) -> Result<Vec<u8>, ImageError> {
         "filesAnalyzed": false,
         "primaryPackagePurpose": "CONTAINER",
         "checksums": [{"algorithm": "SHA256", "checksumValue": image_hex}],
-        "externalRefs": [purl_ref(&purl(
-            "oci",
-            None,
-            inputs.name.rsplit('/').next().unwrap_or(inputs.name),
-            Some(inputs.image_digest),
-        ))],
+        "externalRefs": [purl_ref(&image_purl(inputs.name, inputs.image_digest))],
     })];
     let mut relationships = vec![relationship("SPDXRef-DOCUMENT", "DESCRIBES", IMAGE_ID)];
     for path in inputs.store_paths {
@@ -79,22 +73,21 @@ fn store_path_id(path: &kiln_store::StorePath) -> String {
 }
 
 fn store_path_package(path: &kiln_store::ClosurePath, id: &str) -> Value {
-    let (name, version) = split_name(path.path.name());
-    let (algorithm, hex) = path
-        .nar_hash
-        .split_once(':')
-        .unwrap_or(("sha256", &path.nar_hash));
+    let component = nix_component(path);
     let mut package = json!({
         "SPDXID": id,
-        "name": if name.is_empty() { path.path.name() } else { name },
+        "name": component.name,
         "packageFileName": path.path.to_string(),
         "downloadLocation": "NOASSERTION",
         "filesAnalyzed": false,
-        "checksums": [{"algorithm": algorithm.to_ascii_uppercase(), "checksumValue": hex}],
-        "externalRefs": [purl_ref(&purl("nix", None, name, version))],
+        "checksums": [{
+            "algorithm": component.hash_algorithm.to_ascii_uppercase(),
+            "checksumValue": component.hash_hex,
+        }],
+        "externalRefs": [purl_ref(&component.purl)],
         "comment": format!("Nix store path; the checksum is the SHA-256 of its NAR serialization ({} bytes), as its narinfo states", path.nar_size),
     });
-    if let Some(version) = version {
+    if let Some(version) = component.version {
         package["versionInfo"] = json!(version);
     }
     package
@@ -151,34 +144,10 @@ fn purl_safe(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn closure() -> Vec<kiln_store::ClosurePath> {
-        let path = |hash: char, name: &str, refs: Vec<kiln_store::StorePath>| {
-            let path = kiln_store::parse_store_path(&format!(
-                "/nix/store/{}-{name}",
-                hash.to_string().repeat(32)
-            ))
-            .unwrap();
-            kiln_store::ClosurePath {
-                location: path.to_string().into(),
-                path,
-                references: refs,
-                nar_size: 1,
-                nar_hash: format!("sha256:{}", "ab".repeat(32)),
-                file_size: None,
-                origin: kiln_store::Origin::HostStore,
-            }
-        };
-        let glibc = path('a', "glibc-2.37", vec![]);
-        let node = path('b', "nodejs-20.11.1", vec![glibc.path.clone()]);
-        vec![glibc, node]
-    }
+    use crate::sbom::test_support::{closure, npm_packages};
 
     fn document() -> Value {
-        let app = super::super::npm::packages(
-            br#"{"packages":{"node_modules/@s/x":{"version":"1.0.0","integrity":"sha512-AAEC"}}}"#,
-        )
-        .unwrap();
+        let app = npm_packages();
         let bytes = spdx_json(&SbomInputs {
             name: "team/app",
             image_digest: &format!("sha256:{}", "cd".repeat(32)),

@@ -5,10 +5,13 @@
 //! signed with ECDSA P-256 over SHA-256, stored as the one layer of a
 //! manifest under the tag `sha256-<hex>.sig`.
 //!
-//! Keys are PKCS#8 PEM (`PRIVATE KEY`), as [`generate`] writes them.
-//! cosign's own `ENCRYPTED SIGSTORE PRIVATE KEY` files are refused with a
-//! message saying so. Keyless signing (Fulcio, Rekor) needs the internet
-//! and is not done.
+//! Private keys are cosign's encrypted format (`ENCRYPTED SIGSTORE
+//! PRIVATE KEY`, see [`encrypted`]), as [`generate`] writes them with the
+//! password from `KILN_SIGN_PASSWORD`, or plain PKCS#8 PEM (`PRIVATE
+//! KEY`). Keyless signing (Fulcio, Rekor) needs the internet and is not
+//! done.
+
+pub mod encrypted;
 
 use base64::Engine;
 use p256::ecdsa::signature::Signer;
@@ -45,14 +48,24 @@ pub struct KeyError {
     pub reason: String,
 }
 
-/// A new key pair: the private key as PKCS#8 PEM, the public key as
-/// SubjectPublicKeyInfo PEM (what cosign and `sigstoreSigned` policies read).
-pub fn generate() -> (String, String) {
+/// The environment variable holding the private key's password.
+pub const PASSWORD_VARIABLE: &str = "KILN_SIGN_PASSWORD";
+
+/// The password in `KILN_SIGN_PASSWORD`, empty when unset (as cosign
+/// allows).
+pub fn password() -> Vec<u8> {
+    std::env::var_os(PASSWORD_VARIABLE)
+        .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
+        .unwrap_or_default()
+}
+
+/// A new key pair: the private key encrypted with `password` in cosign's
+/// format, the public key as SubjectPublicKeyInfo PEM (what cosign and
+/// `sigstoreSigned` policies read).
+pub fn generate(password: &[u8]) -> (String, String) {
     let key = SigningKey::random(&mut rand_core::OsRng);
-    let private = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .expect("a P-256 key encodes")
-        .to_string();
+    let der = key.to_pkcs8_der().expect("a P-256 key encodes");
+    let private = encrypted::encrypt(der.as_bytes(), password);
     let public = key
         .verifying_key()
         .to_public_key_pem(LineEnding::LF)
@@ -61,14 +74,27 @@ pub fn generate() -> (String, String) {
 }
 
 impl Key {
-    /// Reads the private key in `text` (from the file `path`).
-    pub fn parse(text: &str, path: &str) -> Result<Key, KeyError> {
+    /// Reads the private key in `text` (from the file `path`), decrypting
+    /// a cosign encrypted key with `password`.
+    pub fn parse(text: &str, path: &str, password: &[u8]) -> Result<Key, KeyError> {
         let error = |reason: &str| KeyError {
             path: path.to_string(),
             reason: reason.to_string(),
         };
-        if text.contains("ENCRYPTED SIGSTORE PRIVATE KEY") {
-            return Err(error("is a cosign encrypted key, which kiln does not read yet; make a key pair with `kiln keygen`"));
+        if text.contains(encrypted::LABEL) || text.contains(encrypted::OLD_LABEL) {
+            let der = encrypted::decrypt(text, password).map_err(|reason| {
+                // A wrong password is fixed by the password, not a new key.
+                if reason.contains(PASSWORD_VARIABLE) {
+                    error(&reason)
+                } else {
+                    error(&format!("{reason}; make a key pair with `kiln keygen`"))
+                }
+            })?;
+            return SigningKey::from_pkcs8_der(&der).map(Key).map_err(|e| {
+                error(&format!(
+                    "holds no ECDSA P-256 PKCS#8 key ({e}); make a key pair with `kiln keygen`"
+                ))
+            });
         }
         if text.contains("ENCRYPTED PRIVATE KEY") {
             return Err(error("is an encrypted PKCS#8 key, which kiln does not read yet; make a key pair with `kiln keygen`"));
@@ -150,8 +176,19 @@ mod tests {
 
     #[test]
     fn a_signature_verifies_with_the_public_key_and_names_the_image() {
-        let (private, public) = generate();
-        let key = Key::parse(&private, "k").unwrap();
+        let (private, public) = generate(b"pw");
+        let key = Key::parse(&private, "k", b"pw").unwrap();
+        // The same key as plain PKCS#8 PEM signs the same.
+        let plain = key.0.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let again = Key::parse(&plain, "k", b"").unwrap();
+        assert_eq!(again.0, key.0);
+        let wrong = Key::parse(&private, "k.key", b"nope")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            wrong.contains("k.key") && wrong.contains("KILN_SIGN_PASSWORD"),
+            "{wrong}"
+        );
         let digest = format!("sha256:{}", "a".repeat(64));
         let signature = key.sign("r:5000/app", &digest);
         assert_eq!(signature.tag, format!("sha256-{}.sig", "a".repeat(64)));
@@ -179,14 +216,15 @@ mod tests {
 
     #[test]
     fn files_that_are_not_usable_keys_say_what_to_do() {
-        let (_, public) = generate();
+        let (_, public) = generate(b"");
         for (text, reason) in [
             ("hello".to_string(), "not a PEM private key"),
             (public, "not a PEM private key"),
-            ("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n".to_string(), "cosign encrypted key"),
+            ("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n".to_string(), "no cosign encrypted key"),
+            (encrypted::encrypt(b"not der", b""), "no ECDSA P-256"),
             ("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_string(), "not an ECDSA P-256"),
         ] {
-            let err = Key::parse(&text, "key.pem").unwrap_err().to_string();
+            let err = Key::parse(&text, "key.pem", b"").unwrap_err().to_string();
             assert!(err.contains(reason) && err.contains("key.pem") && err.contains("kiln keygen"), "{err}");
         }
     }

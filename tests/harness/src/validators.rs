@@ -221,12 +221,18 @@ impl Drop for Container {
 /// `install_validators` makes under the target folder; `None` (after
 /// skip_or_fail) when it is missing.
 pub fn spdx_validator() -> Option<PathBuf> {
-    let program = crate::nixpkgs::target_dir().join("kiln-validators/bin/pyspdxtools");
+    installed_tool("kiln-validators/bin/pyspdxtools", "install_validators")
+}
+
+/// The program at `relative` under the target folder, which tests/setup.sh's
+/// `installer` puts there; `None` (after skip_or_fail) when it is missing.
+fn installed_tool(relative: &str, installer: &str) -> Option<PathBuf> {
+    let program = crate::nixpkgs::target_dir().join(relative);
     if program.is_file() {
         return Some(program);
     }
     crate::require::skip_or_fail(&format!(
-        "{} missing (tests/run installs it: install_validators in tests/setup.sh)",
+        "{} missing (tests/run installs it: {installer} in tests/setup.sh)",
         program.display()
     ));
     None
@@ -251,4 +257,47 @@ pub fn spdx_validate(validator: &Path, file: &Path) -> String {
         file.display()
     );
     said
+}
+
+/// The skopeo that verifies sigstore signatures (Debian 13's, which lacks
+/// Debian 12's "sigstore disabled" patch), from the wrapper tests/setup.sh's
+/// `install_sigstore_skopeo` writes under the target folder; `None` (after
+/// skip_or_fail) when it is missing.
+pub fn sigstore_skopeo() -> Option<PathBuf> {
+    installed_tool("kiln-skopeo/skopeo", "install_sigstore_skopeo")
+}
+
+/// The Python of the validators venv (tests/setup.sh's
+/// `install_validators`), which has cyclonedx-python-lib and PyNaCl;
+/// `None` (after skip_or_fail) when it is missing.
+pub fn validators_python() -> Option<PathBuf> {
+    installed_tool("kiln-validators/bin/python", "install_validators")
+}
+
+/// Validates the CycloneDX 1.5 JSON document `file` with
+/// cyclonedx-python-lib's strict JSON schema validation, run by `python`
+/// (from [`validators_python`]); panics with its findings when it is
+/// invalid.
+pub fn cyclonedx_validate(python: &Path, file: &Path) {
+    const SCRIPT: &str = "
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+with open(sys.argv[1]) as f:
+    error = JsonStrictValidator(SchemaVersion.V1_5).validate_str(f.read())
+if error is not None:
+    sys.exit(str(error))
+";
+    let output = Command::new(python)
+        .args(["-c", SCRIPT])
+        .arg(file)
+        .output()
+        .expect("run the validators' python");
+    assert!(
+        output.status.success(),
+        "cyclonedx-python-lib refused {}: {}{}",
+        file.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

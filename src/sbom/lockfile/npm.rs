@@ -6,15 +6,14 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde_json::Value;
 
-use super::purl::purl;
-use super::{AppPackage, Checksum};
+use crate::sbom::{AppPackage, Checksum};
 
 /// The packages `lock` (the text of a `package-lock.json`) installs, each
 /// name and version once. The app itself and workspace links are not
 /// dependencies, so they are left out. `Err` says what is wrong with it.
-pub fn packages(lock: &[u8]) -> Result<Vec<AppPackage>, String> {
-    let lock: Value =
-        serde_json::from_slice(lock).map_err(|e| format!("is not valid JSON ({e})"))?;
+pub fn packages(lock: &[u8]) -> Result<Vec<AppPackage>, super::Problem> {
+    let lock: Value = serde_json::from_slice(lock)
+        .map_err(|e| super::Problem::at(e.line().max(1), format!("is not valid JSON ({e})")))?;
     let mut found = BTreeMap::new();
     match (lock.get("packages"), lock.get("dependencies")) {
         (Some(packages), _) => {
@@ -77,33 +76,39 @@ fn add(
     let version = version
         .as_str()
         .ok_or_else(|| format!("has a `version` of `{key}` that is not a string"))?;
+    let checksum = entry
+        .get("integrity")
+        .and_then(Value::as_str)
+        .and_then(integrity);
+    let package = npm_package(name, version, checksum)
+        .map_err(|reason| format!("has a package at `{key}` that {reason}"))?;
+    found.entry(package.purl.clone()).or_insert(package);
+    Ok(())
+}
+
+/// The npm package `name` (`@scope/name` or `name`) at `version`; `Err`
+/// (a phrase) when npm could not have such a name.
+pub fn npm_package(
+    name: &str,
+    version: &str,
+    checksum: Option<Checksum>,
+) -> Result<AppPackage, String> {
     if name.is_empty() || name.len() > 214 {
-        return Err(format!(
-            "names a package `{name}` at `{key}` that npm cannot have"
-        ));
+        return Err(format!("is named `{name}`, which npm cannot have"));
     }
     let (namespace, bare) = match name.split_once('/') {
         Some((scope, bare)) if scope.starts_with('@') => (Some(scope), bare),
         _ => (None, name),
     };
-    let package = AppPackage {
-        ecosystem: "npm",
-        name: name.to_string(),
-        version: version.to_string(),
-        purl: purl("npm", namespace, bare, Some(version)),
-        checksum: entry
-            .get("integrity")
-            .and_then(Value::as_str)
-            .and_then(integrity),
-    };
-    found.entry(package.purl.clone()).or_insert(package);
-    Ok(())
+    let mut package = super::package("npm", namespace, bare, version, checksum);
+    package.name = name.to_string();
+    Ok(package)
 }
 
 /// The strongest hash of a Subresource Integrity string (`sha512-<base64>`,
 /// possibly several separated by spaces). Unknown or broken ones give none:
 /// the checksum is extra information, never a reason to fail.
-fn integrity(text: &str) -> Option<Checksum> {
+pub fn integrity(text: &str) -> Option<Checksum> {
     text.split_whitespace()
         .filter_map(|part| {
             let (algorithm, value) = part.split_once('-')?;
@@ -188,7 +193,7 @@ mod tests {
                 "not an object",
             ),
         ] {
-            let err = packages(lock).unwrap_err();
+            let err = packages(lock).unwrap_err().reason;
             assert!(err.contains(reason), "{err}");
         }
     }
