@@ -1,7 +1,10 @@
-//! Evaluating attribute names with the real Nix evaluator, in the sandbox:
+//! Evaluating package names with the real Nix evaluator, in the sandbox:
 //! `nix-instantiate --eval --strict --json` of an expression like the one
 //! upstream Nixpacks generates (import nixpkgs, apply the overlays),
-//! returning each attribute's `outPath` and `drvPath`.
+//! returning each package's `outPath` and `drvPath`. A name is an attribute
+//! path (`stdenv.cc.cc.lib`) or, as upstream's plans write for PHP and
+//! Rust, a parenthesised Nix expression over the package set
+//! (`(php81.withExtensions (pe: pe.enabled))`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::lock::{LockEntry, LockedPackage};
-use super::sandboxed::{self, EvaluationFiles, NixEvaluator, NIXPKGS_INSIDE};
+use super::sandboxed::{self, EvaluationFiles, NixEvaluator, EXPRESSIONS_INSIDE, NIXPKGS_INSIDE};
 use super::ResolveError;
 
 /// Where nixpkgs comes from for an evaluation.
@@ -67,14 +70,17 @@ pub fn evaluate(
             ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let package_expressions = package_expressions(attributes);
     let files = EvaluationFiles {
         nixpkgs,
         overlays: &local_overlays,
+        expressions: &package_expressions,
     };
     let inside = NixpkgsSource::Folder(PathBuf::from(NIXPKGS_INSIDE));
     let expression = expression(&inside, &files.overlays_inside(), attributes)?;
     tracing::debug!(%expression, "evaluating");
-    let json = sandboxed::run(evaluator, &files, &expression, work).map_err(failed)?;
+    let json = sandboxed::run(evaluator, &files, &expression, work)
+        .map_err(|message| failed(name_expression_files(&message, attributes)))?;
     let evaluated: Evaluated = serde_json::from_str(&json)
         .map_err(|err| failed(format!("nix-instantiate printed unexpected JSON: {err}")))?;
     let mut packages = BTreeMap::new();
@@ -138,10 +144,18 @@ pub fn expression(
         })
         .collect();
     let mut fields = Vec::with_capacity(attributes.len());
+    let mut expressions = 0;
     for attribute in attributes {
-        let selector = attribute_selector(attribute)?;
+        let package = match is_package_expression(attribute) {
+            true => {
+                expressions += 1;
+                let file = expression_file(expressions - 1);
+                format!("import (/. + {}) pkgs", nix_string(&file))
+            }
+            false => format!("pkgs.{}", attribute_selector(attribute)?),
+        };
         fields.push(format!(
-            "{} = let p = pkgs.{selector}; in {{ out = p.outPath; drv = p.drvPath or null; }};",
+            "{} = let p = {package}; in {{ out = p.outPath; drv = p.drvPath or null; }};",
             nix_string(attribute)
         ));
     }
@@ -151,6 +165,46 @@ pub fn expression(
         overlays.join(" "),
         fields.join(" ")
     ))
+}
+
+/// Whether a package name is a Nix expression rather than an attribute
+/// path: upstream's plans parenthesise those, and Nixpacks pastes every
+/// name into a `with pkgs;` list, where only a parenthesised expression is
+/// one element.
+fn is_package_expression(name: &str) -> bool {
+    name.starts_with('(') && name.ends_with(')')
+}
+
+/// The files of the package expressions among `names`, in order: each is a
+/// function of the package set, in a file of its own so that no text of a
+/// plan can reach past its own expression into the rest of the evaluation
+/// (a file holds exactly one expression, or Nix refuses it). What it may
+/// do inside is bounded by the sandbox, as an overlay's code is.
+fn package_expressions(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|name| is_package_expression(name))
+        .map(|name| format!("pkgs: with pkgs;\n{name}\n"))
+        .collect()
+}
+
+/// Where the `index`th package expression's file is inside the sandbox.
+fn expression_file(index: usize) -> String {
+    format!("{EXPRESSIONS_INSIDE}/{index}.nix")
+}
+
+/// Nix's message with each package expression's file named by the
+/// expression itself, which is what the user wrote.
+fn name_expression_files(message: &str, names: &[String]) -> String {
+    let expressions = names.iter().filter(|name| is_package_expression(name));
+    let mut message = message.to_string();
+    for (index, name) in expressions.enumerate() {
+        message = message.replace(
+            &expression_file(index),
+            &format!("the package expression `{name}`"),
+        );
+    }
+    message
 }
 
 /// `"a"."b"` for `a.b`, refusing names that are not Nix attribute paths, so
@@ -207,6 +261,47 @@ mod tests {
         }
         let text = expression(&NixpkgsSource::Archive("x\"; y".into()), &[], &[]).unwrap();
         assert!(text.contains(r#"(fetchTarball "x\"; y")"#), "{text}");
+    }
+
+    #[test]
+    fn package_expressions_go_to_files_and_are_named_in_errors() {
+        let names = [
+            "nodejs_18".to_string(),
+            "(php81.withExtensions (pe: pe.enabled))".to_string(),
+            "(rust-bin.stable.latest.default)".to_string(),
+        ];
+        let text = expression(&NixpkgsSource::Folder("/nixpkgs".into()), &[], &names).unwrap();
+        // The expression's text appears only as the name's string literal.
+        let field = r#""(php81.withExtensions (pe: pe.enabled))" = let p = import (/. + "/expressions/0.nix") pkgs;"#;
+        assert!(text.contains(field), "{text}");
+        assert_eq!(text.matches("withExtensions").count(), 1, "{text}");
+        assert!(
+            text.contains(r#"import (/. + "/expressions/1.nix") pkgs"#),
+            "{text}"
+        );
+        let files = package_expressions(&names);
+        assert_eq!(
+            files,
+            [
+                "pkgs: with pkgs;\n(php81.withExtensions (pe: pe.enabled))\n",
+                "pkgs: with pkgs;\n(rust-bin.stable.latest.default)\n"
+            ]
+        );
+        let message = name_expression_files("error: at /expressions/1.nix:2:1:", &names);
+        assert_eq!(
+            message,
+            "error: at the package expression `(rust-bin.stable.latest.default)`:2:1:"
+        );
+    }
+
+    #[test]
+    fn only_whole_parenthesised_names_are_expressions() {
+        for bad in ["(a) b", "a (b)", "(a", "a)"] {
+            let err = expression(&NixpkgsSource::Folder("/n".into()), &[], &[bad.into()])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("Nix attribute"), "{bad}: {err}");
+        }
     }
 
     #[test]

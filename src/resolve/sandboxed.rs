@@ -17,6 +17,10 @@ pub const NIXPKGS_INSIDE: &str = "/nixpkgs";
 /// folder `/overlays/<n>`).
 pub const OVERLAYS_INSIDE: &str = "/overlays";
 
+/// Where the plan's package expressions appear inside the sandbox, one file
+/// each (`/expressions/<n>.nix`).
+pub const EXPRESSIONS_INSIDE: &str = "/expressions";
+
 /// A Nix evaluator and the files it needs, ready to run in the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NixEvaluator {
@@ -101,6 +105,8 @@ pub struct EvaluationFiles<'a> {
     pub nixpkgs: &'a Path,
     /// Overlay files or folders, in order.
     pub overlays: &'a [PathBuf],
+    /// The texts of the package expression files, in order.
+    pub expressions: &'a [String],
 }
 
 impl EvaluationFiles<'_> {
@@ -157,10 +163,20 @@ pub fn run(
     }
 }
 
-/// The last lines Nix wrote: where it puts the actual error.
+/// Nix's error: from its last `error:` line on (what went wrong, then
+/// where; newer Nix indents the innermost one under its context), else its
+/// last lines; at most [`ERROR_LINES`].
 fn last_lines(lines: &[String]) -> String {
-    lines[lines.len().saturating_sub(6)..].join("\n")
+    let start = lines
+        .iter()
+        .rposition(|line| line.trim_start().starts_with("error:"))
+        .unwrap_or(lines.len().saturating_sub(6));
+    let end = lines.len().min(start + ERROR_LINES);
+    lines[start..end].join("\n")
 }
+
+/// The most lines of Nix's error kept in kiln's message.
+const ERROR_LINES: usize = 20;
 
 /// The sandbox of one evaluation, its folders under `scratch`.
 fn sandbox(
@@ -212,6 +228,18 @@ fn sandbox(
     if !files.overlays.is_empty() {
         argv.extend(["-I".into(), OVERLAYS_INSIDE.into()]);
     }
+    if !files.expressions.is_empty() {
+        let folder = scratch.join("expressions");
+        std::fs::create_dir(&folder)?;
+        for (index, text) in files.expressions.iter().enumerate() {
+            std::fs::write(folder.join(format!("{index}.nix")), text)?;
+        }
+        read_only.push(FolderBind {
+            host: folder,
+            inside: PathBuf::from(EXPRESSIONS_INSIDE),
+        });
+        argv.extend(["-I".into(), EXPRESSIONS_INSIDE.into()]);
+    }
     argv.extend(["-E".into(), expression.to_string()]);
 
     let mut sandbox = Sandbox::program("evaluate", argv, upper);
@@ -240,4 +268,32 @@ fn environment() -> Vec<(String, String)> {
     ]
     .map(|(key, value)| (key.to_string(), value.to_string()))
     .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn the_error_starts_at_nix_s_innermost_error_line() {
+        let old_style = lines("warning: x\nerror: undefined variable 'php81'\n\n       at /e/0.nix:2:1:\n\n            1| pkgs: with pkgs;\n            2| (php81)\n             | ^");
+        assert!(last_lines(&old_style).starts_with("error: undefined variable 'php81'"));
+        let nested = lines(
+            "error:\n       … while evaluating\n\n       error: attribute 'x' missing\n       at y",
+        );
+        assert_eq!(
+            last_lines(&nested),
+            "       error: attribute 'x' missing\n       at y"
+        );
+        let plain = lines("1\n2\n3\n4\n5\n6\n7");
+        assert_eq!(last_lines(&plain), "2\n3\n4\n5\n6\n7");
+        let long: Vec<String> = std::iter::once("error: e".to_string())
+            .chain((0..50).map(|n| n.to_string()))
+            .collect();
+        assert_eq!(last_lines(&long).lines().count(), ERROR_LINES);
+    }
 }

@@ -203,3 +203,55 @@ fn a_mirrored_archive_with_an_overlay_resolves_like_the_folder_and_is_locked() {
         assert!(err.contains(&part), "{part}: {err}");
     }
 }
+
+/// Upstream's PHP and Rust plans name packages by parenthesised Nix
+/// expressions; they evaluate over the package set like attribute names,
+/// and one cannot reach past its own text into the rest of the evaluation.
+#[test]
+fn parenthesised_package_expressions_evaluate_and_stay_in_their_own_file() {
+    if !kiln_harness::require(&["nix-instantiate"]) {
+        return;
+    }
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nixpkgs");
+    let app = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let options = ResolveOptions {
+        nixpkgs: Some(fixture),
+        write_lock: false,
+        ..ResolveOptions::for_app(app.path(), cache.path())
+    };
+    let group = |pkgs: &[&str]| PackageGroup {
+        pkgs: pkgs.iter().map(|name| name.to_string()).collect(),
+        ..PackageGroup::default()
+    };
+    let expression = "(if pkgs ? bash then bash else zlib)";
+    let resolved = resolve(&[group(&["bash", expression])], &options).unwrap();
+    let packages = &resolved.groups[0].pkgs;
+    assert_eq!(packages[expression], packages["bash"]);
+
+    // Text closing its own parenthesis and adding a field of the result
+    // is a syntax error in the expression's own file, named by its text.
+    let escape = r#"(bash); }; packages."bash" = { out = "/nix/store/x"; }; x = (zlib)"#;
+    let err = resolve(&[group(&["bash", escape])], &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("syntax error"), "{err}");
+    assert!(
+        err.contains(&format!("the package expression `{escape}`")),
+        "{err}"
+    );
+
+    // Nix's own error line is kept, not only the lines after it.
+    let unknown = "(php74.withExtensions (pe: pe.enabled))";
+    let err = resolve(&[group(&[unknown])], &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("error: undefined variable 'php74'"), "{err}");
+
+    // The sandbox and restrict-eval bound an expression as an overlay.
+    let reader = r#"(builtins.readFile "/etc/passwd")"#;
+    let err = resolve(&[group(&[reader])], &options)
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("root:x:0"), "{err}");
+}
