@@ -144,19 +144,11 @@ fn purl_safe(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sbom::test_support::{closure, npm_packages};
+    use crate::sbom::test_support;
+    use crate::sbom::SbomFormat;
 
     fn document() -> Value {
-        let app = npm_packages();
-        let bytes = spdx_json(&SbomInputs {
-            name: "team/app",
-            image_digest: &format!("sha256:{}", "cd".repeat(32)),
-            store_paths: &closure(),
-            app: &app,
-            source_date_epoch: 1,
-        })
-        .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
+        test_support::document(SbomFormat::Spdx)
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use kiln_store::{ClosurePath, Origin};
 
-use super::AppPackage;
+use super::{AppPackage, SbomFormat, SbomInputs};
 
 /// `glibc-2.37` and `nodejs-20.11.1`, which refers to it.
 pub fn closure() -> Vec<ClosurePath> {
@@ -35,4 +35,20 @@ pub fn npm_packages() -> Vec<AppPackage> {
         "A".repeat(86)
     );
     super::lockfile::npm::packages(lock.as_bytes()).unwrap()
+}
+
+/// The document `format` writes for image `team/app` of [`closure`] and
+/// [`npm_packages`], parsed.
+pub fn document(format: SbomFormat) -> serde_json::Value {
+    let app = npm_packages();
+    let bytes = format
+        .document(&SbomInputs {
+            name: "team/app",
+            image_digest: &format!("sha256:{}", "cd".repeat(32)),
+            store_paths: &closure(),
+            app: &app,
+            source_date_epoch: 1,
+        })
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
 }

@@ -2,14 +2,8 @@
 
 use serde::Deserialize;
 
-use super::{hex_checksum, package, toml_problem, unique, Problem};
+use super::{hex_checksum, package, toml_packages, unique, Problem};
 use crate::sbom::AppPackage;
-
-#[derive(Deserialize)]
-struct Lock {
-    #[serde(default)]
-    package: Vec<Package>,
-}
 
 #[derive(Deserialize)]
 struct Package {
@@ -22,9 +16,8 @@ struct Package {
 /// The crates `lock` names that come from a registry or git: a package
 /// without a `source` is a member of the app's own workspace.
 pub fn packages(lock: &[u8]) -> Result<Vec<AppPackage>, Problem> {
-    let text = super::text(lock)?;
-    let lock: Lock = toml::from_str(text).map_err(|e| toml_problem(lock, &e))?;
-    Ok(unique(lock.package.into_iter().filter_map(|p| {
+    let packages: Vec<Package> = toml_packages(lock)?;
+    Ok(unique(packages.into_iter().filter_map(|p| {
         p.source.as_ref()?;
         let checksum = p
             .checksum

@@ -191,13 +191,23 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
         .count()
 }
 
-/// A TOML parse error as a problem at its line.
-fn toml_problem(bytes: &[u8], error: &toml::de::Error) -> Problem {
-    let reason = format!("is not valid TOML ({})", error.message());
-    match error.span() {
-        Some(span) => Problem::at(line_of(bytes, span.start), reason),
-        None => Problem::whole(reason),
+/// The `[[package]]` tables of a TOML lockfile (Cargo.lock, poetry.lock,
+/// uv.lock all list their packages so), each read as `P`; a parse error is
+/// a problem at its line.
+fn toml_packages<P: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Vec<P>, Problem> {
+    #[derive(serde::Deserialize)]
+    struct Lock<P> {
+        #[serde(default = "Vec::new")]
+        package: Vec<P>,
     }
+    let lock: Lock<P> = toml::from_str(text(bytes)?).map_err(|error| {
+        let reason = format!("is not valid TOML ({})", error.message());
+        match error.span() {
+            Some(span) => Problem::at(line_of(bytes, span.start), reason),
+            None => Problem::whole(reason),
+        }
+    })?;
+    Ok(lock.package)
 }
 
 /// `bytes` parsed as YAML, or the problem at its line.

@@ -69,15 +69,7 @@ fn split_key(key: &str, version_5: bool) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sbom::lockfile::test_support::survives;
-
-    fn purls(lock: &str) -> Vec<String> {
-        packages(lock.as_bytes())
-            .unwrap()
-            .into_iter()
-            .map(|p| p.purl)
-            .collect()
-    }
+    use crate::sbom::lockfile::test_support::{purls, survives};
 
     #[test]
     fn reads_versions_5_6_and_9() {
@@ -85,15 +77,15 @@ mod tests {
         let v6 = "lockfileVersion: '6.0'\npackages:\n  /@types/node@20.1.0:\n    resolution: {integrity: sha512-AAEC}\n  /react-dom@18.2.0(react@18.2.0):\n    dev: false\n";
         let v9 = "lockfileVersion: '9.0'\nimporters:\n  .: {}\npackages:\n  '@types/node@20.1.0':\n    resolution: {integrity: sha512-AAEC}\n  react-dom@18.2.0:\n    resolution: {integrity: sha512-AAEC}\nsnapshots:\n  react-dom@18.2.0(react@18.2.0): {}\n";
         let expected = ["pkg:npm/%40types/node@20.1.0", "pkg:npm/react-dom@18.2.0"];
-        assert_eq!(purls(v5), expected);
-        assert_eq!(purls(v6), expected);
-        assert_eq!(purls(v9), expected);
+        assert_eq!(purls(packages, v5), expected);
+        assert_eq!(purls(packages, v6), expected);
+        assert_eq!(purls(packages, v9), expected);
     }
 
     #[test]
     fn entry_fields_win_and_workspace_links_are_left_out() {
         let lock = "lockfileVersion: '6.0'\npackages:\n  '@tarball/x@file:x.tgz':\n    name: x\n    version: 1.0.0\n  /y@link:../y: {}\n";
-        assert_eq!(purls(lock), ["pkg:npm/x@1.0.0"]);
+        assert_eq!(purls(packages, lock), ["pkg:npm/x@1.0.0"]);
     }
 
     #[test]
@@ -113,7 +105,7 @@ mod tests {
         assert_eq!(split_key("/", true), None);
         assert_eq!(split_key("é@1", false), Some(("é", "1")));
         let wrong = "packages:\n  'a@1':\n    name: [x]\n";
-        assert_eq!(purls(wrong), ["pkg:npm/a@1"]);
+        assert_eq!(purls(packages, wrong), ["pkg:npm/a@1"]);
         assert!(survives(packages, &[bad.as_bytes(), not_map.as_bytes()]) >= 8);
     }
 }

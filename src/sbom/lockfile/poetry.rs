@@ -2,14 +2,8 @@
 
 use serde::Deserialize;
 
-use super::{package, pypi_name, toml_problem, unique, Problem};
+use super::{package, pypi_name, toml_packages, unique, Problem};
 use crate::sbom::AppPackage;
-
-#[derive(Deserialize)]
-struct Lock {
-    #[serde(default)]
-    package: Vec<Package>,
-}
 
 #[derive(Deserialize)]
 struct Package {
@@ -20,9 +14,8 @@ struct Package {
 /// The packages `lock` pins. Poetry records a hash per wheel and sdist,
 /// not one for the package, so none is given as its checksum.
 pub fn packages(lock: &[u8]) -> Result<Vec<AppPackage>, Problem> {
-    let text = super::text(lock)?;
-    let lock: Lock = toml::from_str(text).map_err(|e| toml_problem(lock, &e))?;
-    Ok(unique(lock.package.iter().map(|p| {
+    let packages: Vec<Package> = toml_packages(lock)?;
+    Ok(unique(packages.iter().map(|p| {
         package("pypi", None, &pypi_name(&p.name), &p.version, None)
     })))
 }

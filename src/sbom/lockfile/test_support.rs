@@ -47,3 +47,12 @@ pub fn survives(parse: Parser, own: &[&[u8]]) -> usize {
     }
     refused
 }
+
+/// The purls `parse` reads from `lock`, which it must accept.
+pub fn purls(parse: Parser, lock: &str) -> Vec<String> {
+    parse(lock.as_bytes())
+        .unwrap()
+        .into_iter()
+        .map(|p| p.purl)
+        .collect()
+}

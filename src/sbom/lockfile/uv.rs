@@ -2,14 +2,8 @@
 
 use serde::Deserialize;
 
-use super::{package, prefixed_hash, pypi_name, toml_problem, unique, Problem};
+use super::{package, prefixed_hash, pypi_name, toml_packages, unique, Problem};
 use crate::sbom::AppPackage;
-
-#[derive(Deserialize)]
-struct Lock {
-    #[serde(default)]
-    package: Vec<Package>,
-}
 
 #[derive(Deserialize)]
 struct Package {
@@ -29,9 +23,8 @@ struct Archive {
 /// source) is left out; a package's sdist hash is its checksum, the one
 /// archive every platform shares.
 pub fn packages(lock: &[u8]) -> Result<Vec<AppPackage>, Problem> {
-    let text = super::text(lock)?;
-    let lock: Lock = toml::from_str(text).map_err(|e| toml_problem(lock, &e))?;
-    Ok(unique(lock.package.iter().filter_map(|p| {
+    let packages: Vec<Package> = toml_packages(lock)?;
+    Ok(unique(packages.iter().filter_map(|p| {
         if p.source.contains_key("editable") || p.source.contains_key("virtual") {
             return None;
         }

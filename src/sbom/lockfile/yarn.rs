@@ -134,15 +134,7 @@ fn berry_packages(lock: &[u8]) -> Result<Vec<AppPackage>, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sbom::lockfile::test_support::survives;
-
-    fn purls(lock: &str) -> Vec<String> {
-        packages(lock.as_bytes())
-            .unwrap()
-            .into_iter()
-            .map(|p| p.purl)
-            .collect()
-    }
+    use crate::sbom::lockfile::test_support::{purls, survives};
 
     #[test]
     fn reads_yarn_1() {
@@ -161,7 +153,7 @@ lodash@^4.17.21:
   version "4.17.21"
 "#;
         assert_eq!(
-            purls(lock),
+            purls(packages, lock),
             [
                 "pkg:npm/%40babel/code-frame@7.12.13",
                 "pkg:npm/lodash@4.17.21"
@@ -218,7 +210,7 @@ lodash@^4.17.21:
         assert!(packages(berry_bad.as_bytes()).unwrap_err().line.is_some());
         let berry_type = "__metadata:\n  version: 8\n\"a@npm:1\":\n  resolution: [1]\n";
         assert!(packages(berry_type.as_bytes()).is_err());
-        let encoded = purls("\"a%b#c@1\":\n  version \"1?x\"\n");
+        let encoded = purls(packages, "\"a%b#c@1\":\n  version \"1?x\"\n");
         assert_eq!(encoded, ["pkg:npm/a%25b%23c@1%3Fx"]);
         assert!(survives(packages, &[no_version.as_bytes(), berry_bad.as_bytes()]) >= 10);
     }
