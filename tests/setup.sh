@@ -6,7 +6,8 @@ packages=(
   nix-bin docker-registry skopeo umoci oci-image-tool runc busybox-static
   patchelf nginx bubblewrap pigz debootstrap openssl apache2-utils curl
   uidmap zstd xz-utils time python3-venv golang-1.19-go caddy
-  php8.2-cli php8.2-fpm php8.2-mbstring composer tzdata
+  php8.2-cli php8.2-fpm php8.2-mbstring composer tzdata ruby rustc cargo
+  gcc-12 binutils libc6-dev
 )
 test_user=kiln-test
 

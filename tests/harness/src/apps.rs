@@ -58,6 +58,21 @@ pub enum FixtureApp {
     /// and php-fpm as the PHP provider plans it (not in
     /// [`FixtureApp::ALL`]: it needs the fixture's PHP).
     PhpApp,
+    /// A Rust server of the standard library only, built by the Rust
+    /// provider's plan for glibc (not in [`FixtureApp::ALL`]: it needs the
+    /// fixture's Rust).
+    RustServer,
+    /// A Ruby server of the standard library with an empty bundle: Bundler
+    /// installs and runs it, Ruby and OpenSSL from the fixture (not in
+    /// [`FixtureApp::ALL`]: it needs the fixture's Ruby).
+    RubyApp,
+    /// A Deno server run as the Deno provider plans it (not in
+    /// [`FixtureApp::ALL`]: it needs the fixture's Deno).
+    DenoApp,
+    /// A Bun server with no dependencies, installed and started by Bun as
+    /// the Node provider plans Bun apps (not in [`FixtureApp::ALL`]: it
+    /// needs the fixture's Bun).
+    BunApp,
 }
 
 impl FixtureApp {
@@ -89,6 +104,10 @@ impl FixtureApp {
             FixtureApp::GoServer => "go-server",
             FixtureApp::NodeViteSpa => "node-vite-spa",
             FixtureApp::PhpApp => "php-app",
+            FixtureApp::RustServer => "rust-server",
+            FixtureApp::RubyApp => "ruby-app",
+            FixtureApp::DenoApp => "deno-app",
+            FixtureApp::BunApp => "bun-app",
         }
     }
 
