@@ -9,7 +9,8 @@
 //! package standing in). Ruby: Bundler installs and runs an app whose
 //! config takes Ruby and OpenSSL from Nix instead of rbenv and apt. Deno
 //! and Bun: the binaries their npm packages ship run their providers'
-//! plans.
+//! plans. Java: Maven packages the app with the plan's command, its
+//! plugins from the fixture's repository.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -190,6 +191,36 @@ fn a_bun_app_is_installed_and_started_by_bun() {
     );
     assert_eq!(plan["start"]["cmd"], "bun run start");
     build_and_answer(fixture, app);
+}
+
+#[test]
+fn a_maven_project_is_packaged_by_the_java_plan_and_its_jar_answers() {
+    let Some(fixture) = FixtureNixpkgs::get() else {
+        return;
+    };
+    if !require(&["umoci", "runc", "curl"]) {
+        return;
+    }
+    let app = FixtureApp::JavaServer;
+    let plan = plan(app);
+    assert_eq!(
+        plan["phases"]["setup"]["nixPkgs"],
+        serde_json::json!(["jdk17", "maven"])
+    );
+    assert_eq!(
+        plan["phases"]["build"]["cmds"],
+        serde_json::json!([
+            "mvn -DoutputFile=target/mvn-dependency-list.log -B -DskipTests clean dependency:list install"
+        ])
+    );
+    assert_eq!(plan["start"]["cmd"], "java  $JAVA_OPTS -jar target/*jar");
+
+    let (_work, layout) = build_and_answer(fixture, app);
+    let bundle = Bundle::unpack(&layout, "latest");
+    assert!(bundle
+        .rootfs()
+        .join("app/target/java-server-1.0.jar")
+        .is_file());
 }
 
 /// Builds `app` into an OCI layout in a new temporary folder and checks

@@ -73,6 +73,10 @@ pub enum FixtureApp {
     /// the Node provider plans Bun apps (not in [`FixtureApp::ALL`]: it
     /// needs the fixture's Bun).
     BunApp,
+    /// A Java server of the JDK only, packaged by Maven from Debian's
+    /// plugins into a runnable jar as the Java provider plans it (not in
+    /// [`FixtureApp::ALL`]: it needs the fixture's JDK and Maven).
+    JavaServer,
 }
 
 impl FixtureApp {
@@ -108,6 +112,7 @@ impl FixtureApp {
             FixtureApp::RubyApp => "ruby-app",
             FixtureApp::DenoApp => "deno-app",
             FixtureApp::BunApp => "bun-app",
+            FixtureApp::JavaServer => "java-server",
         }
     }
 
