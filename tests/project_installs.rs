@@ -52,17 +52,14 @@ fn a_flit_project_installed_with_pip_install_dot_builds_and_answers() {
 
 /// `kiln build app` into `oci:<layout>:latest` with a cache in `work`.
 fn build(fixture: &FixtureNixpkgs, app: FixtureApp, work: &Path, layout: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .env_remove("RUST_LOG")
-        .arg("--cache-dir")
-        .arg(work.join("cache"))
-        .arg("build")
-        .arg(app.dir())
-        .args(fixture.kiln_source_args())
-        .arg("--output")
-        .arg(format!("oci:{}:latest", layout.display()))
-        .output()
-        .unwrap()
+    app.build_command(
+        env!("CARGO_BIN_EXE_kiln"),
+        fixture,
+        &work.join("cache"),
+        layout,
+    )
+    .output()
+    .unwrap()
 }
 
 #[test]

@@ -5,7 +5,12 @@
 packages=(
   nix-bin docker-registry skopeo umoci oci-image-tool runc busybox-static
   patchelf nginx bubblewrap pigz debootstrap openssl apache2-utils curl
-  uidmap zstd xz-utils time python3-venv
+  uidmap zstd xz-utils time python3-venv golang-1.19-go caddy
+  php8.2-cli php8.2-fpm php8.2-mbstring composer tzdata ruby rustc cargo
+  gcc-12 binutils libc6-dev openjdk-17-jdk-headless maven libsurefire-java
+  libmaven-clean-plugin-java libmaven-compiler-plugin-java
+  libmaven-dependency-plugin-java libmaven-install-plugin-java
+  libmaven-jar-plugin-java libmaven-resources-plugin-java
 )
 test_user=kiln-test
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
-use oci_client::errors::OciDistributionError;
+use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::{Reference, RegistryOperation};
 
 use super::blob_stream::file_chunks;
@@ -211,15 +211,60 @@ async fn put_manifest(
     };
     for (target, operation) in &targets {
         with_retry(session.backoff, &session.site, operation, || {
-            session.client.push_manifest_raw(
-                target,
-                image.manifest_bytes.clone(),
-                content_type.clone(),
-            )
+            put_manifest_once(session, target, image, &content_type)
         })
         .await?;
     }
     Ok(())
+}
+
+/// How often a manifest put is repeated while a blob it names is still
+/// being committed by another push (see [`is_blob_being_committed`]).
+const BLOB_COMMIT_ATTEMPTS: u64 = 5;
+
+/// Puts the manifest under `target` once, waiting for a blob that another
+/// push is committing at the same moment.
+async fn put_manifest_once(
+    session: &Session,
+    target: &Reference,
+    image: &LayoutImage,
+    content_type: &reqwest::header::HeaderValue,
+) -> Result<String, OciDistributionError> {
+    let mut attempt = 1;
+    loop {
+        let result = session
+            .client
+            .push_manifest_raw(target, image.manifest_bytes.clone(), content_type.clone())
+            .await;
+        match result {
+            Err(err) if attempt < BLOB_COMMIT_ATTEMPTS && is_blob_being_committed(&err) => {
+                tracing::warn!(%err, attempt, "a blob the manifest names is still being committed; putting the manifest again");
+                tokio::time::sleep(std::time::Duration::from_millis(250 * attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A refusal of a manifest whose blobs this push has just sent or found:
+/// the registry calls one unknown, or its digest invalid. docker-registry
+/// answers so while another push commits the same blob at the same moment
+/// (two builds of one app pushing the SBOM's `{}` config in
+/// tests/cache_repo.rs got both codes at once); it settles in moments.
+fn is_blob_being_committed(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::ServerError {
+            code: 400, message, ..
+        } => message.contains("MANIFEST_BLOB_UNKNOWN") || message.contains("DIGEST_INVALID"),
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestBlobUnknown | OciErrorCode::DigestInvalid
+            )
+        }),
+        _ => false,
+    }
 }
 
 /// The destination's tag (`latest` when it names neither tag nor digest)
@@ -360,5 +405,30 @@ mod tests {
         assert_eq!(tags(&r, &["v1".into(), "latest".into()]), ["latest", "v1"]);
         let r = parse_reference("h:1/app:v2").unwrap();
         assert_eq!(tags(&r, &[]), ["v2"]);
+    }
+
+    #[test]
+    fn only_a_blob_refusal_of_a_manifest_waits_for_a_concurrent_commit() {
+        let refusal = |code: u16, message: &str| OciDistributionError::ServerError {
+            code,
+            url: "http://127.0.0.1:5000/v2/app/manifests/latest".into(),
+            message: message.into(),
+        };
+        let seen = r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"},{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"}]}"#;
+        assert!(is_blob_being_committed(&refusal(400, seen)));
+        assert!(is_blob_being_committed(&refusal(
+            400,
+            r#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN"}]}"#
+        )));
+        assert!(!is_blob_being_committed(&refusal(
+            400,
+            r#"{"errors":[{"code":"MANIFEST_INVALID"}]}"#
+        )));
+        assert!(!is_blob_being_committed(&refusal(404, seen)));
+        assert!(!is_blob_being_committed(
+            &OciDistributionError::UnauthorizedError {
+                url: "http://127.0.0.1:5000/v2/".into()
+            }
+        ));
     }
 }

@@ -171,7 +171,7 @@ pub fn expression(
 /// path: upstream's plans parenthesise those, and Nixpacks pastes every
 /// name into a `with pkgs;` list, where only a parenthesised expression is
 /// one element.
-fn is_package_expression(name: &str) -> bool {
+pub(super) fn is_package_expression(name: &str) -> bool {
     name.starts_with('(') && name.ends_with(')')
 }
 

@@ -171,6 +171,18 @@ impl Resolved {
             .flat_map(ResolvedGroup::library_dirs)
             .collect()
     }
+
+    /// Every output path named to the package name that gave it (the
+    /// first, where two names give one path).
+    pub fn package_names(&self) -> BTreeMap<String, String> {
+        let mut names = BTreeMap::new();
+        for group in &self.groups {
+            for (name, path) in group.pkgs.iter().chain(&group.libs) {
+                names.entry(path.clone()).or_insert_with(|| name.clone());
+            }
+        }
+        names
+    }
 }
 
 /// Why resolution failed.

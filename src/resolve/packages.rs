@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use kiln_providers::Phase;
 use kiln_store::{
-    parse_store_path, Closure, ClosurePath, FetchOptions, RealizeProgress, Store, StorePath,
-    Substituters,
+    parse_store_path, Closure, ClosurePath, FetchOptions, RealizeProgress, Store, StoreError,
+    StorePath, Substituters,
 };
 
+use super::eval::is_package_expression;
 use super::{
     Archives, EvalCache, Evaluator, PackageGroup, ResolveOptions, Resolved,
     DEFAULT_NIXPKGS_ARCHIVE, LOCK_FILE,
@@ -217,6 +218,9 @@ pub struct Wanted {
     pub library_dirs: Vec<String>,
     /// What an app started in a separate run image keeps.
     pub runtime_roots: Vec<String>,
+    /// Root path to the package name the plan gave it, so a root no cache
+    /// holds is reported by that name.
+    pub names: BTreeMap<String, String>,
 }
 
 /// Resolves the packages of `phases` plus [`BASE_PACKAGES`] for the app in
@@ -259,6 +263,7 @@ pub fn resolve_plan(
         derivations: resolved.derivations(),
         library_dirs: resolved.library_dirs(),
         runtime_roots,
+        names: resolved.package_names(),
     })
 }
 
@@ -306,10 +311,14 @@ pub fn resolve_names(
     }
     Ok(Wanted {
         roots: profile.clone(),
-        derivations: resolved.map(|r| r.derivations()).unwrap_or_default(),
+        derivations: resolved
+            .as_ref()
+            .map(|r| r.derivations())
+            .unwrap_or_default(),
         runtime_roots: profile.clone(),
         profile,
         library_dirs: Vec::new(),
+        names: resolved.map(|r| r.package_names()).unwrap_or_default(),
     })
 }
 
@@ -326,8 +335,31 @@ pub fn realize(
     let closure = sources
         .store(cache_root)?
         .realize_with_progress(&substituters, &roots, &derivations, progress)
+        .map_err(|error| name_missing_package(error, wanted))
         .context("could not fetch the Nix packages")?;
     Ok(packages_of(wanted, closure))
+}
+
+/// Says which of the plan's packages no cache holds. A package expression
+/// (`(php81.withExtensions ...)`) is a new derivation public caches rarely
+/// have, and kiln builds nothing, so that error says where it must come
+/// from.
+fn name_missing_package(error: StoreError, wanted: &Wanted) -> anyhow::Error {
+    let name = match &error {
+        StoreError::NotInAnyCache { path, .. } => wanted.names.get(path),
+        _ => None,
+    };
+    let Some(name) = name.cloned() else {
+        return error.into();
+    };
+    let message = if is_package_expression(&name) {
+        format!(
+            "the package expression `{name}` gives a derivation that none of the caches holds, and kiln builds nothing: build it once with Nix and copy it to one of your caches (`nix copy --to <cache> <path>`), or name packages the caches have"
+        )
+    } else {
+        format!("the package `{name}` is in none of the caches")
+    };
+    anyhow::Error::new(error).context(message)
 }
 
 /// The closure of `wanted` read from narinfo alone, nothing downloaded:
@@ -510,5 +542,44 @@ mod tests {
             ..Phase::default()
         };
         assert!(package_groups(&[&phase], true).is_empty());
+    }
+
+    #[test]
+    fn a_root_no_cache_holds_is_named_by_its_package_and_an_expression_says_why() {
+        let php = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-php-with-extensions-8.2";
+        let node = "/nix/store/zyxwvsrqpnmlkjihgfdcba9876543210-nodejs-20";
+        let wanted = Wanted {
+            names: BTreeMap::from([
+                (
+                    php.to_string(),
+                    "(php.withExtensions (pe: pe.enabled))".to_string(),
+                ),
+                (node.to_string(), "nodejs_20".to_string()),
+            ]),
+            ..Wanted::default()
+        };
+        let missing = |path: &str| StoreError::NotInAnyCache {
+            path: path.into(),
+            tried: "https://cache.example".into(),
+        };
+
+        let expression = format!("{:#}", name_missing_package(missing(php), &wanted));
+        assert!(
+            expression
+                .starts_with("the package expression `(php.withExtensions (pe: pe.enabled))`"),
+            "{expression}"
+        );
+        assert!(expression.contains("kiln builds nothing"), "{expression}");
+        assert!(expression.contains(php), "{expression}");
+
+        let attribute = format!("{:#}", name_missing_package(missing(node), &wanted));
+        assert!(
+            attribute.starts_with("the package `nodejs_20` is in none of the caches: "),
+            "{attribute}"
+        );
+
+        let dependency = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-glibc-2.36";
+        let other = format!("{:#}", name_missing_package(missing(dependency), &wanted));
+        assert!(other.starts_with(dependency), "{other}");
     }
 }

@@ -2,10 +2,12 @@
 //! Each answers [`FixtureApp::body`] over HTTP on the port in `$PORT`.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::process::free_port;
 use crate::validators::Bundle;
+use crate::FixtureNixpkgs;
 
 /// One fixture app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,36 @@ pub enum FixtureApp {
     /// fixture's; corepack fetches it (network needed; not in
     /// [`FixtureApp::ALL`]).
     NodePnpmCorepack,
+    /// A Go module of the standard library only, built by the Go provider's
+    /// plan and run as a static binary in the slim run image (not in
+    /// [`FixtureApp::ALL`]: it compiles the standard library).
+    GoServer,
+    /// A Vite single-page app, built by `npm run build` and served by Caddy
+    /// (network needed for `npm ci`; not in [`FixtureApp::ALL`]).
+    NodeViteSpa,
+    /// A PHP app autoloaded by Composer (no dependencies), served by nginx
+    /// and php-fpm as the PHP provider plans it (not in
+    /// [`FixtureApp::ALL`]: it needs the fixture's PHP).
+    PhpApp,
+    /// A Rust server of the standard library only, built by the Rust
+    /// provider's plan for glibc (not in [`FixtureApp::ALL`]: it needs the
+    /// fixture's Rust).
+    RustServer,
+    /// A Ruby server of the standard library with an empty bundle: Bundler
+    /// installs and runs it, Ruby and OpenSSL from the fixture (not in
+    /// [`FixtureApp::ALL`]: it needs the fixture's Ruby).
+    RubyApp,
+    /// A Deno server run as the Deno provider plans it (not in
+    /// [`FixtureApp::ALL`]: it needs the fixture's Deno).
+    DenoApp,
+    /// A Bun server with no dependencies, installed and started by Bun as
+    /// the Node provider plans Bun apps (not in [`FixtureApp::ALL`]: it
+    /// needs the fixture's Bun).
+    BunApp,
+    /// A Java server of the JDK only, packaged by Maven from Debian's
+    /// plugins into a runnable jar as the Java provider plans it (not in
+    /// [`FixtureApp::ALL`]: it needs the fixture's JDK and Maven).
+    JavaServer,
 }
 
 impl FixtureApp {
@@ -73,6 +105,14 @@ impl FixtureApp {
             FixtureApp::PythonPoetryProject => "python-poetry-project",
             FixtureApp::NodeGlobalCli => "node-global-cli",
             FixtureApp::NodePnpmCorepack => "node-pnpm-corepack",
+            FixtureApp::GoServer => "go-server",
+            FixtureApp::NodeViteSpa => "node-vite-spa",
+            FixtureApp::PhpApp => "php-app",
+            FixtureApp::RustServer => "rust-server",
+            FixtureApp::RubyApp => "ruby-app",
+            FixtureApp::DenoApp => "deno-app",
+            FixtureApp::BunApp => "bun-app",
+            FixtureApp::JavaServer => "java-server",
         }
     }
 
@@ -88,6 +128,29 @@ impl FixtureApp {
         format!("hello from kiln fixture {}\n", self.name())
     }
 
+    /// `kiln build` of the app with the fixture's packages into
+    /// `oci:<layout>:latest`, with its cache in `cache`, for the caller to
+    /// add to and run; `kiln` is the binary under test.
+    pub fn build_command(
+        self,
+        kiln: &str,
+        fixture: &FixtureNixpkgs,
+        cache: &Path,
+        layout: &Path,
+    ) -> Command {
+        let mut command = Command::new(kiln);
+        command
+            .env_remove("RUST_LOG")
+            .arg("--cache-dir")
+            .arg(cache)
+            .arg("build")
+            .arg(self.dir())
+            .args(fixture.kiln_source_args())
+            .arg("--output")
+            .arg(format!("oci:{}:latest", layout.display()));
+        command
+    }
+
     /// Runs the image `tag` of the OCI layout `layout` with runc and checks
     /// that it answers [`FixtureApp::body`] on `$PORT` over loopback.
     pub fn answers_from(self, layout: &Path, tag: &str) {
@@ -97,6 +160,8 @@ impl FixtureApp {
             let env = config["process"]["env"]
                 .as_array_mut()
                 .expect("config has process.env");
+            // The plan's own PORT (PHP's is 80) gives way to the test's.
+            env.retain(|entry| !entry.as_str().is_some_and(|e| e.starts_with("PORT=")));
             env.push(format!("PORT={port}").into());
         });
         let mut container = bundle.start(&format!("kiln-build-{}-{port}", self.name()));

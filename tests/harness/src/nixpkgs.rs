@@ -357,8 +357,14 @@ fn build(definition: &Path, root: &Path) {
     let mut paths: Vec<&String> = attributes.values().collect();
     paths.sort();
     paths.dedup();
+    // xz at level 0: the toolchains make over a gigabyte of NARs, which xz's
+    // default level packs at a few MB/s a core (the fixture took half an
+    // hour); the tests need xz NARs, not the smallest ones.
     for (folder, options) in [
-        ("cache-xz", "compression=xz&parallel-compression=true"),
+        (
+            "cache-xz",
+            "compression=xz&parallel-compression=true&compression-level=0",
+        ),
         ("cache-zstd", "compression=zstd"),
     ] {
         let url = format!(
