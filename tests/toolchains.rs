@@ -13,23 +13,25 @@
 //! plugins from the fixture's repository.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kiln_harness::apps::FixtureApp;
 use kiln_harness::validators::Bundle;
-use kiln_harness::{require, FixtureNixpkgs};
+use kiln_harness::FixtureNixpkgs;
 use tempfile::TempDir;
+
+/// The kiln under test.
+const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+
+/// What building an image and running it needs besides the fixture.
+const RUN_TOOLS: [&str; 3] = ["umoci", "runc", "curl"];
 
 #[test]
 fn a_go_module_builds_with_the_go_plan_and_its_binary_answers_without_go() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&RUN_TOOLS) else {
         return;
     };
-    if !require(&["umoci", "runc", "curl"]) {
-        return;
-    }
     let app = FixtureApp::GoServer;
-    let plan = plan(app);
+    let plan = app.plan(KILN);
     assert_eq!(
         plan["phases"]["setup"]["nixPkgs"],
         serde_json::json!(["go_1_19"])
@@ -55,14 +57,11 @@ fn a_go_module_builds_with_the_go_plan_and_its_binary_answers_without_go() {
 
 #[test]
 fn a_vite_single_page_app_is_built_by_npm_and_served_by_caddy() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&RUN_TOOLS) else {
         return;
     };
-    if !require(&["umoci", "runc", "curl"]) {
-        return;
-    }
     let app = FixtureApp::NodeViteSpa;
-    let plan = plan(app);
+    let plan = app.plan(KILN);
     assert_eq!(
         plan["phases"]["caddy"]["nixPkgs"],
         serde_json::json!(["caddy"])
@@ -83,14 +82,11 @@ fn a_vite_single_page_app_is_built_by_npm_and_served_by_caddy() {
 
 #[test]
 fn a_php_app_is_installed_by_composer_and_served_by_nginx_and_php_fpm() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&RUN_TOOLS) else {
         return;
     };
-    if !require(&["umoci", "runc", "curl"]) {
-        return;
-    }
     let app = FixtureApp::PhpApp;
-    let plan = plan(app);
+    let plan = app.plan(KILN);
     let setup = &plan["phases"]["setup"]["nixPkgs"];
     assert_eq!(
         setup[0], "(php.withExtensions (pe: pe.enabled ++ []))",
@@ -109,14 +105,11 @@ fn a_php_app_is_installed_by_composer_and_served_by_nginx_and_php_fpm() {
 
 #[test]
 fn a_rust_crate_builds_with_the_rust_plan_and_its_binary_answers() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&RUN_TOOLS) else {
         return;
     };
-    if !require(&["umoci", "runc", "curl"]) {
-        return;
-    }
     let app = FixtureApp::RustServer;
-    let plan = plan(app);
+    let plan = app.plan(KILN);
     assert_eq!(
         plan["phases"]["setup"]["nixPkgs"],
         serde_json::json!(["binutils", "gcc", "rust-bin.stable.latest.default"])
@@ -134,14 +127,11 @@ fn a_rust_crate_builds_with_the_rust_plan_and_its_binary_answers() {
 
 #[test]
 fn a_ruby_app_is_installed_and_run_by_bundler_with_ruby_and_openssl_from_nix() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&RUN_TOOLS) else {
         return;
     };
-    if !require(&["umoci", "runc", "curl"]) {
-        return;
-    }
     let app = FixtureApp::RubyApp;
-    let plan = plan(app);
+    let plan = app.plan(KILN);
     assert_eq!(
         plan["phases"]["install"]["cmds"],
         serde_json::json!(["bundle install"])
@@ -159,14 +149,11 @@ fn a_ruby_app_is_installed_and_run_by_bundler_with_ruby_and_openssl_from_nix() {
 
 #[test]
 fn a_deno_app_runs_with_the_deno_plan() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&RUN_TOOLS) else {
         return;
     };
-    if !require(&["umoci", "runc", "curl"]) {
-        return;
-    }
     let app = FixtureApp::DenoApp;
-    let plan = plan(app);
+    let plan = app.plan(KILN);
     assert_eq!(
         plan["phases"]["setup"]["nixPkgs"],
         serde_json::json!(["deno"])
@@ -177,14 +164,11 @@ fn a_deno_app_runs_with_the_deno_plan() {
 
 #[test]
 fn a_bun_app_is_installed_and_started_by_bun() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&RUN_TOOLS) else {
         return;
     };
-    if !require(&["umoci", "runc", "curl"]) {
-        return;
-    }
     let app = FixtureApp::BunApp;
-    let plan = plan(app);
+    let plan = app.plan(KILN);
     assert_eq!(
         plan["phases"]["install"]["cmds"],
         serde_json::json!(["bun i --no-save"])
@@ -195,14 +179,11 @@ fn a_bun_app_is_installed_and_started_by_bun() {
 
 #[test]
 fn a_maven_project_is_packaged_by_the_java_plan_and_its_jar_answers() {
-    let Some(fixture) = FixtureNixpkgs::get() else {
+    let Some(fixture) = FixtureNixpkgs::with_tools(&RUN_TOOLS) else {
         return;
     };
-    if !require(&["umoci", "runc", "curl"]) {
-        return;
-    }
     let app = FixtureApp::JavaServer;
-    let plan = plan(app);
+    let plan = app.plan(KILN);
     assert_eq!(
         plan["phases"]["setup"]["nixPkgs"],
         serde_json::json!(["jdk17", "maven"])
@@ -228,29 +209,9 @@ fn a_maven_project_is_packaged_by_the_java_plan_and_its_jar_answers() {
 /// layout in it.
 fn build_and_answer(fixture: &FixtureNixpkgs, app: FixtureApp) -> (TempDir, PathBuf) {
     let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
-    let output = app
-        .build_command(
-            env!("CARGO_BIN_EXE_kiln"),
-            fixture,
-            &work.path().join("cache"),
-            &layout,
-        )
-        .output()
-        .unwrap();
+    let (output, layout) = app.build_in(KILN, fixture, work.path());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     app.answers_from(&layout, "latest");
     (work, layout)
-}
-
-/// What `kiln plan` prints for `app`.
-fn plan(app: FixtureApp) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .arg("plan")
-        .arg(app.dir())
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    serde_json::from_slice(&output.stdout).unwrap()
 }

@@ -2,7 +2,7 @@
 //! Each answers [`FixtureApp::body`] over HTTP on the port in `$PORT`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::process::free_port;
@@ -149,6 +149,34 @@ impl FixtureApp {
             .arg("--output")
             .arg(format!("oci:{}:latest", layout.display()));
         command
+    }
+
+    /// Runs [`FixtureApp::build_command`] with its cache in `work` and the
+    /// image into `oci:<work>/layout:latest`; returns kiln's output and the
+    /// layout.
+    pub fn build_in(self, kiln: &str, fixture: &FixtureNixpkgs, work: &Path) -> (Output, PathBuf) {
+        let layout = work.join("layout");
+        let output = self
+            .build_command(kiln, fixture, &work.join("cache"), &layout)
+            .output()
+            .expect("run kiln build");
+        (output, layout)
+    }
+
+    /// What `kiln plan` (the binary `kiln`) prints for the app.
+    pub fn plan(self, kiln: &str) -> serde_json::Value {
+        let output = Command::new(kiln)
+            .arg("plan")
+            .arg(self.dir())
+            .output()
+            .expect("run kiln plan");
+        assert!(
+            output.status.success(),
+            "kiln plan {}: {}",
+            self.name(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("kiln plan prints JSON")
     }
 
     /// Runs the image `tag` of the OCI layout `layout` with runc and checks
