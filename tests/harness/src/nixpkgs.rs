@@ -358,8 +358,9 @@ fn build(definition: &Path, root: &Path) {
     paths.sort();
     paths.dedup();
     // xz at level 0: the toolchains make over a gigabyte of NARs, which xz's
-    // default level packs at a few MB/s a core (the fixture took half an
-    // hour); the tests need xz NARs, not the smallest ones.
+    // default level packs at a few MB/s a core (one fixture build had
+    // written 79 MB of them after 8 minutes; at level 0 the whole fixture
+    // takes about 90 s); the tests need xz NARs, not the smallest ones.
     for (folder, options) in [
         (
             "cache-xz",
